@@ -1,0 +1,191 @@
+"""Synthetic Kontext transformers: the real key names and layout of BFL's ``flux1-kontext-dev`` release.
+
+Tests write tiny versions (fewer blocks, narrow width) in every format the loader reads; the GPU benchmarks use the
+same code at full size. Weights are random (value-independent timings, reproducible tests), never zeros.
+
+The layout is FLUX.1's: 19 double blocks and 38 single blocks at full size, hidden 3072, heads of 128 channels,
+64 input channels (16 latent channels x 2x2 patches), T5-XXL context of 4096 and CLIP-L pooled vector of 768.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+HEAD_DIM = 128  # fixed by FLUX's 3D RoPE axes (16 + 56 + 56)
+
+
+@dataclass(frozen=True)
+class KontextShape:
+    """Widths and depths of a Flux-family transformer."""
+
+    hidden: int = 3072
+    depth: int = 19
+    depth_single: int = 38
+    in_channels: int = 64
+    context_dim: int = 4096
+    vec_dim: int = 768
+    mlp_ratio: float = 4.0
+    guidance_embed: bool = True
+
+    @property
+    def heads(self) -> int:
+        return self.hidden // HEAD_DIM
+
+    @property
+    def mlp(self) -> int:
+        return int(self.hidden * self.mlp_ratio)
+
+
+FULL = KontextShape()
+# The smallest shape our loader accepts: two heads, two blocks of each kind; the true T5/CLIP widths so test
+# conditioning has the real shapes.
+TINY = KontextShape(hidden=256, depth=2, depth_single=2)
+
+
+def layout(shape: KontextShape = FULL) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """Yield (key, shape) for every tensor of the transformer, in BFL's order and naming."""
+    h, m = shape.hidden, shape.mlp
+
+    def linear(name: str, out_features: int, in_features: int):
+        yield f"{name}.weight", (out_features, in_features)
+        yield f"{name}.bias", (out_features,)
+
+    def mlp_embedder(name: str, in_dim: int):
+        yield from linear(f"{name}.in_layer", h, in_dim)
+        yield from linear(f"{name}.out_layer", h, h)
+
+    yield from linear("img_in", h, shape.in_channels)
+    yield from mlp_embedder("time_in", 256)
+    yield from mlp_embedder("vector_in", shape.vec_dim)
+    if shape.guidance_embed:
+        yield from mlp_embedder("guidance_in", 256)
+    yield from linear("txt_in", h, shape.context_dim)
+    for i in range(shape.depth):
+        for stream in ("img", "txt"):
+            prefix = f"double_blocks.{i}.{stream}"
+            yield from linear(f"{prefix}_mod.lin", 6 * h, h)
+            yield from linear(f"{prefix}_attn.qkv", 3 * h, h)
+            yield f"{prefix}_attn.norm.query_norm.scale", (HEAD_DIM,)
+            yield f"{prefix}_attn.norm.key_norm.scale", (HEAD_DIM,)
+            yield from linear(f"{prefix}_attn.proj", h, h)
+            yield from linear(f"{prefix}_mlp.0", m, h)
+            yield from linear(f"{prefix}_mlp.2", h, m)
+    for i in range(shape.depth_single):
+        prefix = f"single_blocks.{i}"
+        yield from linear(f"{prefix}.linear1", 3 * h + m, h)
+        yield from linear(f"{prefix}.linear2", h, h + m)
+        yield f"{prefix}.norm.query_norm.scale", (HEAD_DIM,)
+        yield f"{prefix}.norm.key_norm.scale", (HEAD_DIM,)
+        yield from linear(f"{prefix}.modulation.lin", 3 * h, h)
+    yield from linear("final_layer.linear", shape.in_channels, h)
+    yield from linear("final_layer.adaLN_modulation.1", 2 * h, h)
+
+
+def parameter_count(shape: KontextShape = FULL) -> int:
+    total = 0
+    for _, dims in layout(shape):
+        n = 1
+        for d in dims:
+            n *= d
+        total += n
+    return total
+
+
+def random_tensor(key: str, dims: tuple[int, ...], generator: torch.Generator, device="cpu") -> torch.Tensor:
+    """A value with the statistics of a trained weight: small matrices, norm scales near one, small biases."""
+    if key.endswith(".scale"):
+        return 1.0 + 0.05 * torch.randn(dims, generator=generator, device=device)
+    if key.endswith(".bias"):
+        return 0.01 * torch.randn(dims, generator=generator, device=device)
+    fan_in = dims[-1]
+    return torch.randn(dims, generator=generator, device=device) * min(0.02, fan_in**-0.5)
+
+
+def kontext_state_dict(shape: KontextShape = TINY, seed: int = 0, device="cpu") -> dict[str, torch.Tensor]:
+    """A float32 state dict with BFL key names; deterministic for a seed."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return {key: random_tensor(key, dims, generator, device) for key, dims in layout(shape)}
+
+
+def lora_state_dict(
+    base: dict[str, torch.Tensor], rank: int = 4, seed: int = 1, targets: tuple[str, ...] = ("img_attn.qkv", "linear1")
+) -> dict[str, torch.Tensor]:
+    """A LoRA in the ``diffusion_model.<key>.lora_A/B`` layout ComfyUI's LoraLoaderModelOnly reads.
+
+    Targets every 2-D weight whose key contains one of ``targets``; A and B are random so the delta is not zero.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    lora: dict[str, torch.Tensor] = {}
+    for key, value in base.items():
+        if value.ndim != 2 or not key.endswith(".weight") or not any(t in key for t in targets):
+            continue
+        stem = "diffusion_model." + key[: -len(".weight")]
+        out_features, in_features = value.shape
+        lora[f"{stem}.lora_A.weight"] = torch.randn(rank, in_features, generator=generator) * 0.05
+        lora[f"{stem}.lora_B.weight"] = torch.randn(out_features, rank, generator=generator) * 0.05
+    return lora
+
+
+# -- writers ----------------------------------------------------------------------------------------------------------
+
+FLOAT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+FP8_DTYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+
+
+def _save(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+def write_float(path: Path, sd: dict[str, torch.Tensor], dtype: str = "bf16", prefix: str = "") -> Path:
+    """bf16/fp16/fp32 safetensors, optionally with ComfyUI's ``model.diffusion_model.`` prefix."""
+    target = FLOAT_DTYPES[dtype]
+    return _save(path, {prefix + k: v.to(target) for k, v in sd.items()})
+
+
+def write_fp8(path: Path, sd: dict[str, torch.Tensor], dtype: str = "fp8_e4m3fn") -> Path:
+    """Plain fp8 safetensors as the popular Kontext fp8 files are: 2-D weights in fp8, everything else bf16."""
+    target = FP8_DTYPES[dtype]
+    out = {k: (v.to(target) if v.ndim == 2 else v.to(torch.bfloat16)) for k, v in sd.items()}
+    return _save(path, out)
+
+
+def write_scaled_fp8(path: Path, sd: dict[str, torch.Tensor], with_input_scale: bool = False) -> Path:
+    """ComfyUI's scaled fp8: a ``scaled_fp8`` marker and a per-layer ``scale_weight`` (weight = fp8 * scale)."""
+    fmax = torch.finfo(torch.float8_e4m3fn).max
+    out: dict[str, torch.Tensor] = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}
+    for key, value in sd.items():
+        if value.ndim == 2 and key.endswith(".weight"):
+            scale = value.abs().max().clamp(min=1e-12) / fmax
+            out[key] = (value / scale).to(torch.float8_e4m3fn)
+            stem = key[: -len(".weight")]
+            out[f"{stem}.scale_weight"] = scale.reshape(()).to(torch.float32)
+            if with_input_scale:
+                out[f"{stem}.scale_input"] = torch.tensor(1.0, dtype=torch.float32)
+        else:
+            out[key] = value.to(torch.bfloat16)
+    return _save(path, out)
+
+
+def write_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, prefix: str = "") -> Path:
+    """A GGUF with the layout of the popular Kontext GGUF files (``general.architecture = flux``, BFL key names).
+
+    ``qtype`` is a GGML type name (``"Q4_K"``); tensors that those files keep precise (1-D, small, embeddings) follow
+    the writer's ``default_type_for`` policy.
+    """
+    from .gguf import writer
+
+    tensors = {}
+    for key, value in sd.items():
+        array = value.float().numpy()
+        tensors[prefix + key] = (array, writer.default_type_for(key, array.shape, qtype))
+    writer.write_gguf(Path(path), tensors, {})
+    return Path(path)

@@ -1,0 +1,217 @@
+"""Build a ComfyUI MODEL (a ``ModelPatcher`` around ComfyUI's own Flux model) from a Kontext transformer file.
+
+The file is checked first (format from its bytes, header bounds, architecture and every tensor shape), so a bad
+file fails in milliseconds with a message instead of deep inside a library. The model config is read from the
+tensor shapes rather than ComfyUI's fixed FLUX widths; everything after that is ComfyUI's: its Flux class, its
+fp8/manual-cast operations, its model management and its LoRA patching.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.supported_models
+import comfy.utils
+import torch
+
+from ..atelier_core import architecture, model_files
+from ..atelier_core.errors import AtelierError
+from ..atelier_core.gguf import reader as gguf_reader
+from ..atelier_core.gguf.types import GGMLType
+from .gguf_ops import make_gguf_ops
+
+log = logging.getLogger(__name__)
+
+COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+_FLOAT_GGML = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}
+_FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    compute_dtype: str = "auto"  # auto | bf16 | fp16 | fp32
+    gguf_mode: str = "auto"  # auto | on_the_fly | materialize
+    fp8_matmul: bool = False
+
+
+@dataclass
+class LoadedKontext:
+    patcher: comfy.model_patcher.ModelPatcher
+    summary: str
+
+
+def _gguf_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str]:
+    """Tensors of a GGUF file as zero-copy views of its memory map; quantized ones stay raw bytes."""
+    gf = gguf_reader.open_gguf(path)
+    arch = gf.architecture
+    if arch not in (None, "flux"):
+        raise AtelierError(
+            f"'{path.name}' is a GGUF of architecture '{arch}'; the Kontext loader needs a FLUX/Kontext transformer "
+            "(general.architecture = flux). Text-encoder GGUFs go to a CLIP loader."
+        )
+    sd: dict[str, torch.Tensor] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    counts: dict[str, int] = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable.*")
+        for name, info in gf.tensors.items():
+            raw = gf.raw_torch(name)
+            shapes[name] = tuple(info.shape)
+            counts[info.ggml_type.name] = counts.get(info.ggml_type.name, 0) + 1
+            float_dtype = _FLOAT_GGML.get(info.ggml_type)
+            if float_dtype is not None:
+                sd[name] = raw.view(float_dtype).reshape(info.shape)
+            else:
+                raw.ggml_type = info.ggml_type
+                raw.ggml_shape = tuple(info.shape)
+                sd[name] = raw
+    types = ", ".join(f"{k}×{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return sd, shapes, types
+
+
+def _safetensors_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str]:
+    header = model_files.read_safetensors_header(path)
+    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
+    dtypes: dict[str, int] = {}
+    for _, (dtype, _shape) in header.tensors.items():
+        dtypes[dtype] = dtypes.get(dtype, 0) + 1
+    return sd, header.shapes(), ", ".join(f"{k}×{v}" for k, v in sorted(dtypes.items(), key=lambda kv: -kv[1]))
+
+
+def _strip(sd: dict, shapes: dict) -> tuple[dict, dict]:
+    prefix = architecture.strip_prefix(list(shapes))
+    if not prefix:
+        return sd, shapes
+    n = len(prefix)
+    return ({k[n:]: v for k, v in sd.items() if k.startswith(prefix)}, {k[n:]: v for k, v in shapes.items() if k.startswith(prefix)})
+
+
+def _weight_dtype(sd: dict) -> torch.dtype | None:
+    """The storage dtype of the 2-D weights (what ComfyUI calls the weight dtype), None for GGUF bytes."""
+    dtypes = {v.dtype for k, v in sd.items() if k.endswith(".weight") and v.ndim == 2}
+    if torch.uint8 in dtypes:
+        return None
+    return max(dtypes, key=lambda d: sum(1 for v in sd.values() if v.dtype == d)) if dtypes else None
+
+
+def _dense_bytes(shapes: dict, dtype: torch.dtype) -> int:
+    size = torch.finfo(dtype).bits // 8
+    total = 0
+    for dims in shapes.values():
+        n = 1
+        for d in dims:
+            n *= d
+        total += n * size
+    return total
+
+
+def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
+    """Load a Kontext/FLUX.1 transformer (GGUF, fp8, scaled fp8, bf16/fp16/fp32) as a ComfyUI MODEL."""
+    path = Path(path)
+    fmt = model_files.sniff_format(path)
+    if fmt == "gguf":
+        sd, shapes, stored = _gguf_state_dict(path)
+    else:
+        sd, shapes, stored = _safetensors_state_dict(path)
+    sd, shapes = _strip(sd, shapes)
+    scaled_fp8 = sd.pop("scaled_fp8", None)
+    shapes.pop("scaled_fp8", None)
+    arch_shapes = {k: v for k, v in shapes.items() if not k.endswith((".scale_weight", ".scale_input"))}
+    shape = architecture.infer_shape(arch_shapes, path.name)
+
+    load_device = mm.get_torch_device()
+    offload_device = mm.unet_offload_device()
+    model_config = comfy.supported_models.Flux(architecture.unet_config(shape))
+    supported = list(model_config.supported_inference_dtypes)
+    params = sum(v.numel() for v in sd.values() if v.dtype != torch.uint8) + sum(
+        _numel(s) for k, s in shapes.items() if sd[k].dtype == torch.uint8
+    )
+
+    if scaled_fp8 is not None:
+        model_config.scaled_fp8 = scaled_fp8.dtype if scaled_fp8.dtype in _FP8 else torch.float8_e4m3fn
+        weight_dtype = None
+    else:
+        weight_dtype = _weight_dtype(sd)
+
+    if options.compute_dtype != "auto":
+        compute = COMPUTE_DTYPES[options.compute_dtype]
+    else:
+        compute = mm.unet_dtype(model_params=params, supported_dtypes=supported)
+        if compute in _FP8:
+            compute = torch.bfloat16 if mm.should_use_bf16(load_device) else torch.float16
+    mode_note = ""
+    if fmt == "gguf":
+        materialize = _want_materialize(options.gguf_mode, shapes, compute, load_device)
+        unet_dtype, manual_cast = compute, compute
+        model_config.custom_operations = make_gguf_ops(compute, materialize)
+        mode_note = "dequantized weights kept on the device" if materialize else "dequantized on the fly"
+    elif weight_dtype in _FP8 or scaled_fp8 is not None:
+        # Keep fp8 storage and upcast per layer (ComfyUI's own fp8 operations), optionally computing in fp8.
+        unet_dtype = weight_dtype if scaled_fp8 is None else compute
+        manual_cast = compute
+        fp8_compute = mm.supports_fp8_compute(load_device)
+        if options.fp8_matmul:
+            model_config.optimizations["fp8"] = True
+        mode_note = "fp8 matmul" if options.fp8_matmul and fp8_compute else "fp8 storage, upcast per layer"
+        if options.fp8_matmul and not fp8_compute:
+            log.warning("Kontext Loader: this device has no fp8 matmul; computing in %s instead", compute)
+            mode_note += " (fp8 matmul asked for; this device has none)"
+    else:
+        if options.compute_dtype != "auto":
+            unet_dtype = compute
+        else:
+            unet_dtype = mm.unet_dtype(model_params=params, supported_dtypes=supported, weight_dtype=weight_dtype)
+        manual_cast = mm.unet_manual_cast(unet_dtype, load_device, supported)
+    model_config.set_inference_dtype(unet_dtype, manual_cast)
+
+    model = model_config.get_model(sd, "")
+    model = model.to(offload_device)
+    missing, unexpected = model.diffusion_model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not k.endswith((".scale_weight", ".scale_input"))]
+    if missing:
+        raise AtelierError(f"'{path.name}': the model could not take tensors {missing[:3]} (of {len(missing)})")
+    if unexpected:
+        log.info("Kontext Loader: %d tensors in '%s' were not used: %s", len(unexpected), path.name, unexpected[:5])
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    if fmt == "gguf" and "kept on the device" in mode_note:
+        _reserve_dense_memory(model, _dense_bytes({k: s for k, s in shapes.items() if sd[k].dtype == torch.uint8}, compute))
+    summary = (
+        f"{path.name}: {fmt}, {shape.depth}+{shape.depth_single} blocks, hidden {shape.hidden}; stored {stored}; "
+        f"compute {str(manual_cast or unet_dtype).replace('torch.', '')}"
+        + (f"; {mode_note}" if mode_note else "")
+    )
+    log.info("Kontext Loader: %s", summary)
+    return LoadedKontext(patcher, summary)
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
+
+
+def _want_materialize(mode: str, shapes: dict, compute: torch.dtype, device: torch.device) -> bool:
+    if mode == "materialize":
+        return True
+    if mode == "on_the_fly":
+        return False
+    if device.type == "cpu":
+        return False  # RAM is the scarce resource on a CPU run; dequantizing costs little there
+    dense = _dense_bytes(shapes, compute)
+    return mm.get_free_memory(device) > dense * 1.15 + 2 * 1024**3
+
+
+def _reserve_dense_memory(model, extra: int) -> None:
+    """Count the materialized weights as inference memory, so ComfyUI frees room for them before sampling."""
+    base = model.memory_required
+
+    def memory_required(input_shape, cond_shapes={}):  # noqa: B006 (ComfyUI's signature)
+        return base(input_shape, cond_shapes=cond_shapes) + extra
+
+    model.memory_required = memory_required

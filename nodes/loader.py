@@ -1,0 +1,107 @@
+"""Kontext Loader node: a Kontext transformer file (GGUF, FP8, bf16/fp16/fp32) as a ComfyUI MODEL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import folder_paths
+from comfy_api.latest import io, ui
+
+from ..atelier_core.errors import AtelierError
+from ..atelier_core.model_files import safe_join
+from .kontext_model import LoadOptions, load_kontext
+
+MODEL_FOLDERS = ("diffusion_models", "unet")
+MODEL_EXTENSIONS = (".gguf", ".safetensors", ".sft")
+
+
+def model_folders() -> list[str]:
+    folders: list[str] = []
+    for name in MODEL_FOLDERS:
+        try:
+            for path in folder_paths.get_folder_paths(name):
+                if path not in folders:
+                    folders.append(path)
+        except KeyError:
+            continue
+    return folders
+
+
+def list_model_files() -> list[str]:
+    """Every .gguf/.safetensors under ComfyUI's diffusion_models/unet folders (extra_model_paths.yaml included)."""
+    names: set[str] = set()
+    for folder in model_folders():
+        if not Path(folder).is_dir():
+            continue
+        files, _ = folder_paths.recursive_search(folder, excluded_dir_names=[".git"])
+        names.update(f for f in files if f.lower().endswith(MODEL_EXTENSIONS))
+    return sorted(names)
+
+
+def resolve_model_file(name: str) -> Path:
+    for folder in model_folders():
+        candidate = safe_join(Path(folder), name)
+        if candidate.is_file():
+            return candidate
+    raise AtelierError(
+        f"Kontext Loader: model file '{name}' was not found in {', '.join(model_folders()) or 'any model folder'}; "
+        "put it in models/diffusion_models (or models/unet) and refresh the node list"
+    )
+
+
+class AtelierKontextLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AtelierKontextLoader",
+            display_name="Kontext Loader (GGUF / FP8)",
+            category="Kontext Atelier/Loaders",
+            description=(
+                "Loads a FLUX.1 Kontext [dev] transformer from models/diffusion_models or models/unet: GGUF (F32, F16, "
+                "BF16, Q8_0, Q5_0/1, Q4_0/1, Q2_K-Q6_K, IQ4_NL, IQ4_XS), fp8 e4m3fn/e5m2, ComfyUI scaled fp8, or "
+                "bf16/fp16/fp32 safetensors. The format is read from the file. Returns a MODEL for every core "
+                "sampler and patch node, LoRA loaders included. FLUX.1-dev shares Kontext's layout and loads too."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "model_name",
+                    options=list_model_files(),
+                    tooltip="The transformer file (.gguf or .safetensors) in models/diffusion_models or models/unet. "
+                    "Kontext [dev] and FLUX.1-dev share one layout; both load.",
+                ),
+                io.Combo.Input(
+                    "compute_dtype",
+                    options=["auto", "bf16", "fp16", "fp32"],
+                    default="auto",
+                    tooltip="Precision of the matrix products. auto picks what ComfyUI would pick for this device "
+                    "(bf16 on recent GPUs, fp32 on the CPU).",
+                ),
+                io.Combo.Input(
+                    "gguf_mode",
+                    options=["auto", "on_the_fly", "materialize"],
+                    default="auto",
+                    tooltip="GGUF only. on_the_fly dequantizes each layer at every step (least VRAM); materialize "
+                    "dequantizes once and keeps the result on the GPU (fastest, needs VRAM for the full-precision "
+                    "weights); auto materializes when free VRAM allows.",
+                ),
+                io.Boolean.Input(
+                    "fp8_matmul",
+                    default=False,
+                    tooltip="FP8 files only: compute the matrix products in fp8 (torch._scaled_mm) on GPUs that "
+                    "support it (Ada/Hopper and newer). Ignored elsewhere.",
+                ),
+            ],
+            outputs=[io.Model.Output(tooltip="The Kontext transformer, managed by ComfyUI's model management.")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str, compute_dtype: str = "auto", gguf_mode: str = "auto", fp8_matmul: bool = False):
+        path = resolve_model_file(model_name)
+        try:
+            loaded = load_kontext(path, LoadOptions(compute_dtype, gguf_mode, fp8_matmul))
+        except AtelierError as exc:
+            raise AtelierError(f"Kontext Loader: {exc}") from None
+        return io.NodeOutput(loaded.patcher, ui=ui.PreviewText(loaded.summary))
+
+
+NODES = [AtelierKontextLoader]

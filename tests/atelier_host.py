@@ -1,0 +1,214 @@
+"""A real ComfyUI, in this process, for host tests.
+
+The host is found through ``COMFYUI_PATH`` or by walking up from this pack when it sits in a ComfyUI's
+``custom_nodes/``. The pack is loaded through ComfyUI's own custom-node loader (so "IMPORT FAILED" fails the test),
+prompts are checked by ComfyUI's own ``validate_prompt`` and run by its ``PromptExecutor``, with the real samplers
+and model management. Only two test-side nodes are added (``tests/atelier_host_nodes.py``): one that captures tensors for
+assertions, and one that stands in for the T5-XXL/CLIP-L text encoders, which are too large for the CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+COMFYUI_ENV = "COMFYUI_PATH"
+MODEL_FOLDERS = ("diffusion_models", "unet", "vae", "loras", "text_encoders", "clip")
+
+
+def _is_comfyui(path: Path) -> bool:
+    return (path / "comfy" / "sd.py").is_file() and (path / "nodes.py").is_file() and (path / "execution.py").is_file()
+
+
+def find_comfyui() -> tuple[Path | None, str]:
+    """Return (ComfyUI root, '') or (None, reason to show when host tests skip)."""
+    env = os.environ.get(COMFYUI_ENV)
+    if env:
+        root = Path(env).expanduser()
+        if _is_comfyui(root):
+            return root.resolve(), ""
+        return None, f"{COMFYUI_ENV}={env} is not a ComfyUI checkout (no comfy/sd.py, nodes.py, execution.py)"
+    for parent in PACK_DIR.parents:
+        if parent.name == "custom_nodes" and _is_comfyui(parent.parent):
+            return parent.parent.resolve(), ""
+    return None, f"no ComfyUI: set {COMFYUI_ENV} to a ComfyUI checkout or put this pack in ComfyUI/custom_nodes"
+
+
+class HostImportFailed(RuntimeError):
+    """ComfyUI's loader reported IMPORT FAILED for this pack."""
+
+
+class PromptInvalid(AssertionError):
+    """ComfyUI's validate_prompt refused the prompt."""
+
+    def __init__(self, error: dict, node_errors: dict):
+        self.error = error
+        self.node_errors = node_errors
+        super().__init__(f"prompt invalid: {error}; node errors: {node_errors}")
+
+
+class ExecutionFailed(AssertionError):
+    """The executor reported an execution_error."""
+
+    def __init__(self, message: dict):
+        self.message = message
+        detail = {k: message.get(k) for k in ("node_id", "node_type", "exception_type", "exception_message")}
+        super().__init__(f"execution failed: {detail}")
+
+    @property
+    def exception_message(self) -> str:
+        return str(self.message.get("exception_message", ""))
+
+
+class _MessageSink:
+    """Where the executor sends progress/status messages (the transport only; the executor itself is real)."""
+
+    def __init__(self) -> None:
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.messages: list[tuple[str, Any]] = []
+
+    def send_sync(self, event, data, sid=None) -> None:
+        self.messages.append((event, data))
+
+    def queue_updated(self) -> None:
+        pass
+
+
+class _LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.records.append(record.getMessage())
+        except Exception:  # a broken log record must not break the host
+            self.records.append(str(record.msg))
+
+
+class ComfyHost:
+    """ComfyUI loaded in-process with the pack; model, input and output folders point into ``workdir``."""
+
+    def __init__(self, root: Path, workdir: Path):
+        self.root = root
+        self.workdir = workdir
+        self.pack_module_name: str | None = None
+        self.load_log: list[str] = []
+        self._boot()
+
+    # -- start-up -------------------------------------------------------------------------------------------------
+    def _boot(self) -> None:
+        root = str(self.root)
+        # ComfyUI's own top-level modules (nodes, comfy, utils, ...) must win over anything else on sys.path.
+        if root in sys.path:
+            sys.path.remove(root)
+        sys.path.insert(0, root)
+        import torch
+        from comfy.cli_args import args
+
+        # What `python main.py --cpu` does on a machine without a usable GPU (CI has none).
+        if not torch.cuda.is_available():
+            args.cpu = True
+        import folder_paths
+
+        for sub in ("input", "output", "temp", "user"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        folder_paths.set_input_directory(str(self.workdir / "input"))
+        folder_paths.set_output_directory(str(self.workdir / "output"))
+        folder_paths.set_temp_directory(str(self.workdir / "temp"))
+        folder_paths.set_user_directory(str(self.workdir / "user"))
+        for folder in MODEL_FOLDERS:
+            path = self.workdir / "models" / folder
+            path.mkdir(parents=True, exist_ok=True)
+            folder_paths.add_model_folder_path(folder, str(path), is_default=True)
+
+        # main.py imports its `utils` package before `nodes`, which puts comfy/ on sys.path (where comfy/utils.py
+        # would otherwise shadow it); keep ComfyUI's own import order.
+        import utils.extra_config  # noqa: F401
+        import execution
+        import nodes
+
+        capture = _LogCapture()
+        logging.getLogger().addHandler(capture)
+        try:
+            asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+            core_ids = set(nodes.NODE_CLASS_MAPPINGS)
+            ok = asyncio.run(nodes.load_custom_node(str(PACK_DIR), core_ids, module_parent="custom_nodes"))
+        finally:
+            logging.getLogger().removeHandler(capture)
+        self.load_log = capture.records
+        if not ok:
+            raise HostImportFailed("ComfyUI reported IMPORT FAILED for the pack:\n" + "\n".join(capture.records[-40:]))
+        self.core_ids = core_ids
+        self.pack_module_name = str(PACK_DIR).replace(".", "_x_")
+        self.nodes = nodes
+        self.execution = execution
+        import atelier_host_nodes as host_nodes
+
+        host_nodes.register(nodes.NODE_CLASS_MAPPINGS)
+        self.captured = host_nodes.CAPTURED
+        self.sink = _MessageSink()
+        self.executor = execution.PromptExecutor(self.sink, cache_type=False)
+
+    # -- registry -------------------------------------------------------------------------------------------------
+    def pack_node_ids(self) -> list[str]:
+        """Node ids the pack's extension registered (asks the extension again, like ComfyUI does)."""
+        module = sys.modules[self.pack_module_name]
+        extension = asyncio.run(module.comfy_entrypoint())
+        return [cls.GET_SCHEMA().node_id for cls in asyncio.run(extension.get_node_list())]
+
+    def node_class(self, node_id: str):
+        return self.nodes.NODE_CLASS_MAPPINGS[node_id]
+
+    def object_info(self, node_id: str) -> dict:
+        """The node description ComfyUI's /object_info endpoint serves for this id."""
+        cls = self.node_class(node_id)
+        return cls.GET_NODE_INFO_V1()
+
+    # -- files ----------------------------------------------------------------------------------------------------
+    def model_path(self, folder: str, name: str) -> Path:
+        return self.workdir / "models" / folder / name
+
+    def input_path(self, name: str) -> Path:
+        return self.workdir / "input" / name
+
+    # -- execution ------------------------------------------------------------------------------------------------
+    def validate(self, prompt: dict) -> list[str]:
+        """Run ComfyUI's validate_prompt; return the output node ids, or raise PromptInvalid."""
+        valid, error, outputs, node_errors = asyncio.run(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+        if not valid:
+            raise PromptInvalid(error, node_errors)
+        return outputs
+
+    def run(self, prompt: dict) -> dict:
+        """Validate and execute an API-format prompt; return the history outputs (ui dicts by node id).
+
+        Tensors reaching an ``AtelierTestCapture`` node are in ``self.captured[key]`` afterwards.
+        """
+        outputs = self.validate(prompt)
+        prompt_id = str(uuid.uuid4())
+        self.sink.messages.clear()
+        self.captured.clear()
+        self.executor.execute(prompt, prompt_id, {}, outputs)
+        if not self.executor.success:
+            errors = [data for event, data in self.executor.status_messages if event == "execution_error"]
+            raise ExecutionFailed(errors[-1] if errors else {"exception_message": "unknown failure"})
+        return self.executor.history_result.get("outputs", {})
+
+    def fresh_executor(self) -> None:
+        """Drop every cached node output (as a server restart would)."""
+        self.executor = self.execution.PromptExecutor(self.sink, cache_type=False)
+
+
+def iter_pack_node_classes(host: ComfyHost) -> Iterator[tuple[str, Any]]:
+    for node_id in host.pack_node_ids():
+        yield node_id, host.node_class(node_id)

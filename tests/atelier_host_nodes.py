@@ -1,0 +1,85 @@
+"""Two nodes that exist only in the test process (never shipped).
+
+``AtelierTestCapture`` keeps whatever reaches it so a test can assert on tensors; ``AtelierTestTextEncode`` stands
+in for CLIP-L + T5-XXL (T5-XXL is too large for a CPU test) and returns conditioning of the true shapes: T5 tokens
+of width 4096 and a CLIP-L pooled vector of width 768, deterministic per prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+CAPTURED: dict[str, object] = {}
+ANY = "*"
+
+
+class AtelierTestCapture:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"key": ("STRING", {"default": "out"})}, "optional": {"value": (ANY, {})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "capture"
+    OUTPUT_NODE = True
+    CATEGORY = "testing"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, input_types=None, **kwargs):
+        return True
+
+    def capture(self, key, value=None):
+        CAPTURED[key] = value
+        return {}
+
+
+class AtelierTestTextEncode:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "text": ("STRING", {"default": "", "multiline": True}),
+                "tokens": ("INT", {"default": 16, "min": 1, "max": 512}),
+                "guidance": ("FLOAT", {"default": 2.5, "min": 0.0, "max": 100.0}),
+            }
+        }
+
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+    CATEGORY = "testing"
+
+    def encode(self, text, tokens, guidance):
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+        gen = torch.Generator().manual_seed(seed)
+        cond = torch.randn(1, tokens, 4096, generator=gen) * 0.5
+        pooled = torch.randn(1, 768, generator=gen) * 0.5
+        return ([[cond, {"pooled_output": pooled, "guidance": guidance}]],)
+
+
+class AtelierTestLatent:
+    """A seeded random 16-channel latent (what VAEEncode of a photo would give, without a VAE)."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "width": ("INT", {"default": 64, "min": 16, "max": 4096, "step": 16}),
+                "height": ("INT", {"default": 64, "min": 16, "max": 4096, "step": 16}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 2**31}),
+            }
+        }
+
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "make"
+    CATEGORY = "testing"
+
+    def make(self, width, height, seed):
+        gen = torch.Generator().manual_seed(seed)
+        return ({"samples": torch.randn(1, 16, height // 8, width // 8, generator=gen)},)
+
+
+def register(mapping: dict) -> None:
+    mapping["AtelierTestLatent"] = AtelierTestLatent
+    mapping["AtelierTestCapture"] = AtelierTestCapture
+    mapping["AtelierTestTextEncode"] = AtelierTestTextEncode

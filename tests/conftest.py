@@ -1,0 +1,55 @@
+"""Fixtures shared by the test suite.
+
+``comfy_host`` boots one real ComfyUI per session (see ``atelier_host.py``); without one, every test that asks for
+it skips with a single line naming COMFYUI_PATH.
+"""
+
+from __future__ import annotations
+
+import pytest
+from atelier_host import ComfyHost, find_comfyui
+
+_HOST_STATE: dict = {}
+
+
+def _host_or_skip(tmp_path_factory) -> ComfyHost:
+    if "host" in _HOST_STATE:
+        return _HOST_STATE["host"]
+    if "skip" in _HOST_STATE:
+        pytest.skip(_HOST_STATE["skip"])
+    root, reason = find_comfyui()
+    if root is None:
+        _HOST_STATE["skip"] = reason
+        pytest.skip(reason)
+    host = ComfyHost(root, tmp_path_factory.mktemp("comfy_host"))
+    _HOST_STATE["host"] = host
+    return host
+
+
+@pytest.fixture(scope="session")
+def comfy_host(tmp_path_factory) -> ComfyHost:
+    """ComfyUI loaded in-process with this pack, its folders pointing into a temporary directory."""
+    return _host_or_skip(tmp_path_factory)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "comfy_host" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.host)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say how many host tests ran and how many skipped (CI prints it)."""
+    ran = skipped = 0
+    for key in ("passed", "failed", "error"):
+        for rep in terminalreporter.stats.get(key, []):
+            if "host" in getattr(rep, "keywords", {}) and rep.when == "call":
+                ran += 1
+    for rep in terminalreporter.stats.get("skipped", []):
+        if "host" in getattr(rep, "keywords", {}):
+            skipped += 1
+    reason = _HOST_STATE.get("skip", "")
+    line = f"host tests: {ran} ran, {skipped} skipped"
+    if reason:
+        line += f" ({reason})"
+    terminalreporter.write_line(line)
