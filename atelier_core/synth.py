@@ -96,13 +96,15 @@ def parameter_count(shape: KontextShape = FULL) -> int:
 
 
 def random_tensor(key: str, dims: tuple[int, ...], generator: torch.Generator, device="cpu") -> torch.Tensor:
-    """A value with the statistics of a trained weight: small matrices, norm scales near one, small biases."""
+    """A value with the statistics of a trained weight: matrices with variance 1/fan_in (so activations stay of
+    order one through the blocks and every layer matters to the output), norm scales near one, small biases.
+    At full size this is about 0.018, the scale of the real checkpoint's weights."""
     if key.endswith(".scale"):
         return 1.0 + 0.05 * torch.randn(dims, generator=generator, device=device)
     if key.endswith(".bias"):
         return 0.01 * torch.randn(dims, generator=generator, device=device)
     fan_in = dims[-1]
-    return torch.randn(dims, generator=generator, device=device) * min(0.02, fan_in**-0.5)
+    return torch.randn(dims, generator=generator, device=device) * fan_in**-0.5
 
 
 def kontext_state_dict(shape: KontextShape = TINY, seed: int = 0, device="cpu") -> dict[str, torch.Tensor]:
@@ -125,8 +127,8 @@ def lora_state_dict(
             continue
         stem = "diffusion_model." + key[: -len(".weight")]
         out_features, in_features = value.shape
-        lora[f"{stem}.lora_A.weight"] = torch.randn(rank, in_features, generator=generator) * 0.05
-        lora[f"{stem}.lora_B.weight"] = torch.randn(out_features, rank, generator=generator) * 0.05
+        lora[f"{stem}.lora_A.weight"] = torch.randn(rank, in_features, generator=generator) * in_features**-0.5
+        lora[f"{stem}.lora_B.weight"] = torch.randn(out_features, rank, generator=generator) * 0.5
     return lora
 
 

@@ -1,0 +1,289 @@
+"""GGML dequantization in vectorized torch, on the device of the input.
+
+Each block decoder takes a (n_blocks, type_size) uint8 tensor and returns (n_blocks, block_size) float32 values,
+computed with the same float32 operations in the same order as ggml's `dequantize_row_*` (and the `gguf`
+package's numpy port), so the float32 result is bit-exact: a product `d * sc` is rounded before it multiplies the
+quant, `d * q - m` is a multiply then a subtract (no fused multiply-add).
+
+`DEQUANTIZERS` maps each type to its block decoder; `register_dequantizer` swaps one in (a Triton or compiled
+kernel later) without touching callers. Small constant tables are built once per device and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..errors import AtelierError
+from .types import QK_K, SUPPORTED_TYPE_NAMES, TYPE_INFO, GGMLType, to_ggml_type
+
+BlockDecoder = Callable[[torch.Tensor], torch.Tensor]
+
+IQ4_NL_VALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
+
+
+@functools.lru_cache(maxsize=64)
+def _const(name: str, device: torch.device) -> torch.Tensor:
+    """Small lookup tables, one copy per device."""
+    if name == "nibble_shift":  # low nibble, then high nibble
+        t = torch.tensor([0, 4], dtype=torch.uint8)
+    elif name == "crumb_shift":  # four 2-bit fields of a byte
+        t = torch.tensor([0, 2, 4, 6], dtype=torch.uint8)
+    elif name == "bit_shift":
+        t = torch.arange(8, dtype=torch.uint8)
+    elif name == "iq4nl_values":
+        t = torch.tensor(IQ4_NL_VALUES, dtype=torch.float32)
+    elif name == "q3k_low_byte":  # Q3_K: byte and shift of each 6-bit scale's low 4 bits ...
+        t = torch.tensor([j % 8 for j in range(16)], dtype=torch.long)
+    elif name == "q3k_low_shift":
+        t = torch.tensor([4 * (j // 8) for j in range(16)], dtype=torch.uint8)
+    elif name == "q3k_high_byte":  # ... and of its high 2 bits
+        t = torch.tensor([8 + j % 4 for j in range(16)], dtype=torch.long)
+    elif name == "q3k_high_shift":
+        t = torch.tensor([2 * (j // 4) for j in range(16)], dtype=torch.uint8)
+    elif name == "iq4xs_high_shift":
+        t = torch.arange(0, 16, 2, dtype=torch.int32)
+    else:
+        raise KeyError(name)
+    return t.to(device)
+
+
+def _c(name: str, like: torch.Tensor) -> torch.Tensor:
+    return _const(name, like.device)
+
+
+def _f16(blocks: torch.Tensor, start: int) -> torch.Tensor:
+    """The fp16 field at byte `start` of each block, as float32 of shape (n_blocks, 1)."""
+    return blocks[:, start : start + 2].contiguous().view(torch.float16).to(torch.float32)
+
+
+def _nibbles(qs: torch.Tensor) -> torch.Tensor:
+    """(..., n) bytes -> (..., 2, n): low nibbles first, then high nibbles (ggml's order within a block)."""
+    return (qs.unsqueeze(-2) >> _c("nibble_shift", qs).view(2, 1)) & 0x0F
+
+
+def _bits_le(b: torch.Tensor) -> torch.Tensor:
+    """(n, k) bytes -> (n, 8k) bits, little-endian bit order (bit j of byte i is element 8i + j)."""
+    return ((b.unsqueeze(-1) >> _c("bit_shift", b)) & 1).reshape(b.shape[0], -1)
+
+
+def _float_passthrough(dtype: torch.dtype, elem: int) -> BlockDecoder:
+    def decode(blocks: torch.Tensor) -> torch.Tensor:
+        flat = blocks.reshape(-1)
+        try:
+            v = flat.view(dtype)
+        except RuntimeError:  # odd storage offset: copy to realign
+            v = flat.clone().view(dtype)
+        if dtype == torch.bfloat16:
+            # bf16 -> f32 is the top half of the f32 bits; do it on integers so NaN payloads survive everywhere.
+            v = (v.view(torch.int16).to(torch.int32) << 16).view(torch.float32)
+        else:
+            v = v.to(torch.float32)
+        return v.reshape(-1, 1)
+
+    return decode
+
+
+def dequant_q4_0(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks, 0)
+    q = _nibbles(blocks[:, 2:18]).reshape(-1, 32).to(torch.int16) - 8
+    return d * q.to(torch.float32)
+
+
+def dequant_q4_1(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks, 0)
+    m = _f16(blocks, 2)
+    q = _nibbles(blocks[:, 4:20]).reshape(-1, 32).to(torch.float32)
+    return d * q + m
+
+
+def dequant_q5_0(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks, 0)
+    qh = _bits_le(blocks[:, 2:6])
+    ql = _nibbles(blocks[:, 6:22]).reshape(-1, 32)
+    q = (ql | (qh << 4)).to(torch.int16) - 16
+    return d * q.to(torch.float32)
+
+
+def dequant_q5_1(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks, 0)
+    m = _f16(blocks, 2)
+    qh = _bits_le(blocks[:, 4:8])
+    ql = _nibbles(blocks[:, 8:24]).reshape(-1, 32)
+    q = (ql | (qh << 4)).to(torch.float32)
+    return d * q + m
+
+
+def dequant_q8_0(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks, 0)
+    q = blocks[:, 2:34].contiguous().view(torch.int8).to(torch.float32)
+    return q * d
+
+
+def dequant_q2_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    scales = blocks[:, 0:16]
+    qs = blocks[:, 16:80]
+    d = _f16(blocks, 80)
+    dmin = _f16(blocks, 82)
+    dl = (d * (scales & 0x0F).to(torch.float32)).unsqueeze(-1)  # (n, 16, 1)
+    ml = (dmin * (scales >> 4).to(torch.float32)).unsqueeze(-1)
+    # element 128*h + 32*j + l comes from bits 2j..2j+1 of qs[32*h + l]
+    q = (qs.reshape(n, 2, 1, 32) >> _c("crumb_shift", qs).view(1, 4, 1)) & 3
+    q = q.reshape(n, 16, 16).to(torch.float32)
+    return (dl * q - ml).reshape(n, QK_K)
+
+
+def dequant_q3_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    hmask = blocks[:, 0:32]
+    qs = blocks[:, 32:96]
+    sc = blocks[:, 96:108]
+    d = _f16(blocks, 108)
+    low = (sc[:, _c("q3k_low_byte", sc)] >> _c("q3k_low_shift", sc)) & 0x0F
+    high = (sc[:, _c("q3k_high_byte", sc)] >> _c("q3k_high_shift", sc)) & 0x03
+    scales = (low | (high << 4)).to(torch.int16) - 32
+    dl = (d * scales.to(torch.float32)).unsqueeze(-1)  # (n, 16, 1)
+    ql = (qs.reshape(n, 2, 1, 32) >> _c("crumb_shift", qs).view(1, 4, 1)) & 3  # (n, 2, 4, 32)
+    # the high bit of element 128*h + 32*j + l is bit 4h + j of hmask[l]; a clear bit means "subtract 4"
+    hb = ((hmask.reshape(n, 1, 32) >> _c("bit_shift", hmask).view(1, 8, 1)) & 1).reshape(n, 2, 4, 32)
+    q = ql.to(torch.int16) - ((hb ^ 1).to(torch.int16) << 2)
+    return (dl * q.reshape(n, 16, 16).to(torch.float32)).reshape(n, QK_K)
+
+
+def _k4_scale_min(sc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unpack the 8 six-bit scales and mins of Q4_K / Q5_K from their 12 bytes."""
+    a, b, c = sc[:, 0:4], sc[:, 4:8], sc[:, 8:12]
+    scale = torch.cat([a & 63, (c & 0x0F) | ((a >> 6) << 4)], dim=1)
+    mins = torch.cat([b & 63, (c >> 4) | ((b >> 6) << 4)], dim=1)
+    return scale, mins
+
+
+def dequant_q4_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    d = _f16(blocks, 0)
+    dmin = _f16(blocks, 2)
+    sc, mn = _k4_scale_min(blocks[:, 4:16])
+    dl = (d * sc.to(torch.float32)).unsqueeze(-1)  # (n, 8, 1)
+    ml = (dmin * mn.to(torch.float32)).unsqueeze(-1)
+    q = _nibbles(blocks[:, 16:144].reshape(n, 4, 32)).reshape(n, 8, 32).to(torch.float32)
+    return (dl * q - ml).reshape(n, QK_K)
+
+
+def dequant_q5_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    d = _f16(blocks, 0)
+    dmin = _f16(blocks, 2)
+    sc, mn = _k4_scale_min(blocks[:, 4:16])
+    qh = blocks[:, 16:48]
+    dl = (d * sc.to(torch.float32)).unsqueeze(-1)
+    ml = (dmin * mn.to(torch.float32)).unsqueeze(-1)
+    ql = _nibbles(blocks[:, 48:176].reshape(n, 4, 32)).reshape(n, 8, 32)
+    # the fifth bit of sub-block s (32 elements) is bit s of qh[l]
+    hb = (qh.reshape(n, 1, 32) >> _c("bit_shift", qh).view(1, 8, 1)) & 1
+    q = (ql | (hb << 4)).to(torch.float32)
+    return (dl * q - ml).reshape(n, QK_K)
+
+
+def dequant_q6_k(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    ql = blocks[:, 0:128]
+    qh = blocks[:, 128:192]
+    scales = blocks[:, 192:208].contiguous().view(torch.int8).to(torch.float32)
+    d = _f16(blocks, 208)
+    dl = (d * scales).unsqueeze(-1)  # (n, 16, 1)
+    # element 128*h + 32*g + l: low 4 bits from ql[64*h + 32*(g%2) + l] nibble g//2, high 2 bits from qh[32*h + l]
+    low = _nibbles(ql.reshape(n, 2, 64)).reshape(n, 2, 4, 32)
+    high = (qh.reshape(n, 2, 1, 32) >> _c("crumb_shift", qh).view(1, 4, 1)) & 3
+    q = (low | (high << 4)).to(torch.int16) - 32
+    return (dl * q.reshape(n, 16, 16).to(torch.float32)).reshape(n, QK_K)
+
+
+def dequant_iq4_nl(blocks: torch.Tensor) -> torch.Tensor:
+    d = _f16(blocks, 0)
+    idx = _nibbles(blocks[:, 2:18]).reshape(-1, 32).to(torch.long)
+    return d * _c("iq4nl_values", blocks)[idx]
+
+
+def dequant_iq4_xs(blocks: torch.Tensor) -> torch.Tensor:
+    n = blocks.shape[0]
+    d = _f16(blocks, 0)
+    scales_h = blocks[:, 2:4].to(torch.int32)
+    scales_h = scales_h[:, 0] | (scales_h[:, 1] << 8)  # little-endian u16
+    scales_l = _nibbles(blocks[:, 4:8]).transpose(1, 2).reshape(n, 8)  # sub-block 2i low nibble, 2i+1 high
+    high = (scales_h.unsqueeze(-1) >> _c("iq4xs_high_shift", blocks)) & 3
+    ls = (scales_l.to(torch.int32) | (high << 4)) - 32
+    dl = (d * ls.to(torch.float32)).unsqueeze(-1)  # (n, 8, 1)
+    idx = _nibbles(blocks[:, 8:136].reshape(n, 8, 16)).reshape(n, 8, 32).to(torch.long)
+    return (dl * _c("iq4nl_values", blocks)[idx]).reshape(n, QK_K)
+
+
+DEQUANTIZERS: dict[GGMLType, BlockDecoder] = {
+    GGMLType.F32: _float_passthrough(torch.float32, 4),
+    GGMLType.F16: _float_passthrough(torch.float16, 2),
+    GGMLType.BF16: _float_passthrough(torch.bfloat16, 2),
+    GGMLType.Q4_0: dequant_q4_0,
+    GGMLType.Q4_1: dequant_q4_1,
+    GGMLType.Q5_0: dequant_q5_0,
+    GGMLType.Q5_1: dequant_q5_1,
+    GGMLType.Q8_0: dequant_q8_0,
+    GGMLType.Q2_K: dequant_q2_k,
+    GGMLType.Q3_K: dequant_q3_k,
+    GGMLType.Q4_K: dequant_q4_k,
+    GGMLType.Q5_K: dequant_q5_k,
+    GGMLType.Q6_K: dequant_q6_k,
+    GGMLType.IQ4_NL: dequant_iq4_nl,
+    GGMLType.IQ4_XS: dequant_iq4_xs,
+}
+
+_FLOAT_STORAGE = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}
+
+
+def register_dequantizer(ggml_type: object, decoder: BlockDecoder) -> BlockDecoder:
+    """Replace the block decoder of one type (returns the previous one so a caller can restore it)."""
+    t = to_ggml_type(ggml_type)
+    previous = DEQUANTIZERS[t]
+    DEQUANTIZERS[t] = decoder
+    return previous
+
+
+def dequantize(
+    raw: torch.Tensor, ggml_type: object, shape: Sequence[int], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Decode the stored bytes of one tensor into a `shape` tensor of `dtype` on `raw`'s device.
+
+    `raw` is a uint8 tensor of the exact stored size (any shape). Values are computed in float32 and then cast,
+    so the float32 result is bit-exact with ggml; float types whose storage already is `dtype` are returned
+    without arithmetic.
+    """
+    t = to_ggml_type(ggml_type)
+    info = TYPE_INFO[t]
+    shape = tuple(int(s) for s in shape)
+    n = 1
+    for s in shape:
+        n *= s
+    if raw.dtype != torch.uint8:
+        raise AtelierError(f"dequantize expects the raw uint8 bytes of a tensor, got {raw.dtype}")
+    if n % info.block_size or raw.numel() != n // info.block_size * info.type_size:
+        raise AtelierError(
+            f"{raw.numel()} bytes do not hold a {info.name} tensor of shape {list(shape)} "
+            f"({n} elements in blocks of {info.block_size} = {info.type_size} bytes); the file is damaged"
+        )
+    if n == 0:
+        return torch.empty(shape, dtype=dtype, device=raw.device)
+    storage = _FLOAT_STORAGE.get(t)
+    if storage is not None and storage == dtype:
+        flat = raw.reshape(-1)
+        try:
+            return flat.view(dtype).reshape(shape)
+        except RuntimeError:
+            return flat.clone().view(dtype).reshape(shape)
+    try:
+        decoder = DEQUANTIZERS[t]
+    except KeyError:
+        raise AtelierError(f"no dequantizer for {info.name}; supported: {SUPPORTED_TYPE_NAMES}") from None
+    out = decoder(raw.reshape(-1, info.type_size))
+    out = out.reshape(shape)
+    return out if dtype == torch.float32 else out.to(dtype)

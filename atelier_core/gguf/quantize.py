@@ -1,0 +1,548 @@
+"""GGML quantizers in numpy: ggml's reference algorithms (`quantize_row_*_ref`), vectorized over blocks.
+
+Each algorithm is a transcription of ggml-quants.c done block-parallel: every per-block decision (the scale
+search of `make_qkx2_quants`, the refinement loop of `make_q3_quants`, the candidate scales of `make_qx_quants`,
+IQ4's non-linear search) runs for all blocks at once with numpy, keeping ggml's float32 operation order. Sums that
+ggml accumulates left to right are accumulated left to right here too (`_sum_rows`) rather than with numpy's
+pairwise summation, because a different rounding can flip a `cur_error < best_error` choice.
+`nearest_int` (ggml's magic-number rounding) is round-half-to-even, i.e. `np.rint`. No fused multiply-add is used;
+a ggml built with `-march=native` may contract some products and so differ in rare last-bit ties.
+
+Q8_0, Q5_1, Q5_0, Q4_1, Q4_0, BF16 and F16 equal the `gguf` package's quantizers bit for bit (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..errors import AtelierError
+from .types import QK_K, TYPE_INFO, GGMLType, to_ggml_type
+
+F = np.float32
+GROUP_MAX_EPS = F(1e-15)
+IQ4_NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int32)
+# best_index_int8: level i is picked once 2x reaches val[i-1] + val[i] (exact in float32)
+_IQ4_MIDSUMS = (IQ4_NL_VALUES[:-1] + IQ4_NL_VALUES[1:]).astype(F)
+
+# Elements per quantization call; bounds the temporaries (~20 arrays of this many float32 values).
+CHUNK_ELEMENTS = 1 << 20
+
+BlockEncoder = Callable[[np.ndarray], np.ndarray]
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _nint(a: np.ndarray) -> np.ndarray:
+    """ggml's nearest_int: round half to even, as an int32 array (non-finite values become 0)."""
+    r = np.rint(a)
+    r = np.where(np.isfinite(r), r, 0)
+    return np.clip(r, -(1 << 30), 1 << 30).astype(np.int32)
+
+
+def _fp16_bits(v: np.ndarray) -> np.ndarray:
+    """float32 -> the 2 little-endian bytes of its fp16 (round to nearest even, like GGML_FP32_TO_FP16)."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(v.astype("<f2")).view(np.uint8).reshape(*v.shape, 2)
+
+
+def _fp16_round(v: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return v.astype(np.float16).astype(F)
+
+
+def _amax_signed(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(max |x|, the x where it occurs first) over the last axis, as ggml's `if (ax > amax)` loop picks it."""
+    ax = np.abs(x)
+    i = np.argmax(ax, axis=-1)[..., None]
+    return np.take_along_axis(ax, i, axis=-1)[..., 0], np.take_along_axis(x, i, axis=-1)[..., 0]
+
+
+def _first_min(x: np.ndarray) -> np.ndarray:
+    """min over the last axis as a C `if (v < min)` loop finds it: the first one, so -0.0 vs 0.0 matches ggml."""
+    return np.take_along_axis(x, np.argmin(x, axis=-1)[..., None], axis=-1)[..., 0]
+
+
+def _first_max(x: np.ndarray) -> np.ndarray:
+    return np.take_along_axis(x, np.argmax(x, axis=-1)[..., None], axis=-1)[..., 0]
+
+
+def _pack_crumbs(L: np.ndarray) -> np.ndarray:
+    """(n, 256) values 0..3 -> (n, 64) bytes: byte 32h + l holds L[128h + l + 32j] in bits 2j (ggml Q2_K/Q3_K)."""
+    L = L.astype(np.uint8).reshape(-1, 2, 4, 32)
+    return (L[:, :, 0] | (L[:, :, 1] << 2) | (L[:, :, 2] << 4) | (L[:, :, 3] << 6)).reshape(-1, 64)
+
+
+def _pack_nibbles(L: np.ndarray, group: int) -> np.ndarray:
+    """Per `group` elements: byte l holds L[l] (low) and L[l + group/2] (high)."""
+    L = L.astype(np.uint8).reshape(-1, 2, group // 2)
+    return (L[:, 0] | (L[:, 1] << 4)).reshape(L.shape[0], -1)
+
+
+def _errstate():
+    return np.errstate(divide="ignore", invalid="ignore", over="ignore")
+
+
+# ----------------------------------------------------------------------------------------------- 32-blocks
+
+
+def _q8_0(x: np.ndarray) -> np.ndarray:
+    amax = np.abs(x).max(axis=1)
+    d = amax / F(127)
+    with _errstate():
+        inv = np.where(d != 0, F(1) / d, F(0)).astype(F)
+    v = x * inv[:, None]
+    a = np.abs(v)
+    fl = np.floor(a)
+    q = np.copysign(fl + np.floor(F(2) * (a - fl)), v)  # roundf (half away from zero), exact: no a + 0.5 rounding
+    return np.concatenate([_fp16_bits(d), q.astype(np.int8).view(np.uint8)], axis=1)
+
+
+def _max_signed(x: np.ndarray) -> np.ndarray:
+    """The value of largest magnitude; +0.0 for an all-zero block (ggml starts from max = 0 and keeps it)."""
+    amax, mx = _amax_signed(x)
+    return np.where(amax > 0, mx, F(0))
+
+
+def _q4_0(x: np.ndarray) -> np.ndarray:
+    d = _max_signed(x) / F(-8)
+    with _errstate():
+        inv = np.where(d != 0, F(1) / d, F(0)).astype(F)
+    q = np.minimum(15, np.trunc(x * inv[:, None] + F(8.5)).astype(np.int8))
+    return np.concatenate([_fp16_bits(d), _pack_nibbles(q, 32)], axis=1)
+
+
+def _q4_1(x: np.ndarray) -> np.ndarray:
+    mn = _first_min(x)
+    mx = _first_max(x)
+    d = (mx - mn) / F(15)
+    with _errstate():
+        inv = np.where(d != 0, F(1) / d, F(0)).astype(F)
+    q = np.minimum(15, np.trunc((x - mn[:, None]) * inv[:, None] + F(0.5)).astype(np.int8))
+    return np.concatenate([_fp16_bits(d), _fp16_bits(mn), _pack_nibbles(q, 32)], axis=1)
+
+
+def _q5_high_bits(q: np.ndarray) -> np.ndarray:
+    bits = ((q.astype(np.uint8) >> 4) & 1).reshape(-1, 32)
+    return np.packbits(bits, axis=1, bitorder="little")
+
+
+def _q5_0(x: np.ndarray) -> np.ndarray:
+    d = _max_signed(x) / F(-16)
+    with _errstate():
+        inv = np.where(d != 0, F(1) / d, F(0)).astype(F)
+    q = np.minimum(31, np.trunc(x * inv[:, None] + F(16.5)).astype(np.int8))
+    return np.concatenate([_fp16_bits(d), _q5_high_bits(q), _pack_nibbles(q & 0x0F, 32)], axis=1)
+
+
+def _q5_1(x: np.ndarray) -> np.ndarray:
+    mn = _first_min(x)
+    mx = _first_max(x)
+    d = (mx - mn) / F(31)
+    with _errstate():
+        inv = np.where(d != 0, F(1) / d, F(0)).astype(F)
+    q = np.minimum(31, np.trunc((x - mn[:, None]) * inv[:, None] + F(0.5)).astype(np.uint8))
+    return np.concatenate([_fp16_bits(d), _fp16_bits(mn), _q5_high_bits(q), _pack_nibbles(q & 0x0F, 32)], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------- ggml helpers
+
+
+def _sum_rows(at: np.ndarray) -> np.ndarray:
+    """Left-to-right float32 sum over axis 0 of a (n, M) array, as ggml's `s = 0; for i: s += a[i]` loop.
+
+    The helpers below work on transposed (element, group) arrays so that each step of such a loop is one
+    contiguous numpy add over all groups (30x faster than a cumulative sum over short rows).
+    """
+    s = np.zeros(at.shape[1:], dtype=F)
+    for row in at:
+        s += row
+    return s
+
+
+def _round_clip(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """MAX(lo, MIN(hi, nearest_int(a))) kept as float32 (NaN only arises in groups that are masked out)."""
+    r = np.rint(a)
+    return np.clip(r, F(lo), F(hi), out=r)
+
+
+def _make_qkx2_quants(
+    x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ggml make_qkx2_quants for each row of x (M, n): returns (scale, the_min, L) with L in 0..nmax."""
+    fmax = F(nmax)
+    mn = _first_min(x)
+    mn = np.where(mn > 0, F(0), mn)
+    mx = _first_max(x)
+    xt = np.ascontiguousarray(x.T)
+    wt = np.ascontiguousarray(w.T)
+    sum_w = _sum_rows(wt)
+    sum_x = _sum_rows(wt * xt)
+    degenerate = mx == mn
+
+    def err(scale: np.ndarray, L: np.ndarray, m: np.ndarray) -> np.ndarray:
+        diff = scale * L + m - xt
+        diff = np.abs(diff) if use_mad else diff * diff
+        return _sum_rows(wt * diff)
+
+    with _errstate():
+        iscale = fmax / (mx - mn)
+        scale = F(1) / iscale
+        L = _round_clip(iscale * (xt - mn), 0, nmax)
+        best = err(scale, L, mn)
+        for step in range(nstep + 1):
+            iscale = (F(rmin) + F(rdelta) * F(step) + fmax) / (mx - mn)
+            Laux = _round_clip(iscale * (xt - mn), 0, nmax)
+            wl = wt * Laux
+            sum_l = _sum_rows(wl)
+            sum_l2 = _sum_rows(wl * Laux)
+            sum_xl = _sum_rows(wl * xt)
+            D = sum_w * sum_l2 - sum_l * sum_l
+            this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
+            this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
+            clamp = this_min > 0
+            this_min = np.where(clamp, F(0), this_min)
+            this_scale = np.where(clamp, sum_xl / sum_l2, this_scale)
+            cur = err(this_scale, Laux, this_min)
+            better = (D > 0) & (cur < best) & ~degenerate
+            np.copyto(L, Laux, where=better)
+            best = np.where(better, cur, best)
+            scale = np.where(better, this_scale, scale)
+            mn = np.where(better, this_min, mn)
+    scale = np.where(degenerate, F(0), scale)
+    L = np.where(degenerate, F(0), L)
+    return scale.astype(F), (-mn).astype(F), np.ascontiguousarray(L.T)
+
+
+def _make_q3_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """ggml make_q3_quants(do_rmse=true) for each row of x (M, n): returns (scale, L) with L in 0..2*nmax-1."""
+    M, n = x.shape
+    amax, mx = _amax_signed(x)
+    zero = amax < GROUP_MAX_EPS
+    xt = np.ascontiguousarray(x.T)
+    with _errstate():
+        iscale = F(-nmax) / mx
+        L = _round_clip(iscale * xt, -nmax, nmax - 1)
+        w = xt * xt
+        wx = w * xt
+        sumlx = _sum_rows(wx * L)
+        suml2 = _sum_rows(w * L * L)
+        active = ~zero
+        for _ in range(5):
+            changed = np.zeros(M, dtype=bool)
+            for i in range(n):
+                xi, wi, wxi, Li = xt[i], w[i], wx[i], L[i]
+                slx = sumlx - wxi * Li
+                sl2 = suml2 - wi * Li * Li
+                new_l = _round_clip(xi * sl2 / slx, -nmax, nmax - 1)
+                slx_n = slx + wxi * new_l
+                sl2_n = sl2 + wi * new_l * new_l
+                take = (
+                    active & (slx > 0) & (new_l != Li) & (sl2_n > 0) & (slx_n * slx_n * suml2 > sumlx * sumlx * sl2_n)
+                )
+                np.copyto(Li, new_l, where=take)
+                sumlx = np.where(take, slx_n, sumlx)
+                suml2 = np.where(take, sl2_n, suml2)
+                changed |= take
+            active &= changed
+            if not active.any():
+                break
+        scale = np.where(suml2 > 0, sumlx / suml2, F(0))
+    L = np.where(zero[:, None], F(0), L.T + F(nmax))
+    return np.where(zero, F(0), scale).astype(F), L
+
+
+def _make_qx_quants_rmse1(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """ggml make_qx_quants(rmse_type=1, no weights) for each row of x (M, n): (scale, L) with L in 0..2*nmax-1."""
+    amax, mx = _amax_signed(x)
+    zero = amax < GROUP_MAX_EPS
+    xt = np.ascontiguousarray(x.T)
+    w = xt * xt
+    wx = w * xt
+
+    def sums(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lv = _round_clip(iscale * xt, -nmax, nmax - 1)
+        return lv, _sum_rows(wx * lv), _sum_rows(w * lv * lv)
+
+    with _errstate():
+        lv, sumlx, suml2 = sums(F(-nmax) / mx)
+        L = lv + F(nmax)
+        scale = np.where(suml2 != 0, sumlx / suml2, F(0))
+        best = scale * sumlx
+        for step in range(-9, 10):
+            if step == 0:
+                continue
+            lv, sumlx, suml2 = sums(-(F(nmax) + F(0.1) * F(step)) / mx)
+            take = (suml2 > 0) & (sumlx * sumlx > best * suml2)
+            np.copyto(L, lv + F(nmax), where=take)
+            scale = np.where(take, sumlx / suml2, scale)
+            best = np.where(take, scale * sumlx, best)
+    L = np.where(zero[:, None], F(0), L.T)
+    return np.where(zero, F(0), scale).astype(F), L
+
+
+def _best_index_iq4(v: np.ndarray) -> np.ndarray:
+    """ggml best_index_int8 over the IQ4_NL levels: how many midpoints 2v reaches (NaN reaches none, as in C).
+
+    Fifteen vectorized comparisons beat np.searchsorted by ~8x here.
+    """
+    v2 = v + v
+    idx = np.zeros(v2.shape, dtype=np.uint8)
+    for m in _IQ4_MIDSUMS:
+        idx += v2 >= m
+    return idx
+
+
+# ----------------------------------------------------------------------------------------------- K-quants
+
+
+def _q2_k(x: np.ndarray) -> np.ndarray:
+    nb = x.shape[0]
+    g = x.reshape(-1, 16)
+    scales, mins, L = _make_qkx2_quants(g, np.abs(g), 3, -0.5, 0.1, 15, True)
+    scales, mins, L = scales.reshape(nb, 16), mins.reshape(nb, 16), L.reshape(nb, QK_K)
+    max_scale = np.maximum(scales.max(axis=1), F(0))
+    max_min = np.maximum(mins.max(axis=1), F(0))
+    with _errstate():
+        has_s = max_scale > 0
+        ls = np.where(has_s[:, None], _nint((F(15) / max_scale)[:, None] * scales), 0)
+        d = np.where(has_s, max_scale / F(15), F(0)).astype(F)
+        has_m = max_min > 0
+        lm = np.where(has_m[:, None], _nint((F(15) / max_min)[:, None] * mins), 0)
+        dmin = np.where(has_m, max_min / F(15), F(0)).astype(F)
+        sc = ((ls | (lm << 4)) & 0xFF).astype(np.uint8)
+        dq = _fp16_round(d)[:, None] * (sc & 0x0F).astype(F)
+        dm = _fp16_round(dmin)[:, None] * (sc >> 4).astype(F)
+        xs = x.reshape(nb, 16, 16)
+        requant = np.clip(_nint((xs + dm[..., None]) / dq[..., None]), 0, 3).astype(F)
+        L = np.where((dq != 0)[..., None], requant, L.reshape(nb, 16, 16)).reshape(nb, QK_K)
+    return np.concatenate([sc, _pack_crumbs(L), _fp16_bits(d), _fp16_bits(dmin)], axis=1)
+
+
+def _q3_k(x: np.ndarray) -> np.ndarray:
+    nb = x.shape[0]
+    scales, L = _make_q3_quants(x.reshape(-1, 16), 4)
+    scales, L = scales.reshape(nb, 16), L.reshape(nb, 16, 16)
+    amax, max_scale = _amax_signed(scales)
+    has = max_scale != 0
+    with _errstate():
+        iscale = F(-32) / max_scale
+        l6 = np.clip(_nint(iscale[:, None] * scales), -32, 31) + 32
+        l6 = np.where(has[:, None], l6, 0).astype(np.uint8)
+        d = np.where(has, F(1) / iscale, F(0)).astype(F)
+    packed = np.zeros((nb, 12), dtype=np.uint8)
+    packed[:, 0:8] = (l6[:, 0:8] & 0x0F) | ((l6[:, 8:16] & 0x0F) << 4)
+    hi = l6 >> 4
+    packed[:, 8:12] = hi[:, 0:4] | (hi[:, 4:8] << 2) | (hi[:, 8:12] << 4) | (hi[:, 12:16] << 6)
+    sc = np.where(has[:, None], l6.astype(np.int32) - 32, -32)
+    with _errstate():
+        dq = _fp16_round(d)[:, None] * sc.astype(F)
+        requant = np.clip(_nint(x.reshape(nb, 16, 16) / dq[..., None]), -4, 3) + 4
+        L = np.where((dq != 0)[..., None], requant.astype(F), L).reshape(nb, QK_K).astype(np.uint8)
+    high = L > 3
+    L = np.where(high, L - 4, L)
+    hb = high.reshape(nb, 8, 32).astype(np.uint8) << np.arange(8, dtype=np.uint8)[None, :, None]
+    hmask = np.bitwise_or.reduce(hb, axis=1)
+    return np.concatenate([hmask, _pack_crumbs(L), packed, _fp16_bits(d)], axis=1)
+
+
+def _k_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int):
+    """Shared first half of Q4_K / Q5_K: sub-block scales and mins, their 6-bit codes and the requantized L."""
+    nb = x.shape[0]
+    g = x.reshape(-1, 32)
+    gt = np.ascontiguousarray(g.T)
+    av_x = np.sqrt(_sum_rows(gt * gt) / F(32))
+    w = av_x[:, None] + np.abs(g)
+    scales, mins, L = _make_qkx2_quants(g, w, nmax, rmin, rdelta, nstep, False)
+    scales, mins = scales.reshape(nb, 8), mins.reshape(nb, 8)
+    max_scale = np.maximum(scales.max(axis=1), F(0))
+    max_min = np.maximum(mins.max(axis=1), F(0))
+    with _errstate():
+        inv_scale = np.where(max_scale > 0, F(63) / max_scale, F(0)).astype(F)
+        inv_min = np.where(max_min > 0, F(63) / max_min, F(0)).astype(F)
+        ls = np.minimum(_nint(inv_scale[:, None] * scales) & 0xFF, 63).astype(np.uint8)
+        lm = np.minimum(_nint(inv_min[:, None] * mins) & 0xFF, 63).astype(np.uint8)
+        d = (max_scale / F(63)).astype(F)
+        dmin = (max_min / F(63)).astype(F)
+        dq = _fp16_round(d)[:, None] * ls.astype(F)
+        dm = _fp16_round(dmin)[:, None] * lm.astype(F)
+        xs = x.reshape(nb, 8, 32)
+        requant = np.clip(_nint((xs + dm[..., None]) / dq[..., None]), 0, nmax).astype(F)
+        L = np.where((dq != 0)[..., None], requant, L.reshape(nb, 8, 32)).reshape(nb, QK_K).astype(np.uint8)
+    packed = np.empty((nb, 12), dtype=np.uint8)
+    packed[:, 0:4] = ls[:, 0:4] | ((ls[:, 4:8] >> 4) << 6)
+    packed[:, 4:8] = lm[:, 0:4] | ((lm[:, 4:8] >> 4) << 6)
+    packed[:, 8:12] = (ls[:, 4:8] & 0x0F) | ((lm[:, 4:8] & 0x0F) << 4)
+    return d, dmin, packed, L
+
+
+def _q4_k(x: np.ndarray) -> np.ndarray:
+    d, dmin, packed, L = _k_scales(x, 15, -1.0, 0.1, 20)
+    qs = _pack_nibbles(L.reshape(-1, 64), 64).reshape(x.shape[0], 128)
+    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), packed, qs], axis=1)
+
+
+def _q5_k(x: np.ndarray) -> np.ndarray:
+    nb = x.shape[0]
+    d, dmin, packed, L = _k_scales(x, 31, -0.5, 0.1, 15)
+    high = (L >> 4).reshape(nb, 8, 32)  # sub-block s -> bit s of qh[l]
+    qh = np.bitwise_or.reduce(high << np.arange(8, dtype=np.uint8)[None, :, None], axis=1)
+    qs = _pack_nibbles((L & 0x0F).reshape(-1, 64), 64).reshape(nb, 128)
+    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), packed, qh, qs], axis=1)
+
+
+def _q6_k(x: np.ndarray) -> np.ndarray:
+    nb = x.shape[0]
+    scales, L = _make_qx_quants_rmse1(x.reshape(-1, 16), 32)
+    scales, L = scales.reshape(nb, 16), L.reshape(nb, 16, 16)
+    max_abs, max_scale = _amax_signed(scales)
+    empty = max_abs < GROUP_MAX_EPS
+    with _errstate():
+        iscale = F(-128) / max_scale
+        d = np.where(empty, F(0), F(1) / iscale).astype(F)
+        sc = np.where(empty[:, None], 0, np.minimum(127, _nint(iscale[:, None] * scales))).astype(np.int8)
+        dq = _fp16_round(d)[:, None] * sc.astype(F)
+        requant = np.clip(_nint(x.reshape(nb, 16, 16) / dq[..., None]), -32, 31) + 32
+        L = np.where((dq != 0)[..., None], requant.astype(F), L).reshape(nb, 2, 4, 32).astype(np.uint8)
+    # element 128h + 32g + l: low nibble into ql[64h + 32(g%2) + l] (nibble g//2), high 2 bits into qh[32h + l]
+    low = L & 0x0F
+    ql = np.concatenate([low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], axis=2)
+    hi = L >> 4
+    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
+    out = np.concatenate([ql.reshape(nb, 128), qh.reshape(nb, 64), sc.view(np.uint8), _fp16_bits(d)], axis=1)
+    out[empty] = 0
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- IQ4
+
+
+def _iq4_fit(x: np.ndarray, ntry: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-32 scale search of quantize_row_iq4_nl_impl without importance weights: (scale, all-zero)."""
+    amax, mx = _amax_signed(x)
+    zero = amax < GROUP_MAX_EPS
+    xt = np.ascontiguousarray(x.T)
+    w = xt * xt
+    levels = IQ4_NL_VALUES.astype(F)
+
+    def fit(inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        q = levels[_best_index_iq4(inv * xt)]
+        wq = w * q
+        return _sum_rows(wq * xt), _sum_rows(wq * q)
+
+    with _errstate():
+        d = (-mx if ntry > 0 else mx) / levels[0]
+        sumqx, sumq2 = fit(F(1) / d)
+        d = np.where(sumq2 > 0, sumqx / sumq2, F(0))
+        best = d * sumqx
+        for itry in range(-ntry, ntry + 1):
+            sumqx, sumq2 = fit(F(itry + int(IQ4_NL_VALUES[0])) / mx)
+            take = (sumq2 > 0) & (sumqx * sumqx > best * sumq2)
+            d = np.where(take, sumqx / sumq2, d)
+            best = np.where(take, d * sumqx, best)
+    return np.where(zero, F(0), d).astype(F), zero
+
+
+def _iq4_nl(x: np.ndarray) -> np.ndarray:
+    # What llama-quantize runs (ggml_quantize_chunk -> quantize_iq4_nl): the search with ntry = 7, then the
+    # levels picked again for the final scale. (quantize_row_iq4_nl_ref, ntry = -1, is only ggml's on-the-fly path.)
+    d, _ = _iq4_fit(x, 7)
+    with _errstate():
+        inv = np.where(d != 0, F(1) / d, F(0)).astype(F)
+        L = _best_index_iq4(inv[:, None] * x)
+    return np.concatenate([_fp16_bits(d), _pack_nibbles(L, 32)], axis=1)
+
+
+def _iq4_xs(x: np.ndarray) -> np.ndarray:
+    nb = x.shape[0]
+    scales, _ = _iq4_fit(x.reshape(-1, 32), 7)
+    scales = scales.reshape(nb, 8)
+    _, max_scale = _amax_signed(scales)
+    max_scale = np.where(np.abs(max_scale) > 0, max_scale, F(0))
+    with _errstate():
+        d = (-max_scale / F(32)).astype(F)
+        inv = np.where(d != 0, F(1) / d, F(0)).astype(F)
+        ls = np.clip(_nint(inv[:, None] * scales), -32, 31)
+        dl = d[:, None] * ls.astype(F)
+        idl = np.where(dl != 0, F(1) / dl, F(0)).astype(F)
+        L = _best_index_iq4(idl[..., None] * x.reshape(nb, 8, 32))
+    ls = (ls + 32).astype(np.uint16)
+    scales_l = ((ls[:, 0::2] & 0x0F) | ((ls[:, 1::2] & 0x0F) << 4)).astype(np.uint8)
+    scales_h = np.bitwise_or.reduce((ls >> 4) << (2 * np.arange(8, dtype=np.uint16))[None, :], axis=1)
+    scales_h = scales_h.astype("<u2").view(np.uint8).reshape(nb, 2)
+    qs = _pack_nibbles(L.reshape(-1, 32), 32).reshape(nb, 128)
+    return np.concatenate([_fp16_bits(d), scales_h, scales_l, qs], axis=1)
+
+
+# ----------------------------------------------------------------------------------------------- floats
+
+
+def _f32(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype="<f4").view(np.uint8).reshape(x.shape[0], -1)
+
+
+def _f16(x: np.ndarray) -> np.ndarray:
+    with _errstate():
+        return np.ascontiguousarray(x.astype("<f2")).view(np.uint8).reshape(x.shape[0], -1)
+
+
+def _bf16(x: np.ndarray) -> np.ndarray:
+    """ggml_compute_fp32_to_bf16: NaN kept (made quiet), otherwise round to nearest even."""
+    n = np.ascontiguousarray(x, dtype="<f4").view(np.uint32).astype(np.uint64)
+    is_nan = (n & 0x7FFFFFFF) > 0x7F800000
+    rounded = (n + (0x7FFF + ((n >> 16) & 1))) >> 16
+    quiet = ((n >> 16) | 64) & 0xFFFF
+    out = np.where(is_nan, quiet, rounded).astype("<u2")
+    return out.view(np.uint8).reshape(x.shape[0], -1)
+
+
+QUANTIZERS: dict[GGMLType, BlockEncoder] = {
+    GGMLType.F32: _f32,
+    GGMLType.F16: _f16,
+    GGMLType.BF16: _bf16,
+    GGMLType.Q8_0: _q8_0,
+    GGMLType.Q5_1: _q5_1,
+    GGMLType.Q5_0: _q5_0,
+    GGMLType.Q4_1: _q4_1,
+    GGMLType.Q4_0: _q4_0,
+    GGMLType.Q6_K: _q6_k,
+    GGMLType.Q5_K: _q5_k,
+    GGMLType.Q4_K: _q4_k,
+    GGMLType.Q3_K: _q3_k,
+    GGMLType.Q2_K: _q2_k,
+    GGMLType.IQ4_NL: _iq4_nl,
+    GGMLType.IQ4_XS: _iq4_xs,
+}
+
+
+def quantize(array: np.ndarray, ggml_type: object) -> np.ndarray:
+    """Quantize a float array (rows along the last axis) into ggml blocks.
+
+    Returns uint8 of shape (*array.shape[:-1], bytes_per_row) - the byte layout `gguf.GGUFWriter` takes with
+    `raw_dtype`. The row length must be a multiple of the type's block size; quantized types refuse NaN/inf.
+    """
+    t = to_ggml_type(ggml_type)
+    info = TYPE_INFO[t]
+    array = np.asarray(array)
+    if array.ndim == 0:
+        array = array.reshape(1)
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise AtelierError(f"cannot quantize an array of {array.dtype}; give float values")
+    row = array.shape[-1]
+    if row % info.block_size:
+        raise AtelierError(
+            f"rows of {row} values are not a whole number of {info.name} blocks of {info.block_size}; "
+            "use a float type (F16/BF16/F32) or a type with a smaller block for this tensor"
+        )
+    out_shape = (*array.shape[:-1], row // info.block_size * info.type_size)
+    x = np.ascontiguousarray(array, dtype=F).reshape(-1, info.block_size)
+    if not info.is_float and x.size and not np.isfinite(x).all():
+        raise AtelierError(f"the tensor holds NaN or infinite values and cannot be quantized to {info.name}")
+    encode = QUANTIZERS[t]
+    out = np.empty((x.shape[0], info.type_size), dtype=np.uint8)
+    step = max(1, CHUNK_ELEMENTS // info.block_size)
+    for start in range(0, x.shape[0], step):
+        out[start : start + step] = encode(x[start : start + step])
+    return out.reshape(out_shape)
