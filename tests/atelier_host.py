@@ -133,7 +133,7 @@ class ComfyHost:
 
         # main.py imports its `utils` package before `nodes`, which puts comfy/ on sys.path (where comfy/utils.py
         # would otherwise shadow it); keep ComfyUI's own import order.
-        import utils.extra_config  # noqa: F401
+        import utils.extra_config  # noqa: F401, I001
         import execution
         import nodes
 

@@ -43,7 +43,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     ran = skipped = 0
     for key in ("passed", "failed", "error"):
         for rep in terminalreporter.stats.get(key, []):
-            if "host" in getattr(rep, "keywords", {}) and rep.when == "call":
+            # A setup error (the pack failed to import, say) counts as a host test that ran and failed.
+            if "host" in getattr(rep, "keywords", {}) and (rep.when == "call" or key == "error"):
                 ran += 1
     for rep in terminalreporter.stats.get("skipped", []):
         if "host" in getattr(rep, "keywords", {}):
@@ -53,3 +54,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if reason:
         line += f" ({reason})"
     terminalreporter.write_line(line)
+
+
+FLUX_VAE_NAME = "atelier_test_flux_vae.safetensors"
+
+
+@pytest.fixture(scope="session")
+def flux_vae_file(comfy_host):
+    """A random-weight FLUX VAE (bf16 safetensors, ComfyUI's own key set) in the host's models/vae; written once."""
+    from atelier_fixtures import write_flux_vae
+
+    path = comfy_host.model_path("vae", FLUX_VAE_NAME)
+    if not path.is_file():
+        write_flux_vae(path)
+    return path

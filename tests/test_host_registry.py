@@ -39,7 +39,7 @@ def test_every_node_registered_with_prefix_category_and_tooltips(comfy_host):
                 options = spec[1] if len(spec) > 1 else {}
                 assert options.get("tooltip"), f"{node_id} input {name} has no tooltip"
         assert len(info["output_tooltips"]) == len(info["output"])
-        for name, tip in zip(info["output_name"], info["output_tooltips"]):
+        for name, tip in zip(info["output_name"], info["output_tooltips"], strict=True):
             assert tip, f"{node_id} output {name} has no tooltip"
 
 

@@ -1,0 +1,223 @@
+"""Undo the global drift of a re-rendered edit before differencing it against the original.
+
+Kontext re-renders the whole picture: it comes back shifted by a few pixels (sometimes scaled slightly) and with
+a colour/exposure cast. Left alone, both light up the whole frame as "changed". This module estimates
+
+* a global shift and isotropic scale, sub-pixel: phase correlation for the coarse shift, then a robust
+  Lucas-Kanade refinement over an image pyramid that also fits a brightness gain/offset, and down-weights the
+  locally edited pixels (Tukey weights) so they do not pull the estimate;
+* a global colour transform (3x3 matrix plus offset in linear RGB), fitted robustly on the pixels that agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .color import linear_to_srgb, srgb_to_linear
+
+MIN_ALIGN_SIDE = 32  # below this there is not enough structure to estimate a shift
+
+
+@dataclass
+class Alignment:
+    """moving(s * (x - c) + c + t) matches reference(x); c is the image centre, t = (dx, dy) in pixels."""
+
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+    ok: bool = True
+    note: str = ""
+
+    @property
+    def is_identity(self) -> bool:
+        return abs(self.dx) < 0.01 and abs(self.dy) < 0.01 and abs(self.scale - 1.0) < 1e-4
+
+    def matrix(self, width: int, height: int) -> np.ndarray:
+        """2x3 matrix taking reference (output) pixel coordinates to moving (input) coordinates."""
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        s = self.scale
+        return np.array([[s, 0.0, (1 - s) * cx + self.dx], [0.0, s, (1 - s) * cy + self.dy]], np.float64)
+
+    def scaled(self, factor: float) -> Alignment:
+        """The same motion expressed for an image ``factor`` times larger."""
+        return Alignment(self.dx * factor, self.dy * factor, self.scale, self.ok, self.note)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 709 luma of an sRGB image (H, W, 3) as float32 (H, W)."""
+    rgb = np.asarray(rgb, np.float32)
+    return np.ascontiguousarray(rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722)
+
+
+def phase_correlation(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float, float]:
+    """Translation (dx, dy) such that moving(x + d) ~ reference(x), and the peak's sharpness (0..1).
+
+    Hann-windowed normalised cross-power spectrum; the peak is refined to sub-pixel by a 3x3 centroid.
+    """
+    h, w = reference.shape
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    fa = np.fft.rfft2((reference - reference.mean()) * win)
+    fb = np.fft.rfft2((moving - moving.mean()) * win)
+    cross = fb * np.conj(fa)
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    corr = np.fft.irfft2(cross, s=(h, w))
+    peak = np.unravel_index(int(np.argmax(corr)), corr.shape)
+    py, px = int(peak[0]), int(peak[1])
+    ys = [(py + k) % h for k in (-1, 0, 1)]
+    xs = [(px + k) % w for k in (-1, 0, 1)]
+    patch = np.maximum(corr[np.ix_(ys, xs)], 0.0)
+    total = float(patch.sum()) or 1.0
+    oy = float((patch.sum(axis=1) * np.array([-1, 0, 1])).sum()) / total
+    ox = float((patch.sum(axis=0) * np.array([-1, 0, 1])).sum()) / total
+    dy = py + oy if py <= h // 2 else py + oy - h
+    dx = px + ox if px <= w // 2 else px + ox - w
+    return dx, dy, float(corr[py, px])
+
+
+def _warp(image: np.ndarray, a: Alignment, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    h, w = image.shape[:2]
+    out = cv2.warpAffine(
+        image, a.matrix(w, h), (w, h), flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE
+    )
+    return out.reshape(image.shape)
+
+
+def warp_image(image: np.ndarray, a: Alignment) -> np.ndarray:
+    """Resample ``image`` (H, W, C) so it lines up with the reference (bicubic; identity returns a copy)."""
+    if a.is_identity:
+        return np.array(image, np.float32, copy=True)
+    return _warp(np.asarray(image, np.float32), a, cv2.INTER_CUBIC)
+
+
+def _refine(ref: np.ndarray, mov: np.ndarray, a: Alignment, iterations: int, samples: int = 30000) -> Alignment:
+    """Robust Lucas-Kanade on (dx, dy, scale, gain, offset) at one pyramid level.
+
+    Works on a fixed random sample of pixels away from the border; the moving image and its gradients are
+    sampled at the warped positions with ``cv2.remap`` instead of warping whole images.
+    """
+    h, w = ref.shape
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    bm = max(2, int(0.03 * min(h, w)))
+    rng = np.random.default_rng(0)
+    n = min(samples, (h - 2 * bm) * (w - 2 * bm))
+    ys = rng.integers(bm, h - bm, n)
+    xs = rng.integers(bm, w - bm, n)
+    xc, yc = (xs - cx).astype(np.float64), (ys - cy).astype(np.float64)
+    r = ref[ys, xs].astype(np.float64)
+    gxm = cv2.Sobel(mov, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gym = cv2.Sobel(mov, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+    gain, offset = 1.0, 0.0
+    for _ in range(iterations):
+        m = a.matrix(w, h)
+        mx = (m[0, 0] * xs + m[0, 2]).astype(np.float32).reshape(1, -1)
+        my = (m[1, 1] * ys + m[1, 2]).astype(np.float32).reshape(1, -1)
+
+        def sample(img, mx=mx, my=my):
+            out = cv2.remap(img, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            return out.reshape(-1).astype(np.float64)
+
+        warped, gx, gy = sample(mov), sample(gxm) * a.scale, sample(gym) * a.scale
+        resid = gain * warped + offset - r
+        mad = float(np.median(np.abs(resid))) * 1.4826 + 1e-4
+        u = resid / (4.685 * mad)
+        wts = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
+        # ref ~ gain' * warped + offset' + gain * (gradient . motion change)
+        jac = np.stack([gain * gx, gain * gy, gain * (gx * xc + gy * yc), warped, np.ones_like(warped)], axis=1)
+        jw = jac * wts[:, None]
+        target = r - gain * warped - offset
+        try:
+            delta = np.linalg.solve(jw.T @ jac + np.eye(5) * 1e-9, jw.T @ target)
+        except np.linalg.LinAlgError:
+            break
+        a = Alignment(a.dx + float(delta[0]), a.dy + float(delta[1]), a.scale + float(delta[2]), a.ok, a.note)
+        gain, offset = gain + float(delta[3]), offset + float(delta[4])
+        if abs(delta[0]) < 1e-3 and abs(delta[1]) < 1e-3 and abs(delta[2]) * max(h, w) < 1e-3:
+            break
+    return a
+
+
+def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int = 1024) -> Alignment:
+    """Global shift and scale taking ``moving`` onto ``reference`` (both sRGB (H, W, 3), same size).
+
+    Works on luma, on a copy at most ``max_side`` pixels on its long side; the returned shift is in the
+    input's pixels.
+    """
+    h, w = reference.shape[:2]
+    if min(h, w) < MIN_ALIGN_SIDE:
+        return Alignment(ok=False, note=f"image smaller than {MIN_ALIGN_SIDE} px: alignment skipped")
+    ref_full, mov_full = luma(reference), luma(moving)
+    factor = min(1.0, max_side / max(h, w))
+    sizes = []
+    f = factor
+    while min(h, w) * f >= 64 and len(sizes) < 4:
+        sizes.append(f)
+        f /= 2
+    sizes = sizes[::-1] or [factor]
+
+    def at(img: np.ndarray, f: float) -> np.ndarray:
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        return cv2.resize(img, size, interpolation=cv2.INTER_AREA) if f < 1 else img
+
+    f0 = sizes[0]
+    dx, dy, peak = phase_correlation(at(ref_full, f0), at(mov_full, f0))
+    a = Alignment(dx / f0, dy / f0)
+    for f in sizes:
+        a = _refine(at(ref_full, f), at(mov_full, f), a.scaled(f), iterations=10).scaled(1 / f)
+    if not (abs(a.scale - 1) < 0.2 and abs(a.dx) < w / 4 and abs(a.dy) < h / 4) or not np.isfinite(
+        a.dx + a.dy + a.scale
+    ):
+        return Alignment(ok=False, note="no reliable global motion found: alignment skipped")
+    a.note = f"shift ({a.dx:+.2f}, {a.dy:+.2f}) px, scale {a.scale:.4f}"
+    return a
+
+
+@dataclass
+class ColorTransform:
+    """linear_out = matrix @ linear_in + offset, fitted from the edit to the original."""
+
+    matrix: np.ndarray
+    offset: np.ndarray
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(np.allclose(self.matrix, np.eye(3), atol=1e-4) and np.allclose(self.offset, 0, atol=1e-4))
+
+    def apply(self, srgb: np.ndarray) -> np.ndarray:
+        """Apply to an sRGB image (values clipped to 0..1 afterwards)."""
+        lin = srgb_to_linear(np.asarray(srgb, np.float32))
+        affine = np.hstack([self.matrix, self.offset[:, None]]).astype(np.float32)
+        out = cv2.transform(lin.reshape(-1, 1, 3), affine).reshape(lin.shape)
+        return np.clip(linear_to_srgb(out), 0.0, 1.0).astype(np.float32)
+
+
+def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20000, seed: int = 0) -> ColorTransform:
+    """Robust (iteratively reweighted) affine colour fit in linear RGB from ``moving`` to ``reference``.
+
+    Pixels that the edit changed are outliers of the fit and get zero weight, so a local edit does not tint the
+    correction. Both images are sRGB (H, W, 3) of the same size.
+    """
+    ref = np.asarray(reference, np.float32).reshape(-1, 3)
+    mov = np.asarray(moving, np.float32).reshape(-1, 3)
+    n = ref.shape[0]
+    if n > samples:
+        idx = np.random.default_rng(seed).integers(0, n, samples)
+        ref, mov = ref[idx], mov[idx]
+    ref, mov = srgb_to_linear(ref), srgb_to_linear(mov)
+    x = np.concatenate([mov, np.ones((mov.shape[0], 1), np.float32)], axis=1).astype(np.float64)
+    y = ref.astype(np.float64)
+    wts = np.ones(x.shape[0])
+    coef = np.vstack([np.eye(3), np.zeros((1, 3))])
+    for _ in range(6):
+        xw = x * wts[:, None]
+        try:
+            coef = np.linalg.solve(xw.T @ x + np.eye(4) * 1e-9, xw.T @ y)
+        except np.linalg.LinAlgError:
+            break
+        resid = np.linalg.norm(x @ coef - y, axis=1)
+        scale = float(np.median(resid)) * 1.4826 + 1e-5
+        u = resid / (4.685 * scale)
+        wts = np.where(u < 1, (1 - u * u) ** 2, 0.0)
+    return ColorTransform(coef[:3].T.copy(), coef[3].copy())

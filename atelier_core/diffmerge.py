@@ -1,0 +1,505 @@
+"""Diff-merge: keep exactly what an edit changed, and the original everywhere else.
+
+Pipeline for one image: fit the edit to the original's size -> estimate and undo the global shift/scale ->
+compensate the global colour/exposure drift -> CIELAB ΔE map (float, from linearised sRGB) -> threshold (fixed
+or automatic) -> clean-up (specks below a minimum area, holes, grow/shrink) -> hard mask and feathered soft mask
+-> blend (Poisson, Laplacian multi-band or alpha). Every pixel where the soft mask is 0 is the original's, bit
+for bit; a soft mask of all ones returns the (aligned) edit.
+
+Images are float numpy arrays (H, W, C) in 0..1 with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA).
+Detection runs on a copy of about ``detect_megapixels`` (Kontext renders about 1 MP, so finer detail in an
+upscaled edit is not information); masks, alignment and blending are applied at the original's resolution.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from . import align as _align
+from . import color as _color
+from . import poisson as _poisson
+from .errors import AtelierError
+
+log = logging.getLogger(__name__)
+
+BLEND_MODES = ("poisson", "multiband", "alpha")
+USER_MASK_MODES = ("add", "subtract", "replace")
+# ΔE2000 never exceeds about 2.05x ΔE76 (its lightness, chroma and hue terms are each divided by weights >= 1,
+# the a' stretch is at most 1.5x and the rotation term adds at most 87%), so pixels whose ΔE76 is below
+# threshold / 2.1 cannot pass a ΔE2000 threshold and are not evaluated with the slower formula.
+_DE2000_OVER_DE76 = 2.1
+
+
+@dataclass
+class MergeOptions:
+    """Everything the user can set. Lengths are in pixels of the original image."""
+
+    threshold: float = 6.0
+    formula: str = "ciede2000"
+    auto_threshold: bool = False
+    min_area: int = 64
+    grow: int = 6
+    feather: int = 12
+    blend: str = "poisson"
+    align: bool = True
+    match_color: bool = True
+    fill_holes: bool = True
+    user_mask_mode: str = "add"
+    detect_megapixels: float = 1.0
+    denoise_sigma: float = 1.0
+
+    def validate(self) -> None:
+        if self.formula.lower() not in _color.DELTA_E_FORMULAS:
+            raise AtelierError(f"Kontext Diff-Merge: unknown ΔE formula {self.formula!r}; use ciede2000 or cie76")
+        if self.blend not in BLEND_MODES:
+            raise AtelierError(f"Kontext Diff-Merge: unknown blend {self.blend!r}; use one of {', '.join(BLEND_MODES)}")
+        if self.user_mask_mode not in USER_MASK_MODES:
+            raise AtelierError(
+                f"Kontext Diff-Merge: unknown mask mode {self.user_mask_mode!r}; use {', '.join(USER_MASK_MODES)}"
+            )
+        if not (self.threshold > 0 and np.isfinite(self.threshold)):
+            raise AtelierError("Kontext Diff-Merge: the ΔE threshold must be a positive number")
+        if self.min_area < 0 or self.feather < 0 or self.detect_megapixels <= 0:
+            raise AtelierError("Kontext Diff-Merge: min_area, feather and detect_megapixels cannot be negative")
+
+
+@dataclass
+class MergeResult:
+    merged: np.ndarray  # (H, W, C) like the original (C grows to 3/4 when the edit is in colour)
+    hard_mask: np.ndarray  # (H, W) float32 of 0/1
+    soft_mask: np.ndarray  # (H, W) float32 in 0..1
+    preview: np.ndarray  # (H, W, 3) merged image with changed regions tinted and outlined
+    report: dict = field(default_factory=dict)
+
+
+def _check_image(name: str, image) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise AtelierError(
+            f"Kontext Diff-Merge: the {name} image must be (height, width, channels) with 1-4 channels, "
+            f"got shape {tuple(np.shape(image))}"
+        )
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise AtelierError(f"Kontext Diff-Merge: the {name} image is empty")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise AtelierError(
+            f"Kontext Diff-Merge: the {name} image contains NaN or infinite pixels; "
+            "check the node that produced it (a VAE decode in fp16 can overflow)"
+        )
+    return arr
+
+
+def _split(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """-> (rgb, alpha or None, was_grey)."""
+    c = arr.shape[2]
+    if c in (1, 2):
+        rgb = np.repeat(arr[..., :1], 3, axis=2)
+        return rgb, (arr[..., 1] if c == 2 else None), True
+    return arr[..., :3], (arr[..., 3] if c == 4 else None), False
+
+
+def fit_to_size(edit: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Bring an edit of another size onto the original's grid.
+
+    Same aspect ratio (within 1%): a plain resize. Otherwise the edit is taken to be a centre crop of the
+    original (what ``FluxKontextImageScale`` does): it is resized into the centred crop box and the returned
+    validity mask marks the pixels it covers (the rest cannot have been edited).
+    """
+    eh, ew = edit.shape[:2]
+    if (eh, ew) == (height, width):
+        return edit, None, ""
+
+    def resize(img, w, h):
+        interp = cv2.INTER_AREA if w < img.shape[1] else cv2.INTER_CUBIC
+        return cv2.resize(img, (w, h), interpolation=interp).reshape(h, w, img.shape[2])
+
+    if abs((ew / eh) / (width / height) - 1.0) < 0.01:
+        return resize(edit, width, height), None, f"edit {ew}x{eh} resized to the original's {width}x{height}"
+    if ew / eh > width / height:  # edit is wider: it covers the full width and a centred band of rows
+        cw, ch = width, max(1, round(width * eh / ew))
+    else:
+        cw, ch = max(1, round(height * ew / eh)), height
+    x0, y0 = (width - cw) // 2, (height - ch) // 2
+    canvas = np.zeros((height, width, edit.shape[2]), np.float32)
+    canvas[y0 : y0 + ch, x0 : x0 + cw] = resize(edit, cw, ch)
+    valid = np.zeros((height, width), bool)
+    valid[y0 : y0 + ch, x0 : x0 + cw] = True
+    note = (
+        f"edit {ew}x{eh} has another aspect ratio than the original {width}x{height}: treated as a centre crop "
+        f"and placed at x={x0}, y={y0}, {cw}x{ch} (connect the aspect-lock geometry for an exact restore)"
+    )
+    return canvas, valid, note
+
+
+def _auto_threshold(values: np.ndarray, floor: float) -> float:
+    """Otsu's split of the ΔE histogram, never below a robust noise level (median + 6 MAD)."""
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return floor
+    med = float(np.median(v))
+    noise = med + 6.0 * 1.4826 * float(np.median(np.abs(v - med)))
+    clipped = np.clip(v, 0, 100)
+    hist, edges = np.histogram(clipped, bins=256, range=(0, 100))
+    p = hist.astype(np.float64) / max(hist.sum(), 1)
+    omega = np.cumsum(p)
+    mu = np.cumsum(p * (edges[:-1] + edges[1:]) / 2)
+    mu_t = mu[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu_t * omega - mu) ** 2 / (omega * (1 - omega))
+    between[~np.isfinite(between)] = 0
+    otsu = float(edges[int(np.argmax(between)) + 1])
+    return max(otsu, noise, floor)
+
+
+def delta_e_map(
+    original_rgb: np.ndarray, edit_rgb: np.ndarray, formula: str, threshold: float | None, sigma: float
+) -> np.ndarray:
+    """ΔE between two sRGB images after a light Gaussian (sigma px) that evens out noise and softening.
+
+    With ``threshold`` given and CIEDE2000, pixels that provably stay below it keep their (smaller) bound
+    ΔE76 / 2.1 instead of the exact value: the mask is unchanged and the map costs a fraction.
+    """
+    if sigma > 0:
+        original_rgb = cv2.GaussianBlur(original_rgb, (0, 0), sigma)
+        edit_rgb = cv2.GaussianBlur(edit_rgb, (0, 0), sigma)
+    lab_o = _color.srgb_to_lab(np.clip(original_rgb, 0, 1))
+    lab_e = _color.srgb_to_lab(np.clip(edit_rgb, 0, 1))
+    de76 = _color.delta_e_cie76(lab_o, lab_e)
+    if formula.lower() == "cie76":
+        return de76
+    if threshold is None:
+        return _color.delta_e_ciede2000(lab_o, lab_e)
+    out = de76 / _DE2000_OVER_DE76
+    cand = de76 > threshold / _DE2000_OVER_DE76
+    if cand.any():
+        out[cand] = _color.delta_e_ciede2000(lab_o[cand], lab_e[cand])
+    return out
+
+
+def _remove_small(mask: np.ndarray, min_area: float) -> np.ndarray:
+    if min_area <= 1 or not mask.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False
+    return keep[labels]
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the image border."""
+    if not mask.any():
+        return mask
+    inv = (~mask).astype(np.uint8)
+    n, labels = cv2.connectedComponents(inv, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    outside = np.isin(labels, border[border > 0])
+    return mask | (~outside & (labels > 0))
+
+
+def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """Bounding box of a mask grown by ``pad`` pixels (clipped), or None when the mask is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (
+        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, h)),
+        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + pad + 1, w)),
+    )
+
+
+def _distance_outside(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each pixel outside ``mask`` to the nearest mask pixel (0 inside)."""
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow (pixels > 0) or shrink (< 0) by a Euclidean distance, exact for any radius."""
+    if pixels == 0 or not mask.any():
+        return mask
+    if pixels > 0:
+        box = _bbox(mask, pixels + 1)
+        out = np.zeros_like(mask)
+        out[box] = _distance_outside(mask[box]) <= pixels
+        return out
+    if mask.all():
+        return mask
+    return ~grow_mask(~mask, -pixels)
+
+
+def feather_mask(hard: np.ndarray, feather: int) -> np.ndarray:
+    """1 on the hard mask, a smoothstep falling to exactly 0 at ``feather`` px outside it."""
+    if feather <= 0 or not hard.any() or hard.all():
+        return hard.astype(np.float32)
+    box = _bbox(hard, feather + 1)
+    d = _distance_outside(hard[box])
+    t = np.clip(1.0 - d / float(feather + 1), 0.0, 1.0)
+    soft = np.zeros(hard.shape, np.float32)
+    soft[box] = t * t * (3.0 - 2.0 * t)
+    return soft
+
+
+def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
+    """The merged image with changed regions tinted red and outlined in yellow."""
+    preview = np.array(image_rgb, np.float32)  # a copy; merged values outside the mask are already in range
+    width = max(1, round(max(hard.shape) / 512))
+    box = _bbox(hard, width + 1)
+    if box is None:
+        return preview
+    crop = preview[box]
+    np.clip(crop, 0.0, 1.0, out=crop)
+    m = hard[box].astype(np.uint8)
+    tinted = cv2.addWeighted(crop, 0.6, np.full_like(crop, 0.0) + np.array([1.0, 0.15, 0.1], np.float32), 0.4, 0.0)
+    cv2.copyTo(tinted, m, crop)
+    edge = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((2 * width + 1,) * 2, np.uint8))
+    cv2.copyTo(np.full_like(crop, 0.0) + np.array([1.0, 0.9, 0.0], np.float32), edge, crop)
+    return preview
+
+
+def _composite(original: np.ndarray, blended: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """original where soft == 0 (bit for bit), blended where soft == 1, a linear mix between."""
+    out = original.copy()
+    box = _bbox(soft > 0, 0)
+    if box is None:
+        return out
+    o, b, w = original[box], blended[box], soft[box]
+    mixed = o + w[..., None] * (b - o)
+    full = w >= 1
+    mixed[full] = b[full]
+    mixed[w <= 0] = o[w <= 0]
+    out[box] = mixed
+    return out
+
+
+def _aligned_crop(image: np.ndarray, shift: _align.Alignment, box: tuple[slice, slice]) -> np.ndarray:
+    """``image`` resampled by ``shift`` (bicubic), computed only for the pixels of ``box``."""
+    if shift.is_identity:
+        return image[box]
+    h, w = image.shape[:2]
+    y0, x0 = box[0].start, box[1].start
+    ch, cw = box[0].stop - y0, box[1].stop - x0
+    m = shift.matrix(w, h)
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], np.float64)
+    out = cv2.warpAffine(
+        np.ascontiguousarray(image),
+        m,
+        (cw, ch),
+        flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return out.reshape(ch, cw, image.shape[2])
+
+
+def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=None) -> MergeResult:
+    """Merge one edit into one original; see the module docstring."""
+    t0 = time.perf_counter()
+    opts = options or MergeOptions()
+    opts.validate()
+    orig = _check_image("original", original)
+    edit = _check_image("edited", edited)
+    h, w = orig.shape[:2]
+    notes: list[str] = []
+
+    edit, valid, note = fit_to_size(edit, h, w)
+    if note:
+        notes.append(note)
+        log.info("Kontext Diff-Merge: %s", note)
+    o_rgb, o_alpha, o_grey = _split(orig)
+    e_rgb, e_alpha, e_grey = _split(edit)
+    has_alpha = o_alpha is not None or e_alpha is not None
+    if has_alpha:
+        o_alpha = np.ones((h, w), np.float32) if o_alpha is None else o_alpha
+        e_alpha = o_alpha if e_alpha is None else e_alpha
+
+    # Detection copy at about detect_megapixels.
+    factor = min(1.0, float(np.sqrt(opts.detect_megapixels * 1e6 / (h * w))))
+    dh, dw = max(1, round(h * factor)), max(1, round(w * factor))
+
+    def small(img):
+        if (dh, dw) == img.shape[:2]:
+            return img
+        return cv2.resize(img, (dw, dh), interpolation=cv2.INTER_AREA).reshape(dh, dw, *img.shape[2:])
+
+    o_s, e_s = small(o_rgb), small(e_rgb)
+
+    alignment = _align.Alignment(ok=False, note="alignment off")
+    if opts.align:
+        alignment = _align.estimate_alignment(o_s, e_s)
+        if alignment.ok and not alignment.is_identity:
+            e_s = _align.warp_image(e_s, alignment)
+            if valid is not None:
+                full = alignment.scaled(w / dw)
+                valid = _align.warp_image(valid.astype(np.float32)[..., None], full)[..., 0] > 0.999
+        elif not alignment.ok:
+            notes.append(alignment.note)
+    shift = alignment.scaled(w / dw) if alignment.ok else _align.Alignment()
+
+    color_fix = None
+    if opts.match_color and dh * dw >= 16:
+        color_fix = _align.fit_color_drift(o_s, e_s)
+        if not color_fix.is_identity:
+            e_s = color_fix.apply(e_s)
+
+    formula = opts.formula.lower()
+    sigma = opts.denoise_sigma
+    if opts.auto_threshold:
+        de = delta_e_map(o_s, e_s, formula, None, sigma)
+        threshold = _auto_threshold(de.ravel(), floor=2.0)
+    else:
+        threshold = float(opts.threshold)
+        de = delta_e_map(o_s, e_s, formula, threshold, sigma)
+    if has_alpha:
+        e_alpha_s = small(e_alpha[..., None]).reshape(dh, dw, 1)
+        if alignment.ok and not alignment.is_identity:
+            e_alpha_s = _align.warp_image(e_alpha_s, alignment)
+        de = np.maximum(de, 100.0 * np.abs(small(o_alpha[..., None]).reshape(dh, dw) - e_alpha_s[..., 0]))
+    if valid is not None:
+        de = np.where(small(valid.astype(np.float32)[..., None]).reshape(dh, dw) > 0.999, de, 0.0)
+
+    # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges.
+    if min(dh, dw) >= 5:
+        de = cv2.medianBlur(np.ascontiguousarray(de, np.float32), 5)
+    detected = de > threshold
+    detected = _remove_small(detected, opts.min_area * factor * factor)
+    if opts.fill_holes:
+        detected = _fill_holes(detected)
+    if (dh, dw) != (h, w):
+        detected = cv2.resize(detected.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
+    hard = grow_mask(detected, int(opts.grow))
+
+    if user_mask is not None:
+        um = np.asarray(user_mask, np.float32)
+        if um.ndim == 3:
+            um = um[..., 0]
+        if not np.isfinite(um).all():
+            raise AtelierError("Kontext Diff-Merge: the mask contains NaN or infinite values")
+        if um.shape != (h, w):
+            um = cv2.resize(um, (w, h), interpolation=cv2.INTER_LINEAR)
+            notes.append("user mask resized to the original's size")
+        um = um > 0.5
+        if opts.user_mask_mode == "add":
+            hard = hard | um
+        elif opts.user_mask_mode == "subtract":
+            hard = hard & ~um
+        else:
+            hard = um
+    if valid is not None:
+        hard = hard & valid
+    soft = feather_mask(hard, int(opts.feather))
+    if valid is not None:
+        soft = np.where(valid, soft, 0.0).astype(np.float32)
+
+    # Blend colour and alpha together as channels, only inside the bounding box of the soft mask (plus a
+    # one-pixel ring of original pixels that the Poisson solve uses as its boundary).
+    o_stack = np.concatenate([o_rgb, o_alpha[..., None]], axis=2) if has_alpha else o_rgb
+    e_stack = np.concatenate([e_rgb, e_alpha[..., None]], axis=2) if has_alpha else e_rgb
+    poisson_info = None
+    region = soft > 0
+    box = _bbox(region, 1)
+    if box is None:
+        merged = o_stack.copy()
+    else:
+        e_crop = _aligned_crop(e_stack, shift, box)
+        o_crop, soft_crop = o_stack[box], soft[box]
+        if (soft_crop >= 1).all() and soft_crop.shape == soft.shape:
+            blended = e_crop  # the whole image is taken from the edit
+        elif opts.blend == "poisson":
+            blended, poisson_info = _poisson.poisson_blend(o_crop, e_crop, region[box])
+        elif opts.blend == "multiband":
+            # Band count follows the feather: the coarsest band blends over about the feather width, so the
+            # original's low frequencies do not leak into the middle of a small edited region.
+            levels = int(np.clip(np.ceil(np.log2(max(opts.feather, 1) + 1)), 1, 6))
+            blended = _poisson.multiband_blend(o_crop, e_crop, hard[box].astype(np.float32), levels)
+        else:
+            blended = e_crop
+        merged = o_stack.copy()
+        merged[box] = _composite(o_crop, blended, soft_crop)
+
+    grey_out = o_grey and e_grey
+    merged_out = np.concatenate([merged[..., :1], merged[..., 3:]], axis=2) if grey_out else merged
+
+    preview = _outline_preview(merged[..., :3], hard)
+    changed = float(hard.mean())
+    report = {
+        "shift_x": round(shift.dx, 3),
+        "shift_y": round(shift.dy, 3),
+        "scale": round(shift.scale, 5),
+        "aligned": bool(alignment.ok),
+        "color_corrected": bool(color_fix is not None and not color_fix.is_identity),
+        "color_gain": [round(float(v), 4) for v in np.diag(color_fix.matrix)] if color_fix is not None else None,
+        "formula": formula,
+        "threshold": round(float(threshold), 3),
+        "auto_threshold": bool(opts.auto_threshold),
+        "changed_fraction": round(changed, 5),
+        "changed_pixels": int(hard.sum()),
+        "regions": int(cv2.connectedComponents(hard.astype(np.uint8))[0] - 1) if hard.any() else 0,
+        "blend": opts.blend,
+        "poisson": asdict(poisson_info) if poisson_info is not None else None,
+        "detect_size": [dw, dh],
+        "size": [w, h],
+        "notes": notes,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return MergeResult(merged_out, hard.astype(np.float32), soft, preview, report)
+
+
+def _batch_item(arr: np.ndarray, i: int) -> np.ndarray:
+    return arr[min(i, arr.shape[0] - 1)]
+
+
+def diff_merge_batch(originals, edits, options: MergeOptions | None = None, masks=None) -> list[MergeResult]:
+    """Per-item merge of (B, H, W, C) batches. A batch of one original (or one mask) is used for every edit;
+    otherwise the counts must match."""
+    originals = np.asarray(originals)
+    edits = np.asarray(edits)
+    if originals.ndim != 4 or edits.ndim != 4:
+        raise AtelierError("Kontext Diff-Merge: images must be batches shaped (B, H, W, C)")
+    b = max(originals.shape[0], edits.shape[0])
+    for name, arr in (("original", originals), ("edited", edits)) + (
+        (("mask", np.asarray(masks)),) if masks is not None else ()
+    ):
+        if arr.shape[0] not in (1, b):
+            raise AtelierError(
+                f"Kontext Diff-Merge: {arr.shape[0]} {name} images for a batch of {b}; give 1 (used for all) or {b}"
+            )
+    masks_arr = np.asarray(masks) if masks is not None else None
+    return [
+        diff_merge(
+            _batch_item(originals, i),
+            _batch_item(edits, i),
+            options,
+            _batch_item(masks_arr, i) if masks_arr is not None else None,
+        )
+        for i in range(b)
+    ]
+
+
+def format_report(report: dict) -> str:
+    """A few human lines for the node's STRING output and the command line."""
+    lines = [
+        f"shift: dx={report['shift_x']:+.2f} px, dy={report['shift_y']:+.2f} px, scale={report['scale']:.4f}"
+        + ("" if report["aligned"] else " (not aligned)"),
+        f"threshold: ΔE {report['threshold']:.2f} ({report['formula']}{', auto' if report['auto_threshold'] else ''})",
+        f"changed: {100 * report['changed_fraction']:.2f}% ({report['changed_pixels']} px in {report['regions']} "
+        f"region(s)), blend: {report['blend']}",
+    ]
+    if report.get("color_corrected") and report.get("color_gain"):
+        lines.append("colour drift compensated: linear gains " + ", ".join(f"{g:.3f}" for g in report["color_gain"]))
+    poisson_info = report.get("poisson")
+    if poisson_info:
+        lines.append(
+            f"poisson: {poisson_info['unknowns']} unknowns, {poisson_info['cycles']} iterations"
+            + ("" if poisson_info["converged"] else f" - NOT CONVERGED: {poisson_info['note']}")
+        )
+    lines.extend(report.get("notes", []))
+    lines.append(f"time: {report['seconds']:.3f} s")
+    return "\n".join(lines)

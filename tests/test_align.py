@@ -1,0 +1,76 @@
+"""Global shift/scale estimation and colour-drift fitting on a real photograph (tests/data/astronaut_512.jpg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from atelier_core import align
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    rgb = cv2.imread(str(DATA / "astronaut_512.jpg"))[..., ::-1]
+    return np.ascontiguousarray(rgb, dtype=np.float32) / 255.0
+
+
+def _moved(img: np.ndarray, dx: float, dy: float, scale: float = 1.0) -> np.ndarray:
+    """An image whose content sits (dx, dy) further right/down and is ``scale`` larger about the centre."""
+    h, w = img.shape[:2]
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    # output x' shows input x = (x' - c - d) / s + c
+    m = np.array([[1 / scale, 0, cx - (cx + dx) / scale], [0, 1 / scale, cy - (cy + dy) / scale]], np.float64)
+    out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    return out.reshape(img.shape)
+
+
+@pytest.mark.parametrize("dx,dy", [(3.0, -2.0), (0.0, 5.0), (1.4, -0.6), (-2.25, 0.75)])
+def test_recovers_integer_and_subpixel_shifts(photo, dx, dy):
+    a = align.estimate_alignment(photo, _moved(photo, dx, dy))
+    assert a.ok
+    assert a.dx == pytest.approx(dx, abs=0.06) and a.dy == pytest.approx(dy, abs=0.06)
+    assert a.scale == pytest.approx(1.0, abs=1e-3)
+
+
+def test_recovers_a_small_scale(photo):
+    a = align.estimate_alignment(photo, _moved(photo, 2.0, -1.0, 1.012))
+    assert a.scale == pytest.approx(1.012, abs=1e-3)
+    aligned = align.warp_image(_moved(photo, 2.0, -1.0, 1.012), a)
+    assert np.abs(aligned - photo)[40:-40, 40:-40].mean() < 0.01
+
+
+def test_local_edit_and_exposure_do_not_pull_the_estimate(photo):
+    moved = _moved(photo, 1.5, 2.5) * 0.9 + 0.03
+    moved[100:260, 250:420] = [0.1, 0.8, 0.2]  # a large local edit, 10% of the frame
+    a = align.estimate_alignment(photo, moved)
+    assert a.dx == pytest.approx(1.5, abs=0.1) and a.dy == pytest.approx(2.5, abs=0.1)
+
+
+def test_tiny_images_are_not_aligned():
+    a = align.estimate_alignment(np.zeros((16, 16, 3), np.float32), np.zeros((16, 16, 3), np.float32))
+    assert not a.ok and "skipped" in a.note
+
+
+def test_identity_warp_is_an_exact_copy(photo):
+    out = align.warp_image(photo, align.Alignment())
+    assert np.array_equal(out, photo) and out is not photo
+
+
+def test_colour_drift_fit_recovers_gains_and_ignores_the_edit(photo):
+    from atelier_core.color import linear_to_srgb, srgb_to_linear
+
+    gains = np.array([1.08, 0.97, 0.9], np.float32)
+    drifted = np.clip(linear_to_srgb(srgb_to_linear(photo) * gains), 0, 1)
+    drifted[50:200, 50:200] = [1.0, 0.0, 1.0]
+    fix = align.fit_color_drift(photo, drifted)
+    # The fit maps the drifted image back: its diagonal is about 1 / gains.
+    assert np.allclose(np.diag(fix.matrix), 1 / gains, atol=0.02)
+    restored = fix.apply(drifted)
+    keep = np.ones(photo.shape[:2], bool)
+    keep[50:200, 50:200] = False
+    assert np.abs(restored - photo)[keep].mean() < 0.01

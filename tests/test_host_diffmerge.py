@@ -1,0 +1,63 @@
+"""Kontext Diff-Merge through ComfyUI's own validator and executor (skips without a ComfyUI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+DATA = Path(__file__).parent / "data"
+
+
+def _capture(key: str, source: list) -> dict:
+    return {"class_type": "AtelierTestCapture", "inputs": {"key": key, "value": source}}
+
+
+def test_diff_merge_node_in_the_executor(comfy_host):
+    photo = cv2.imread(str(DATA / "astronaut_512.jpg"))
+    edited = photo.copy()
+    edited[120:220, 280:400] = (30, 180, 240)
+    edited = cv2.warpAffine(edited, np.float32([[1, 0, 2], [0, 1, -1]]), (512, 512), borderMode=cv2.BORDER_REFLECT)
+    cv2.imwrite(str(comfy_host.input_path("dm_original.png")), photo)
+    cv2.imwrite(str(comfy_host.input_path("dm_edited.png")), edited)
+    graph = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "dm_original.png"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "dm_edited.png"}},
+        "3": {
+            "class_type": "AtelierDiffMerge",
+            "inputs": {
+                "original": ["1", 0],
+                "edited": ["2", 0],
+                "threshold": 6.0,
+                "formula": "ciede2000",
+                "auto_threshold": False,
+                "min_area": 64,
+                "grow": 6,
+                "feather": 12,
+                "blend": "poisson",
+                "align": True,
+                "match_color": True,
+                "mask_mode": "add",
+            },
+        },
+        "c0": _capture("original", ["1", 0]),
+        "c1": _capture("merged", ["3", 0]),
+        "c2": _capture("hard", ["3", 1]),
+        "c3": _capture("soft", ["3", 2]),
+        "c4": _capture("preview", ["3", 3]),
+        "c5": _capture("report", ["3", 4]),
+    }
+    comfy_host.fresh_executor()
+    comfy_host.run(graph)
+    got = comfy_host.captured
+    original, merged = got["original"], got["merged"]
+    assert merged.shape == original.shape == (1, 512, 512, 3)
+    assert got["hard"].shape == got["soft"].shape == (1, 512, 512) and got["preview"].shape == merged.shape
+    assert got["hard"][0, 140:200, 300:380].min() == 1.0
+    outside = got["soft"][0] == 0
+    assert outside.any() and torch.equal(merged[0][outside], original[0][outside])
+    assert "shift: dx=+2.0" in got["report"] and "threshold: ΔE 6.00" in got["report"]
+    info = comfy_host.object_info("AtelierDiffMerge")
+    assert info["display_name"] == "Kontext Diff-Merge" and info["category"] == "Kontext Atelier/Merge"
