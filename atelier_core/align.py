@@ -6,7 +6,7 @@ a colour/exposure cast. Left alone, both light up the whole frame as "changed". 
 * a global shift and isotropic scale, sub-pixel: phase correlation for the coarse shift, then a robust
   Lucas-Kanade refinement over an image pyramid that also fits a brightness gain/offset, and down-weights the
   locally edited pixels (Tukey weights) so they do not pull the estimate;
-* a global colour transform (3x3 matrix plus offset in linear RGB), fitted robustly on the pixels that agree.
+* a global colour drift (per-channel gain and offset in linear RGB), fitted robustly on the pixels that agree.
 """
 
 from __future__ import annotations
@@ -176,10 +176,18 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
 
 @dataclass
 class ColorTransform:
-    """linear_out = matrix @ linear_in + offset, fitted from the edit to the original."""
+    """linear_out = matrix @ linear_in + offset, fitted from the edit to the original.
+
+    ``note`` says why no correction is applied when the fit was rejected (the transform is then the identity).
+    """
 
     matrix: np.ndarray
     offset: np.ndarray
+    note: str = ""
+
+    @classmethod
+    def identity(cls, note: str = "") -> ColorTransform:
+        return cls(np.eye(3), np.zeros(3), note)
 
     @property
     def is_identity(self) -> bool:
@@ -193,11 +201,37 @@ class ColorTransform:
         return np.clip(linear_to_srgb(out), 0.0, 1.0).astype(np.float32)
 
 
-def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20000, seed: int = 0) -> ColorTransform:
-    """Robust (iteratively reweighted) affine colour fit in linear RGB from ``moving`` to ``reference``.
+# A re-render's colour drift is a white-balance/exposure cast: per-channel gains near 1 and small offsets.
+# Anything outside these bounds is not drift but a fit that latched onto the edit (or an edit of most of
+# the frame), and correcting with it would do more harm than not correcting.
+GAIN_RANGE = (0.5, 2.0)
+MAX_OFFSET = 0.1  # linear RGB
+MIN_INLIERS = 0.3  # fraction of the sampled pixels that must agree with the fitted drift
+_TUKEY_C = 4.685
 
-    Pixels that the edit changed are outliers of the fit and get zero weight, so a local edit does not tint the
-    correction. Both images are sRGB (H, W, 3) of the same size.
+
+def _tukey(resid: np.ndarray, scale: float) -> np.ndarray:
+    u = resid / (_TUKEY_C * scale)
+    return np.where(u < 1, (1 - u * u) ** 2, 0.0)
+
+
+def _tukey_loss(resid: np.ndarray, scale: float) -> float:
+    """Tukey's biweight objective (each pixel costs 0..1): what the reweighting minimises."""
+    u2 = np.minimum((resid / (_TUKEY_C * scale)) ** 2, 1.0)
+    return float((1.0 - (1.0 - u2) ** 3).sum())
+
+
+def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20000, seed: int = 0) -> ColorTransform:
+    """Robust per-channel gain and offset in linear RGB taking ``moving`` to ``reference``.
+
+    The model is deliberately diagonal (6 parameters): a full 3x3 matrix has enough freedom to explain a
+    recoloured region (a channel permutation is a 3x3 matrix), and when that region is large the fit maps the
+    edit back onto the original instead of undoing the drift. The fit starts from a robust estimate (median
+    ratio and median offset per channel, breakdown 50%), then iteratively reweights with Tukey's biweight on
+    the pixels' residual norm, so pixels the edit changed get zero weight. Clipped pixels are left out (they
+    do not follow a gain). An implausible result (gains outside ``GAIN_RANGE``, large offsets, too few
+    agreeing pixels, or no better than no correction) gives the identity with a ``note`` saying why.
+    Both images are sRGB (H, W, 3) of the same size.
     """
     ref = np.asarray(reference, np.float32).reshape(-1, 3)
     mov = np.asarray(moving, np.float32).reshape(-1, 3)
@@ -205,19 +239,63 @@ def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20
     if n > samples:
         idx = np.random.default_rng(seed).integers(0, n, samples)
         ref, mov = ref[idx], mov[idx]
-    ref, mov = srgb_to_linear(ref), srgb_to_linear(mov)
-    x = np.concatenate([mov, np.ones((mov.shape[0], 1), np.float32)], axis=1).astype(np.float64)
-    y = ref.astype(np.float64)
-    wts = np.ones(x.shape[0])
-    coef = np.vstack([np.eye(3), np.zeros((1, 3))])
-    for _ in range(6):
-        xw = x * wts[:, None]
-        try:
-            coef = np.linalg.solve(xw.T @ x + np.eye(4) * 1e-9, xw.T @ y)
-        except np.linalg.LinAlgError:
+    unclipped = ((ref > 0.002) & (ref < 0.998) & (mov > 0.002) & (mov < 0.998)).all(axis=1)
+    if unclipped.sum() < 16:
+        return ColorTransform.identity("colour drift not fitted: too few unclipped pixels")
+    ref = srgb_to_linear(ref[unclipped]).astype(np.float64)
+    mov = srgb_to_linear(mov[unclipped]).astype(np.float64)
+
+    # Robust start: per-channel median ratio on pixels bright enough for a stable ratio, then median offset.
+    gain = np.ones(3)
+    for c in range(3):
+        lit = mov[:, c] > 0.02
+        if lit.sum() >= 16:
+            gain[c] = float(np.median(ref[lit, c] / mov[lit, c]))
+    gain = np.clip(gain, *GAIN_RANGE)
+    offset = np.median(ref - gain * mov, axis=0)
+
+    def residual(g, o):
+        return np.sqrt(((g * mov + o - ref) ** 2).sum(axis=1))
+
+    resid = residual(gain, offset)
+    # The noise scale is fixed from the start (median residual of the better of start and identity), so a
+    # shrinking scale cannot talk the fit into ever fewer inliers; 1e-4 floors it for noiseless inputs.
+    scale = max(float(min(np.median(resid), np.median(residual(1.0, 0.0)))) * 1.4826, 1e-4)
+    wts = _tukey(resid, scale)
+    for _ in range(10):
+        sw = wts.sum()
+        if sw < 16:
             break
-        resid = np.linalg.norm(x @ coef - y, axis=1)
-        scale = float(np.median(resid)) * 1.4826 + 1e-5
-        u = resid / (4.685 * scale)
-        wts = np.where(u < 1, (1 - u * u) ** 2, 0.0)
-    return ColorTransform(coef[:3].T.copy(), coef[3].copy())
+        # Weighted least squares per channel for (gain, offset): closed-form 2x2 normal equations.
+        mx = (wts @ mov) / sw
+        my = (wts @ ref) / sw
+        dx, dy = mov - mx, ref - my
+        var = wts @ (dx * dx)
+        new_gain = np.where(var > 1e-12, (wts @ (dx * dy)) / np.maximum(var, 1e-12), 1.0)
+        new_offset = my - new_gain * mx
+        done = np.abs(new_gain - gain).max() < 1e-5 and np.abs(new_offset - offset).max() < 1e-6
+        gain, offset = new_gain, new_offset
+        resid = residual(gain, offset)
+        wts = _tukey(resid, scale)
+        if done:
+            break
+
+    inliers = float((wts > 0).mean())
+    # Compared on the robust objective: when more pixels agree with "no drift" than with the fit (an edit
+    # covering most of the frame), the fit is explaining the edit, not a drift.
+    fitted_cost = _tukey_loss(resid, scale)
+    identity_cost = _tukey_loss(residual(1.0, 0.0), scale)
+    problem = ""
+    if not np.all(np.isfinite(gain)) or not np.all(np.isfinite(offset)):
+        problem = "not finite"
+    elif gain.min() < GAIN_RANGE[0] or gain.max() > GAIN_RANGE[1]:
+        problem = "gains " + ", ".join(f"{g:.3f}" for g in gain) + f" outside {GAIN_RANGE[0]}..{GAIN_RANGE[1]}"
+    elif np.abs(offset).max() > MAX_OFFSET:
+        problem = "offsets " + ", ".join(f"{o:+.3f}" for o in offset) + " too large"
+    elif inliers < MIN_INLIERS:
+        problem = f"only {100 * inliers:.0f}% of the pixels agree with it"
+    elif fitted_cost > identity_cost:
+        problem = "fewer pixels agree with it than with no correction"
+    if problem:
+        return ColorTransform.identity(f"colour drift fit rejected ({problem}): no colour correction applied")
+    return ColorTransform(np.diag(gain), offset)

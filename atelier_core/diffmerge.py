@@ -346,6 +346,9 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     color_fix = None
     if opts.match_color and dh * dw >= 16:
         color_fix = _align.fit_color_drift(o_s, e_s)
+        if color_fix.note:
+            notes.append(color_fix.note)
+            log.info("Kontext Diff-Merge: %s", color_fix.note)
         if not color_fix.is_identity:
             e_s = color_fix.apply(e_s)
 

@@ -206,3 +206,107 @@ def test_report_text_names_shift_threshold_and_area(photo):
     edited, _, _ = make_edit(photo, shift=(2.0, 0.0))
     text = diffmerge.format_report(diffmerge.diff_merge(photo, edited).report)
     assert "shift: dx=+2.00" in text and "threshold: ΔE 6.00" in text and "changed:" in text
+
+
+# Large edits: the colour-drift fit must not be pulled by them. A full 3x3 colour fit could explain a recoloured
+# region (a channel permutation is a 3x3 matrix) and, once that region was ~10% of the frame, mapped the edit back
+# onto the original: the detected mask covered 46% of the frame in 16 pieces and the merge showed wrong colours.
+# Here the drift is a known gain in linear light, so the reported gains (edit -> original) must be 1 / tint.
+LINEAR_TINT = (1.04, 1.0, 0.93)
+
+
+def _rect(shape, rows, cols) -> np.ndarray:
+    h, w = shape[:2]
+    truth = np.zeros((h, w), bool)
+    truth[int(h * rows[0]) : int(h * rows[1]), int(w * cols[0]) : int(w * cols[1])] = True
+    return truth
+
+
+def _rerender(clean, shift=(1.6, -0.8), tint=LINEAR_TINT) -> np.ndarray:
+    """Kontext-like drift of the whole edited image: a sub-pixel shift and a colour cast in linear light."""
+    from atelier_core.color import linear_to_srgb, srgb_to_linear
+
+    out = np.clip(align.warp_image(clean, align.Alignment(-shift[0], -shift[1])), 0, 1)
+    return np.clip(linear_to_srgb(srgb_to_linear(out) * np.float32(tint)), 0, 1).astype(np.float32)
+
+
+def _check_large_edit(photo, clean, truth, edited, iou_min=0.9, options=None):
+    """IoU vs the grown truth, drift gains within 0.05 of the tint, PSNR inside >= 28 dB, outside exact."""
+    opts = options or diffmerge.MergeOptions()
+    r = diffmerge.diff_merge(photo, edited, opts)
+    hard = r.hard_mask > 0
+    grown = diffmerge.grow_mask(truth, opts.grow)
+    iou = (hard & grown).sum() / (hard | grown).sum()
+    assert iou >= iou_min, iou
+    assert r.report["color_corrected"]
+    assert np.allclose(1 / np.array(r.report["color_gain"]), LINEAR_TINT, atol=0.05), r.report["color_gain"]
+    assert r.report["shift_x"] == pytest.approx(1.6, abs=0.15) and r.report["shift_y"] == pytest.approx(-0.8, abs=0.15)
+    outside = r.soft_mask == 0
+    assert np.array_equal(r.merged[outside], photo[outside])
+    assert psnr(r.merged[~grown], photo[~grown]) >= 45
+    inside = diffmerge.grow_mask(truth, -3)
+    assert psnr(r.merged[inside], clean[inside]) >= 28
+    return r
+
+
+def test_large_recolour_does_not_pull_the_colour_fit(photo):
+    # The README picture's edit: a channel permutation over 10.5% of the frame, plus shift and tint.
+    truth = _rect(photo.shape, (0.55, 0.9), (0.15, 0.45))
+    clean = photo.copy()
+    clean[truth] = np.clip(photo[truth][:, [2, 0, 1]] * 1.1, 0, 1)
+    edited = _rerender(clean)
+    r = _check_large_edit(photo, clean, truth, edited)
+    assert r.report["regions"] == 1 and r.report["changed_fraction"] < 0.14
+    # Without grow the hard mask is the recoloured rectangle itself.
+    bare = diffmerge.diff_merge(photo, edited, diffmerge.MergeOptions(grow=0)).hard_mask > 0
+    assert (bare & truth).sum() / (bare | truth).sum() >= 0.85
+    # The fit itself: diagonal 1 / tint, no cross-talk between channels.
+    fix = align.fit_color_drift(photo, align.warp_image(edited, align.Alignment(1.6, -0.8)))
+    assert np.allclose(fix.matrix, np.diag(1 / np.array(LINEAR_TINT)), atol=0.02) and not fix.note
+
+
+def test_readme_picture_case_sRGB_cast(photo):
+    # docs/make_readme_image.py exactly: bilinear shift, then a cast in sRGB (gain and lift), which the linear
+    # per-channel model only approximates; the mask and the merge must still be right.
+    h, w = photo.shape[:2]
+    truth = _rect(photo.shape, (0.55, 0.9), (0.15, 0.45))
+    clean = photo.copy()
+    clean[truth] = np.clip(photo[truth][:, [2, 0, 1]] * 1.1, 0, 1)
+    shifted = cv2.warpAffine(clean, np.float32([[1, 0, 1.6], [0, 1, -0.8]]), (w, h), borderMode=cv2.BORDER_REFLECT)
+    edited = np.clip(shifted * np.float32([1.04, 1.0, 0.93]) + 0.01, 0, 1)
+    r = diffmerge.diff_merge(photo, edited)
+    hard = r.hard_mask > 0
+    grown = diffmerge.grow_mask(truth, 6)
+    assert (hard & grown).sum() / (hard | grown).sum() >= 0.9
+    assert r.report["regions"] == 1 and r.report["color_corrected"]
+    assert np.array_equal(r.merged[r.soft_mask == 0], photo[r.soft_mask == 0])
+    inside = diffmerge.grow_mask(truth, -3)
+    assert psnr(r.merged[inside], clean[inside]) >= 28
+
+
+def test_two_separate_edits(photo):
+    top = _rect(photo.shape, (0.08, 0.30), (0.05, 0.28))  # 5% each
+    bottom = _rect(photo.shape, (0.60, 0.82), (0.62, 0.85))
+    clean = photo.copy()
+    clean[top] = photo[top][:, [1, 2, 0]]
+    clean[bottom] = 1.0 - photo[bottom]
+    r = _check_large_edit(photo, clean, top | bottom, _rerender(clean))
+    assert r.report["regions"] == 2
+
+
+@pytest.mark.parametrize("gain,lift", [(1.3, 0.08), (0.6, 0.0)], ids=["brighter", "darker"])
+def test_lighting_change_over_30_percent(photo, gain, lift):
+    truth = _rect(photo.shape, (0.05, 0.60), (0.40, 0.95))
+    assert truth.mean() > 0.3
+    clean = photo.copy()
+    clean[truth] = np.clip(photo[truth] * gain + lift, 0, 1)
+    _check_large_edit(photo, clean, truth, _rerender(clean), iou_min=0.88)
+
+
+def test_implausible_colour_fit_is_rejected_and_reported(photo):
+    # An edit of the whole frame is no drift: no correction, and the report says so.
+    inverted = np.ascontiguousarray(1.0 - photo)
+    fix = align.fit_color_drift(photo, inverted)
+    assert fix.is_identity and "no colour correction" in fix.note
+    r = diffmerge.diff_merge(photo, inverted)
+    assert not r.report["color_corrected"] and any("no colour correction" in n for n in r.report["notes"])
