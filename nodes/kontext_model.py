@@ -147,8 +147,10 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
     mode_note = ""
     if fmt == "gguf":
         materialize = _want_materialize(options.gguf_mode, shapes, compute, load_device)
-        unet_dtype, manual_cast = compute, compute
-        model_config.custom_operations = make_gguf_ops(compute, materialize)
+        # Compute where the device can (ComfyUI's rule: e.g. bf16 is upcast to fp32 on a CPU without bf16 math).
+        unet_dtype = compute
+        manual_cast = mm.unet_manual_cast(compute, load_device, supported) or compute
+        model_config.custom_operations = make_gguf_ops(manual_cast, materialize)
         mode_note = "dequantized weights kept on the device" if materialize else "dequantized on the fly"
     elif weight_dtype in _FP8 or scaled_fp8 is not None:
         # Keep fp8 storage and upcast per layer (ComfyUI's own fp8 operations), optionally computing in fp8.
@@ -179,7 +181,7 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
         log.info("Kontext Loader: %d tensors in '%s' were not used: %s", len(unexpected), path.name, unexpected[:5])
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
     if fmt == "gguf" and "kept on the device" in mode_note:
-        _reserve_dense_memory(model, _dense_bytes({k: s for k, s in shapes.items() if sd[k].dtype == torch.uint8}, compute))
+        _reserve_dense_memory(model, _dense_bytes({k: s for k, s in shapes.items() if sd[k].dtype == torch.uint8}, manual_cast))
     summary = (
         f"{path.name}: {fmt}, {shape.depth}+{shape.depth_single} blocks, hidden {shape.hidden}; stored {stored}; "
         f"compute {str(manual_cast or unet_dtype).replace('torch.', '')}"

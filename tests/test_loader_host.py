@@ -269,3 +269,11 @@ def test_other_architecture_is_refused(comfy_host, tiny_sd):
     with pytest.raises(ExecutionFailed) as info:
         comfy_host.run(edit_graph("a_vae.safetensors"))
     assert "VAE" in info.value.exception_message and "a_vae.safetensors" in info.value.exception_message
+
+
+@pytest.mark.parametrize("requested", ["bf16", "fp16"])
+def test_gguf_and_safetensors_compute_in_the_same_dtype(comfy_host, model_files, requested):
+    """A requested dtype the device cannot compute in is upcast the same way for GGUF as ComfyUI does for bf16."""
+    gguf_summary = comfy_host.run(edit_graph(model_files["gguf_Q8_0"], compute_dtype=requested))["loader"]["text"][0]
+    st_summary = comfy_host.run(edit_graph(model_files["fp32"], compute_dtype=requested))["loader"]["text"][0]
+    assert gguf_summary.split("compute ")[1].split(";")[0] == st_summary.split("compute ")[1].split(";")[0]
