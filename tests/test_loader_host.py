@@ -277,3 +277,16 @@ def test_gguf_and_safetensors_compute_in_the_same_dtype(comfy_host, model_files,
     gguf_summary = comfy_host.run(edit_graph(model_files["gguf_Q8_0"], compute_dtype=requested))["loader"]["text"][0]
     st_summary = comfy_host.run(edit_graph(model_files["fp32"], compute_dtype=requested))["loader"]["text"][0]
     assert gguf_summary.split("compute ")[1].split(";")[0] == st_summary.split("compute ")[1].split(";")[0]
+
+
+def test_two_loaders_in_one_graph(comfy_host, model_files, reference_latent):
+    """A GGUF and an fp8 loader side by side, each feeding its own sampler, in one queue item."""
+    graph = edit_graph(model_files["gguf_Q8_0"])
+    second = edit_graph(model_files["fp8_e4m3fn"])
+    for node in ("loader", "sampler", "capture"):
+        graph[f"{node}2"] = second[node]
+    graph["sampler2"]["inputs"]["model"] = ["loader2", 0]
+    graph["capture2"]["inputs"].update({"key": "latent2", "value": ["sampler2", 0]})
+    comfy_host.run(graph)
+    assert rel_error(comfy_host.captured["latent"]["samples"], reference_latent) <= GGUF_TOLERANCE["Q8_0"]
+    assert rel_error(comfy_host.captured["latent2"]["samples"], reference_latent) <= TOLERANCE["fp8_e4m3fn"]

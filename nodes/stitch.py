@@ -1,0 +1,395 @@
+"""Kontext Context Stitcher: one to eight reference images into the conditioning, each sized, encoded once, weighted.
+
+Weight hook, and why the node takes and returns the MODEL. A weight scales how strongly the image and text queries
+attend to a reference's tokens: ``log(w)`` is added to the attention logits of that reference's keys (0 -> masked,
+2 -> twice the softmax share before renormalising). That needs two things at sampling time:
+
+1. *which* keys belong to which reference, per conditioning: the weights travel inside the conditioning as a
+   ``model_conds`` entry (``CONDConstant`` of plain tuples, see ``atelier_core.stitch.weight_spec``). ComfyUI's
+   sampler passes ``model_conds`` straight to the diffusion model as keyword arguments, batches a positive and a
+   negative together only when their entries are equal, and core Flux ignores unknown keywords;
+2. code that turns it into FLUX's ``attention_mask`` keyword (which core Flux already threads through every double
+   and single block, block-replace patches included, into ``optimized_attention``; every attention backend accepts
+   an additive mask). That is a ``DIFFUSION_MODEL`` wrapper on a clone of the model (``add_wrapper_with_key``): it
+   survives LoRA loaders and other patch nodes (clones copy wrappers), works the same for every loader path (GGUF,
+   fp8, bf16; it touches no weights), and builds the ``[1, 1, 1, tokens]`` bias once per model call from the real
+   token layout (text, image, each reference in order), so references added later by core nodes keep weight 1.
+
+The wrapper has to reach the sampler on the MODEL wire, so the stitcher takes the model and returns it (option (a)),
+rather than a separate "reference weights" node (option (b)): the weights are set on the node that owns the
+references, there is no second node to forget or to mismatch with the references, and the returned model is the
+input object itself when no weight differs from 1 (nothing patched, results bit-identical to core ReferenceLatent).
+A weight of 0 leaves the reference out altogether (no encode, no tokens): exactly the result of not connecting it.
+For the last reference the masked limit w -> 0 is that same result (the bias at ``MASKED_BIAS`` matches the absent
+reference exactly in the tests). For a middle one, ``offset`` and ``index`` give later references positions after
+it; masking keeps them there while leaving it out moves them up, so w -> 0 and w = 0 differ by that shift (about 1%
+of the latent on the test model). Influence grows monotonically with the weight either way.
+
+Encode cache: a module-level LRU (:data:`ENCODE_CACHE_ENTRIES` entries, :data:`ENCODE_CACHE_BYTES` bytes) keyed by
+a hash of the resized pixels, their shape and dtype, and the VAE object (held by weak reference, so a reloaded VAE
+never hits an entry of the old one). It holds only latents that are pure functions of its key, so nothing leaks
+between graphs; it saves the encode when a queue item changes something else (a weight, the prompt, another image).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import weakref
+from collections import OrderedDict
+
+import comfy.conds
+import comfy.patcher_extension
+import node_helpers
+import torch
+from comfy_api.latest import io, ui
+
+from ..atelier_core import geometry, stitch
+from ..atelier_core.errors import AtelierError
+from .types import KontextGeometry
+
+log = logging.getLogger(__name__)
+
+NAME = stitch.NODE_NAME
+WEIGHTS_KEY = "atelier_reference_weights"  # model_conds entry (and diffusion-model keyword) carrying the weights
+WRAPPER_KEY = "atelier_reference_weights"
+ENCODE_CACHE_ENTRIES = 16
+ENCODE_CACHE_BYTES = 256 * 1024**2
+SIZING_TOOLTIP = (
+    "How each reference is sized. bucket: its nearest Kontext preferred size (~1 MP, like FluxKontextImageScale). "
+    "token budget: all references share token_budget equally, each at its own ratio (no upscaling). keep: the "
+    "image's own size in multiples of 16 (at most 1536x1536 of area)."
+)
+
+
+# -- encode cache ------------------------------------------------------------------------------------------------------
+
+_cache: OrderedDict[tuple, tuple[weakref.ref, torch.Tensor]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _cache_key(vae, pixels: torch.Tensor) -> tuple:
+    data = pixels.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return (hashlib.blake2b(data, digest_size=20).hexdigest(), tuple(pixels.shape), str(pixels.dtype), id(vae))
+
+
+def encode_cached(vae, pixels: torch.Tensor) -> torch.Tensor:
+    """``vae.encode(pixels[..., :3])`` (what core VAEEncode does), reusing the latent of identical pixels."""
+    key = _cache_key(vae, pixels)
+    with _cache_lock:
+        hit = _cache.get(key)
+        if hit is not None and hit[0]() is vae:
+            _cache.move_to_end(key)
+            return hit[1]
+    latent = vae.encode(pixels[:, :, :, :3])
+    size = latent.numel() * latent.element_size()
+    if size <= ENCODE_CACHE_BYTES:
+        with _cache_lock:
+            _cache[key] = (weakref.ref(vae), latent)
+            while len(_cache) > ENCODE_CACHE_ENTRIES or _cache_bytes() > ENCODE_CACHE_BYTES:
+                _cache.popitem(last=False)
+    return latent
+
+
+def _cache_bytes() -> int:
+    return sum(t.numel() * t.element_size() for _, t in _cache.values())
+
+
+def clear_encode_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+# -- model patch -------------------------------------------------------------------------------------------------------
+
+
+def reference_weight_wrapper(executor, *args, **kwargs):
+    """DIFFUSION_MODEL wrapper: turn the conditioning's reference weights into FLUX's additive attention mask.
+
+    Arguments are core Flux's ``_forward``: ``x, timestep, context, y, guidance, ref_latents, control,
+    transformer_options``. Without weights in this call's conditioning it calls straight through.
+    """
+    spec = kwargs.pop(WEIGHTS_KEY, None)
+    if not spec or len(args) < 6 or args[5] is None:
+        return executor(*args, **kwargs)
+    model = executor.class_obj
+    if any(getattr(block, "flipped_img_txt", False) for block in getattr(model, "double_blocks", ())):
+        log.warning("%s: this model orders image before text tokens; reference weights are not applied", NAME)
+        return executor(*args, **kwargs)
+    x, context, ref_latents = args[0], args[2], args[5]
+    patch = getattr(model, "patch_size", 2)
+    img_rows, img_cols = stitch.token_grid_for_latent(x.shape[-2], x.shape[-1], patch)
+    grids = [stitch.token_grid_for_latent(r.shape[-2], r.shape[-1], patch) for r in ref_latents]
+    bias = stitch.reference_key_bias(context.shape[1], img_rows * img_cols, grids, spec)
+    if bias is not None:
+        mask = bias.to(device=x.device, dtype=x.dtype).view(1, 1, 1, -1)
+        existing = kwargs.get("attention_mask")
+        if existing is not None:
+            if existing.shape[-1] != mask.shape[-1]:
+                raise AtelierError(
+                    f"{NAME}: another node set an attention mask for {existing.shape[-1]} tokens, but the model sees "
+                    f"{mask.shape[-1]} (text, image and references); reference weights cannot be combined with it."
+                )
+            mask = existing.reshape(*([1] * (4 - existing.ndim)), *existing.shape).to(mask.dtype) + mask
+        kwargs["attention_mask"] = mask
+    return executor(*args, **kwargs)
+
+
+def patch_model(model):
+    """A clone of ``model`` with the weight wrapper (once, however many stitchers are chained)."""
+    kind = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
+    if model.get_wrappers(kind, WRAPPER_KEY):
+        return model
+    patched = model.clone()
+    patched.add_wrapper_with_key(kind, WRAPPER_KEY, reference_weight_wrapper)
+    return patched
+
+
+# -- inputs ------------------------------------------------------------------------------------------------------------
+
+
+def _check_image(slot: int, image) -> torch.Tensor:
+    who = f"{NAME}: image_{slot}"
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise AtelierError(f"{who} must be an IMAGE batch [batch, height, width, channels]; got {shape}.")
+    if image.shape[0] == 0:
+        raise AtelierError(f"{who} is an empty batch (0 images). Check the node that feeds it.")
+    if image.shape[1] == 0 or image.shape[2] == 0:
+        raise AtelierError(
+            f"{who} is empty ({image.shape[2]}x{image.shape[1]} pixels). Connect an image with pixels in it."
+        )
+    if image.shape[-1] not in (1, 3, 4):
+        raise AtelierError(f"{who} has {image.shape[-1]} channels; connect an RGB or RGBA image.")
+    if not image.is_floating_point():
+        raise AtelierError(f"{who} must hold floating-point pixels in 0..1; got {image.dtype}.")
+    geometry.check_image_size(image.shape[2], image.shape[1], f"{NAME} (image_{slot})")
+    return image if image.shape[-1] != 1 else image.expand(-1, -1, -1, 3)
+
+
+def _batch_size(images: dict[int, torch.Tensor]) -> int:
+    sizes = {slot: int(img.shape[0]) for slot, img in images.items()}
+    batch = max(sizes.values())
+    if any(n not in (1, batch) for n in sizes.values()):
+        listed = ", ".join(f"image_{s} has {n}" for s, n in sizes.items())
+        raise AtelierError(
+            f"{NAME}: reference batches must hold the same number of images (or 1 image, which is shared by the "
+            f"whole batch): {listed}. Batch the references consistently or split the run."
+        )
+    return batch
+
+
+def _resized(image: torch.Tensor, geo: geometry.Geometry, who: str) -> torch.Tensor:
+    """The image at its planned size; untouched (bit for bit) when the plan is the identity."""
+    if not (geo.is_cropped or geo.is_padded or geo.needs_resample) and geo.target_size == geo.original_size:
+        return image
+    return geometry.apply(image, geo, who=who)[0]
+
+
+def _attach(conditioning, latents: list[torch.Tensor], method: str, spec) -> list:
+    """Append ``latents`` as core ReferenceLatent does, set the position method, and extend the weight spec."""
+    out = []
+    for t in conditioning:
+        existing = len(t[1].get("reference_latents", None) or [])
+        if existing + len(latents) > stitch.MAX_REFERENCES:
+            raise AtelierError(
+                f"{NAME}: the conditioning already carries {existing} reference latents; with these {len(latents)} "
+                f"that is more than {stitch.MAX_REFERENCES}. Kontext degrades (and the token cost explodes) beyond "
+                "that: drop references or stitch some with position_method pixel_stitch."
+            )
+        d = node_helpers.conditioning_set_values([t], {"reference_latents": latents}, append=True)[0][1]
+        d["reference_latents_method"] = method
+        if any(spec):
+            model_conds = dict(d.get("model_conds", {}))
+            previous = model_conds.get(WEIGHTS_KEY)
+            earlier = tuple(previous.cond) if previous is not None else ()
+            earlier = (earlier + ((),) * existing)[:existing]
+            model_conds[WEIGHTS_KEY] = comfy.conds.CONDConstant(earlier + tuple(spec))
+            d["model_conds"] = model_conds
+        out.append([t[0], d])
+    return out
+
+
+# -- node --------------------------------------------------------------------------------------------------------------
+
+
+def _slot_inputs() -> list:
+    inputs = []
+    for slot in range(1, stitch.MAX_REFERENCES + 1):
+        first = slot == 1
+        inputs.append(
+            io.Image.Input(
+                f"image_{slot}",
+                optional=not first,
+                tooltip=(
+                    "The first reference, usually the image being edited; its geometry is an output."
+                    if first
+                    else f"Reference {slot} (optional): another image the edit may draw from."
+                ),
+            )
+        )
+        inputs.append(
+            io.Float.Input(
+                f"weight_{slot}",
+                default=1.0,
+                optional=not first,
+                min=stitch.WEIGHT_MIN,
+                max=stitch.WEIGHT_MAX,
+                step=0.05,
+                tooltip=(
+                    f"How strongly the edit attends to reference {slot}: 1 = as core ReferenceLatent, 0 = left out "
+                    "(no tokens), up to 2 = twice the attention share. Weights other than 1 need the MODEL output "
+                    "on the sampler."
+                ),
+            )
+        )
+    return inputs
+
+
+class AtelierContextStitcher(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="AtelierContextStitcher",
+            display_name=NAME,
+            category="Kontext Atelier/Conditioning",
+            description=(
+                "Attach one to eight reference images to a Kontext conditioning, the way chained ReferenceLatent "
+                "nodes do: each is sized (its own Kontext bucket, a share of a token budget, or kept), VAE-encoded "
+                "once (cached across queue items) and given a weight from 0 (left out) to 2. The token count, what "
+                "every sampling step pays for the references, is shown on the node. Route the MODEL through this "
+                "node: weights other than 1 patch the model's attention; with all weights 1 it passes through "
+                "untouched and the result is bit-identical to core ReferenceLatent."
+            ),
+            inputs=[
+                io.Model.Input(
+                    "model",
+                    tooltip="The Kontext model. Returned as is when every weight is 1, else with the reference-weight "
+                    "attention patch; feed the output to the sampler.",
+                ),
+                io.Conditioning.Input(
+                    "conditioning", tooltip="The positive conditioning (the edit instruction) to attach references to."
+                ),
+                io.Vae.Input("vae", tooltip="The FLUX VAE (ae.safetensors) that encodes the references."),
+                io.Combo.Input(
+                    "position_method",
+                    options=list(stitch.LAYOUTS),
+                    default="offset",
+                    tooltip=(
+                        "How FLUX positions the references. offset: one shared plane laid out like a virtual stitch "
+                        "(core default). index: one position index per reference. pixel_stitch: all references side "
+                        "by side in one image and one latent (what ImageStitch does; for comparison)."
+                    ),
+                ),
+                io.Combo.Input("sizing", options=list(stitch.SIZINGS), default="bucket", tooltip=SIZING_TOOLTIP),
+                io.Combo.Input(
+                    "fit",
+                    options=list(stitch.FITS),
+                    default="crop",
+                    tooltip=(
+                        "When a reference's ratio differs from its target: crop the centre (recorded in the "
+                        "geometry), pad with edge pixels, or stretch."
+                    ),
+                ),
+                io.Int.Input(
+                    "token_budget",
+                    default=4096,
+                    min=stitch.MIN_TOKEN_BUDGET,
+                    max=stitch.MAX_TOKEN_BUDGET,
+                    step=64,
+                    tooltip=(
+                        "Total reference tokens for 'token budget' sizing (one token = 16x16 pixels; a 1024x1024 "
+                        "reference costs 4096). Shared equally by the references with a weight above 0."
+                    ),
+                ),
+                *_slot_inputs(),
+            ],
+            outputs=[
+                io.Model.Output(
+                    "model_out",
+                    display_name="model",
+                    tooltip="The model for the sampler: the input itself, or with the reference-weight patch.",
+                ),
+                io.Conditioning.Output(
+                    "conditioning_out",
+                    display_name="conditioning",
+                    tooltip="The conditioning with the reference latents (and their weights and position method).",
+                ),
+                KontextGeometry.Output(
+                    "geometry",
+                    display_name="geometry",
+                    tooltip="How image_1 was sized: connect it to Kontext Restore Size to return the edit to "
+                    "image_1's original size.",
+                ),
+                io.Int.Output(
+                    "tokens",
+                    display_name="tokens",
+                    tooltip="Total attention tokens of the attached references (what each sampling step pays for).",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        model,
+        conditioning,
+        vae,
+        position_method: str = "offset",
+        sizing: str = "bucket",
+        fit: str = "crop",
+        token_budget: int = 4096,
+        **references,
+    ) -> io.NodeOutput:
+        images, weights = _collect(references)
+        batch = _batch_size(images)
+        slots = sorted(images)
+        plan, first = stitch.plan_references(
+            [(int(images[s].shape[2]), int(images[s].shape[1])) for s in slots],
+            [weights[s] for s in slots],
+            sizing=sizing,
+            fit=fit,
+            token_budget=token_budget,
+            layout=position_method,
+            fingerprints=[geometry.fingerprint(images[s]) for s in slots],
+            slots=slots,
+        )
+        pieces = {p.slot: _resized(images[p.slot], p.geometry, f"{NAME} (image_{p.slot})") for p in plan.placements}
+        if plan.canvas is not None and plan.placements:
+            canvas = torch.cat([pieces[p.slot].expand(batch, -1, -1, -1)[..., :3] for p in plan.placements], dim=2)
+            latents = [encode_cached(vae, canvas)]
+        else:
+            latents = [encode_cached(vae, pieces[p.slot]) for p in plan.placements]
+        method = "offset" if position_method == "pixel_stitch" else position_method
+        spec = stitch.weight_spec(plan) if plan.placements else ()
+        out_conditioning = _attach(conditioning, latents, method, spec) if latents else conditioning
+        out_model = patch_model(model) if plan.weighted else model
+        summary = plan.describe()
+        log.info("%s: %s", NAME, summary)
+        return io.NodeOutput(out_model, out_conditioning, first, plan.tokens, ui=ui.PreviewText(summary))
+
+
+def _collect(references: dict) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+    images: dict[int, torch.Tensor] = {}
+    weights: dict[int, float] = {}
+    for name, value in references.items():
+        kind, _, number = name.partition("_")
+        if kind not in ("image", "weight") or not number.isdigit():
+            raise AtelierError(f"{NAME}: unknown input {name!r}.")
+        slot = int(number)
+        if not 1 <= slot <= stitch.MAX_REFERENCES:
+            raise AtelierError(
+                f"{NAME}: at most {stitch.MAX_REFERENCES} references (image_1..image_{stitch.MAX_REFERENCES}); "
+                f"got {name}. Combine extra references into one image first (or use position_method pixel_stitch)."
+            )
+        if kind == "image" and value is not None:
+            images[slot] = _check_image(slot, value)
+        elif kind == "weight" and value is not None:
+            weights[slot] = stitch.check_weight(slot, value)
+    if 1 not in images:
+        raise AtelierError(f"{NAME}: image_1 is required; connect the image being edited there.")
+    return images, {s: weights.get(s, 1.0) for s in images}
+
+
+NODES = [AtelierContextStitcher]
