@@ -16,6 +16,8 @@ _NODE_MODULES: tuple[str, ...] = (
     "loader",
     "prompt",
     "aspect",
+    "diffmerge",
+    "stitch",
 )
 
 
