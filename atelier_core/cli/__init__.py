@@ -17,6 +17,10 @@ from ..errors import AtelierError
 _COMMANDS: tuple[str, ...] = (
     "prompt",
     "aspect",
+    "diffmerge",
+    "gguf_tools",
+    "run",
+    "doctor",
 )
 
 

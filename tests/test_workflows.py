@@ -1,0 +1,220 @@
+"""The shipped workflows, checked the way ComfyUI meets them.
+
+- Every API file (``workflows/api/*.api.json``) passes ComfyUI's own ``validate_prompt`` with the model files it
+  names present (tiny fixtures under the expected names), and runs end to end on the CPU with the tiny models
+  (text encoding swapped for the test-only encoder; see ``workflow_fixtures.cpu_variant``).
+- Every UI file (``workflows/*.json``) uses only registered node types, its links agree with the nodes' sockets, and
+  the prompt the frontend would make of it (widget values by the widget order ComfyUI serves) equals the API file.
+- Both formats are what ``workflows/build.py`` renders today (no hand edits drift from the source).
+"""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+from workflow_fixtures import (
+    EXAMPLE_IMAGE,
+    WORKFLOW_DIR,
+    api_workflows,
+    cpu_variant,
+    install_models,
+    ui_workflows,
+    write_png,
+)
+
+API = api_workflows()
+UI = ui_workflows()
+NOTE_TYPES = {"MarkdownNote", "Note"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+LOADERS = {"AtelierKontextLoader", "DualCLIPLoader", "VAELoader"}
+MODEL_WIDGETS = {"model_name", "clip_name1", "clip_name2", "vae_name"}
+REQUIRED = {
+    "kontext_edit_gguf",
+    "kontext_edit_fp8",
+    "kontext_multi_reference_gguf",
+    "kontext_multi_reference_fp8",
+    "kontext_edit_diff_merge",
+    "kontext_masked_edit",
+    "kontext_outpaint",
+}
+
+
+@pytest.fixture(scope="session")
+def workflow_host(comfy_host, flux_vae_file):
+    """The host with every model file and the input picture the workflows name."""
+    install_models(comfy_host.workdir / "models", flux_vae_file)
+    write_png(comfy_host.input_path(EXAMPLE_IMAGE), 64, 64)
+    return comfy_host
+
+
+@pytest.fixture(scope="session")
+def object_info(comfy_host):
+    from workflows import build
+
+    return build.object_info_from(comfy_host)
+
+
+def test_every_required_workflow_ships_in_both_formats():
+    assert REQUIRED <= set(API), sorted(REQUIRED - set(API))
+    assert set(API) == set(UI), sorted(set(API) ^ set(UI))
+
+
+@pytest.mark.parametrize("name", sorted(API))
+def test_api_workflow_passes_comfyui_validation(workflow_host, name):
+    outputs = workflow_host.validate(API[name])
+    assert outputs, f"{name}: no output node"
+
+
+@pytest.mark.parametrize("name", sorted(API))
+def test_api_workflow_uses_kontext_defaults(name):
+    samplers = [n["inputs"] for n in API[name].values() if n["class_type"] == "KSampler"]
+    guidance = [n["inputs"]["guidance"] for n in API[name].values() if n["class_type"] == "FluxGuidance"]
+    assert len(samplers) == 1 and guidance == [2.5]
+    sampler = samplers[0]
+    assert (sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == (1.0, "euler", "simple")
+    assert 20 <= sampler["steps"] <= 28
+    negative_source = API[name][sampler["negative"][0]]
+    assert negative_source["class_type"] == "ConditioningZeroOut"
+    titles = {n["_meta"]["title"].lower(): n["class_type"] for n in API[name].values()}
+    assert titles.get("image") == "LoadImage" and titles.get("sampler") == "KSampler"  # kontext-atelier run relies
+    assert titles.get("prompt") == "CLIPTextEncode"
+    assert any(n["class_type"] == "SaveImage" for n in API[name].values())
+
+
+def test_files_are_what_build_renders(object_info):
+    from workflows import build
+
+    rendered = build.render(object_info)
+    on_disk = {p for p in WORKFLOW_DIR.glob("*.json")} | {p for p in (WORKFLOW_DIR / "api").glob("*.json")}
+    assert set(rendered) == on_disk, "run: python workflows/build.py"
+    for path, text in rendered.items():
+        assert path.read_text() == text, f"{path.name} differs from workflows/build.py; run: python workflows/build.py"
+
+
+# -- UI format --------------------------------------------------------------------------------------------------------
+
+
+def _widget_slots(info: dict) -> list[tuple[str, int]]:
+    """(input name, extra frontend widgets after it) for every widget input, in the order the frontend builds them."""
+    order = info.get("input_order") or {k: list(v) for k, v in info["input"].items() if k in ("required", "optional")}
+    slots = []
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            spec = info["input"][section][name]
+            kind = "COMBO" if isinstance(spec[0], (list, tuple)) else str(getattr(spec[0], "value", spec[0]))
+            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+            if kind in WIDGET_TYPES and not options.get("forceInput"):
+                extra = int(bool(options.get("control_after_generate"))) + int(bool(options.get("image_upload")))
+                slots.append((name, extra))
+    return slots
+
+
+def ui_to_prompt(ui: dict, object_info: dict) -> dict:
+    """What the frontend's graphToPrompt sends for a UI workflow (active nodes; notes dropped; ids as strings)."""
+    links = {link[0]: link for link in ui["links"]}
+    prompt = {}
+    for node in ui["nodes"]:
+        if node["type"] in NOTE_TYPES or node.get("mode", 0) != 0:
+            continue
+        inputs = {}
+        values = list(node.get("widgets_values") or [])
+        position = 0
+        for name, extra in _widget_slots(object_info[node["type"]]):
+            inputs[name] = values[position]
+            position += 1 + extra
+        assert position == len(values), (
+            f"node {node['id']} {node['type']}: {len(values)} widget values, {position} used"
+        )
+        for socket in node.get("inputs", []):
+            if socket.get("link") is not None:
+                link = links[socket["link"]]
+                inputs[socket["name"]] = [str(link[1]), link[2]]
+        prompt[str(node["id"])] = {
+            "inputs": inputs,
+            "class_type": node["type"],
+            "_meta": {"title": node.get("title") or node["type"]},
+        }
+    return prompt
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_ui_workflow_nodes_are_registered(comfy_host, name):
+    unknown = {n["type"] for n in UI[name]["nodes"] if n["type"] not in NOTE_TYPES} - set(
+        comfy_host.nodes.NODE_CLASS_MAPPINGS
+    )
+    assert not unknown, f"{name}: unknown node types {sorted(unknown)}"
+    assert UI[name]["version"] == 0.4
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_ui_workflow_links_are_consistent(object_info, name):
+    ui = UI[name]
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    assert len(nodes) == len(ui["nodes"]), "duplicate node ids"
+    assert ui["last_node_id"] == max(nodes) and ui["last_link_id"] == max((lk[0] for lk in ui["links"]), default=0)
+    link_ids = [lk[0] for lk in ui["links"]]
+    assert len(set(link_ids)) == len(link_ids), "duplicate link ids"
+    for link_id, origin, origin_slot, target, target_slot, link_type in ui["links"]:
+        source, sink = nodes[origin], nodes[target]
+        output = source["outputs"][origin_slot]
+        assert link_id in (output["links"] or []), f"link {link_id} missing from node {origin} output {origin_slot}"
+        assert output["type"] == link_type
+        socket = sink["inputs"][target_slot]
+        assert socket["link"] == link_id, f"link {link_id} missing from node {target} input {target_slot}"
+        assert socket["type"] in (link_type, "*"), (link_id, socket["type"], link_type)
+        info = object_info[source["type"]]
+        assert str(getattr(info["output"][origin_slot], "value", info["output"][origin_slot])) == link_type
+    every = set(link_ids)
+    for node in ui["nodes"]:
+        for socket in node.get("inputs", []):
+            assert socket.get("link") is None or socket["link"] in every
+        for output in node.get("outputs", []):
+            assert set(output.get("links") or []) <= every
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_ui_and_api_agree(object_info, name):
+    assert ui_to_prompt(UI[name], object_info) == API[name]
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_ui_workflow_names_its_models_and_explains_itself(name):
+    ui = UI[name]
+    for node in ui["nodes"]:
+        if node["type"] not in LOADERS:
+            continue
+        models = node["properties"].get("models")
+        assert models, f"{name}: {node['type']} has no properties.models"
+        names = {m["name"] for m in models}
+        assert {v for v in node["widgets_values"] if isinstance(v, str) and "." in v} <= names
+        for model in models:
+            assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith(model["name"])
+            assert model["directory"] in ("diffusion_models", "text_encoders", "vae")
+    notes = [n for n in ui["nodes"] if n["type"] in NOTE_TYPES]
+    assert notes and all(len(n["widgets_values"][0]) > 200 for n in notes), f"{name}: no explanatory note"
+
+
+# -- execution on the CPU ---------------------------------------------------------------------------------------------
+
+
+def _saved_images(host, outputs: dict) -> list[Image.Image]:
+    images = []
+    for ui in outputs.values():
+        for item in ui.get("images", []):
+            if item.get("type") == "output":
+                path = host.workdir / "output" / item.get("subfolder", "") / item["filename"]
+                images.append(Image.open(path))
+    return images
+
+
+@pytest.mark.parametrize("name", sorted(API))
+def test_workflow_runs_end_to_end_on_cpu(workflow_host, name):
+    """Loaders, VAE, sampler, our nodes and SaveImage as shipped; tiny transformer, 2 steps, 64x64 input."""
+    outputs = workflow_host.run(cpu_variant(API[name]))
+    images = _saved_images(workflow_host, outputs)
+    assert len(images) == 1, outputs
+    if name == "kontext_outpaint":
+        width, height = images[0].size
+        assert width > height, "outpainting to 16:9 must widen the picture"
+    else:
+        assert images[0].size == (64, 64), "the edit must come back at the input's exact size"
