@@ -5,15 +5,22 @@
   (text encoding swapped for the test-only encoder; see ``workflow_fixtures.cpu_variant``).
 - Every UI file (``workflows/*.json``) uses only registered node types, its links agree with the nodes' sockets, and
   the prompt the frontend would make of it (widget values by the widget order ComfyUI serves) equals the API file.
-- Both formats are what ``workflows/build.py`` renders today (no hand edits drift from the source).
+- Both formats are what ``workflows/build.py`` renders today (no hand edits drift from the source), and the
+  package's copy of the API files (``atelier_core/data/workflows``, what a wheel installs) equals ``workflows/api``.
+- Every workflow has its PNG (the workflow embedded as ComfyUI's ``workflow``/``prompt`` chunks, for drag-and-drop)
+  and its template-browser thumbnail ``<name>.jpg``.
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from PIL import Image
 from workflow_fixtures import (
+    API_DIR,
     EXAMPLE_IMAGE,
+    PACKAGE_API_DIR,
     WORKFLOW_DIR,
     api_workflows,
     cpu_variant,
@@ -26,8 +33,8 @@ API = api_workflows()
 UI = ui_workflows()
 NOTE_TYPES = {"MarkdownNote", "Note"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-LOADERS = {"AtelierKontextLoader", "DualCLIPLoader", "VAELoader"}
-MODEL_WIDGETS = {"model_name", "clip_name1", "clip_name2", "vae_name"}
+LOADERS = {"AtelierKontextLoader", "DualCLIPLoader", "VAELoader", "LoraLoaderModelOnly"}
+MODEL_WIDGETS = {"model_name", "clip_name1", "clip_name2", "vae_name", "lora_name"}
 REQUIRED = {
     "kontext_edit_gguf",
     "kontext_edit_fp8",
@@ -36,7 +43,11 @@ REQUIRED = {
     "kontext_edit_diff_merge",
     "kontext_masked_edit",
     "kontext_outpaint",
+    "kontext_iterative_edit",
+    "kontext_style_transfer",
+    "kontext_edit_turbo",
 }
+TURBO_STEPS = 8  # the 8-step LoRA workflows
 
 
 @pytest.fixture(scope="session")
@@ -67,28 +78,111 @@ def test_api_workflow_passes_comfyui_validation(workflow_host, name):
 
 @pytest.mark.parametrize("name", sorted(API))
 def test_api_workflow_uses_kontext_defaults(name):
-    samplers = [n["inputs"] for n in API[name].values() if n["class_type"] == "KSampler"]
-    guidance = [n["inputs"]["guidance"] for n in API[name].values() if n["class_type"] == "FluxGuidance"]
-    assert len(samplers) == 1 and guidance == [2.5]
-    sampler = samplers[0]
-    assert (sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == (1.0, "euler", "simple")
-    assert 20 <= sampler["steps"] <= 28
-    negative_source = API[name][sampler["negative"][0]]
-    assert negative_source["class_type"] == "ConditioningZeroOut"
-    titles = {n["_meta"]["title"].lower(): n["class_type"] for n in API[name].values()}
+    api = API[name]
+    samplers = [n["inputs"] for n in api.values() if n["class_type"] == "KSampler"]
+    guidance = [n["inputs"]["guidance"] for n in api.values() if n["class_type"] == "FluxGuidance"]
+    assert samplers and guidance == [2.5] * len(samplers)  # one sampler per edit turn, each with its guidance
+    turbo = any(n["class_type"] == "LoraLoaderModelOnly" for n in api.values())
+    for sampler in samplers:
+        assert (sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == (1.0, "euler", "simple")
+        assert sampler["steps"] == TURBO_STEPS if turbo else 20 <= sampler["steps"] <= 28
+        assert api[sampler["negative"][0]]["class_type"] == "ConditioningZeroOut"
+    titles = {n["_meta"]["title"].lower(): n["class_type"] for n in api.values()}
     assert titles.get("image") == "LoadImage" and titles.get("sampler") == "KSampler"  # kontext-atelier run relies
     assert titles.get("prompt") == "CLIPTextEncode"
-    assert any(n["class_type"] == "SaveImage" for n in API[name].values())
+    assert any(n["class_type"] == "SaveImage" for n in api.values())
+
+
+def test_iterative_workflow_merges_every_turn_into_the_previous_result():
+    """Turn N edits turn N-1's merged picture and is diff-merged into exactly that picture, at full resolution."""
+    api = API["kontext_iterative_edit"]
+    merges = sorted((k for k, n in api.items() if n["class_type"] == "AtelierDiffMerge"), key=int)
+    assert len(merges) >= 2 and len(merges) == sum(n["class_type"] == "KSampler" for n in api.values())
+    source = next(k for k, n in api.items() if n["_meta"]["title"] == "Image")
+    for merge in merges:
+        inputs = api[merge]["inputs"]
+        assert inputs["original"] == [source, 0], f"turn {merge} must merge into the previous result"
+        lock = api[inputs["geometry"][0]]
+        assert lock["class_type"] == "AtelierAspectLock" and lock["inputs"]["image"] == [source, 0]
+        source = merge
+    saves = [n for n in api.values() if n["class_type"] == "SaveImage"]
+    assert [s["inputs"]["images"] for s in saves] == [[merges[-1], 0]]
+
+
+def test_style_workflow_prompts_with_the_builder_style_template():
+    api = API["kontext_style_transfer"]
+    prompt = next(n for n in api.values() if n["_meta"]["title"] == "Prompt")
+    builder = api[prompt["inputs"]["text"][0]]
+    assert builder["class_type"] == "AtelierMiniaturePrompt"
+    assert (builder["inputs"]["mode"], builder["inputs"]["template"]) == ("edit", "style reference")
+    stitcher = next(n for n in api.values() if n["class_type"] == "AtelierContextStitcher")
+    reference = api[stitcher["inputs"]["image_2"][0]]
+    assert reference["class_type"] == "LoadImage" and reference["_meta"]["title"] == "Reference 2"
+    assert builder["inputs"]["reference"] == 2
 
 
 def test_files_are_what_build_renders(object_info):
     from workflows import build
 
     rendered = build.render(object_info)
-    on_disk = {p for p in WORKFLOW_DIR.glob("*.json")} | {p for p in (WORKFLOW_DIR / "api").glob("*.json")}
+    on_disk = {*WORKFLOW_DIR.glob("*.json"), *API_DIR.glob("*.json"), *PACKAGE_API_DIR.glob("*.json")}
     assert set(rendered) == on_disk, "run: python workflows/build.py"
     for path, text in rendered.items():
         assert path.read_text() == text, f"{path.name} differs from workflows/build.py; run: python workflows/build.py"
+
+
+def test_package_copies_equal_the_api_files():
+    """kontext-atelier run from a wheel reads atelier_core/data/workflows; it must hold exactly workflows/api."""
+    shipped = sorted(p.name for p in API_DIR.glob("*.api.json"))
+    assert sorted(p.name for p in PACKAGE_API_DIR.glob("*.api.json")) == shipped
+    for name in shipped:
+        assert (PACKAGE_API_DIR / name).read_bytes() == (API_DIR / name).read_bytes(), f"{name}: run workflows/build.py"
+
+
+def test_cli_finds_every_workflow_in_the_package(monkeypatch):
+    """An install from a wheel has no workflows/ folder: the package's copy alone must serve every name."""
+    from atelier_core.cli import run
+
+    assert run.PACKAGE_WORKFLOW_DIR.resolve() == PACKAGE_API_DIR.resolve()
+    monkeypatch.setattr(run, "WORKFLOW_DIRS", (run.PACKAGE_WORKFLOW_DIR,))
+    assert run.available_workflows() == sorted(API)
+    for name in API:
+        assert run.load_workflow(name) == (name, API[name])
+
+
+# -- pictures ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_png_carries_the_workflow(name):
+    """Dropping workflows/<name>.png on the canvas opens the workflow: ComfyUI reads its workflow/prompt chunks."""
+    path = WORKFLOW_DIR / f"{name}.png"
+    assert path.is_file(), f"{path.name} is missing; run: python workflows/build.py"
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "PNG" and image.width >= 400 and image.height >= 250
+        chunks = dict(image.text)
+    assert json.loads(chunks["workflow"]) == UI[name], f"{path.name}: embedded workflow differs; rerun build.py"
+    assert json.loads(chunks["prompt"]) == API[name], f"{path.name}: embedded prompt differs; rerun build.py"
+    assert chunks["workflow"].isascii() and chunks["prompt"].isascii()  # plain tEXt, as ComfyUI's SaveImage writes
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_template_browser_thumbnail(name):
+    """The frontend shows /api/workflow_templates/<pack>/<name>.jpg beside each template in workflows/."""
+    path = WORKFLOW_DIR / f"{name}.jpg"
+    assert path.is_file(), f"{path.name} is missing; run: python workflows/build.py"
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "JPEG" and image.width >= 400
+
+
+def test_pictures_are_what_build_renders(object_info):
+    """build.py draws a PNG and a JPG for every workflow, and no picture is left over from a removed one."""
+    from workflows import build
+
+    pictures = build.render_pictures(build.render(object_info))
+    assert set(pictures) == {*WORKFLOW_DIR.glob("*.png"), *WORKFLOW_DIR.glob("*.jpg")}, "run: python workflows/build.py"
 
 
 # -- UI format --------------------------------------------------------------------------------------------------------
@@ -183,13 +277,16 @@ def test_ui_workflow_names_its_models_and_explains_itself(name):
     for node in ui["nodes"]:
         if node["type"] not in LOADERS:
             continue
-        models = node["properties"].get("models")
+        models = (node["properties"].get("models") or []) + (node["properties"].get("atelier_downloads") or [])
         assert models, f"{name}: {node['type']} has no properties.models"
+        assert not [m for m in node["properties"].get("models") or [] if m["name"].endswith(".gguf")], (
+            f"{name}: a .gguf in properties.models is reported missing by ComfyUI's frontend; use atelier_downloads"
+        )
         names = {m["name"] for m in models}
         assert {v for v in node["widgets_values"] if isinstance(v, str) and "." in v} <= names
         for model in models:
             assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith(model["name"])
-            assert model["directory"] in ("diffusion_models", "text_encoders", "vae")
+            assert model["directory"] in ("diffusion_models", "text_encoders", "vae", "loras")
     notes = [n for n in ui["nodes"] if n["type"] in NOTE_TYPES]
     assert notes and all(len(n["widgets_values"][0]) > 200 for n in notes), f"{name}: no explanatory note"
 

@@ -2,9 +2,10 @@
 expect, a small input picture, and the CPU variant of an API workflow.
 
 The transformer files are tiny (``atelier_core.synth.TINY``) in the workflow's own format (GGUF Q4_K, ComfyUI
-scaled fp8); the VAE is the random full-size FLUX VAE of ``atelier_fixtures``; the text encoders are empty
-placeholders that only satisfy validation, because the CPU variant swaps the T5/CLIP encode for the test-only
-``AtelierTestTextEncode`` (real T5-XXL is too large for a CPU test).
+scaled fp8), the turbo LoRA a random LoRA for that tiny transformer (``synth.lora_state_dict``); the VAE is the
+random full-size FLUX VAE of ``atelier_fixtures``; the text encoders are empty placeholders that only satisfy
+validation, because the CPU variant swaps the T5/CLIP encode for the test-only ``AtelierTestTextEncode`` (real
+T5-XXL is too large for a CPU test).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from atelier_core import synth
 PACK_DIR = Path(__file__).resolve().parents[1]
 WORKFLOW_DIR = PACK_DIR / "workflows"
 API_DIR = WORKFLOW_DIR / "api"
+PACKAGE_API_DIR = PACK_DIR / "atelier_core" / "data" / "workflows"
 EXAMPLE_IMAGE = "example.png"
 
 
@@ -33,7 +35,7 @@ def ui_workflows() -> dict[str, dict]:
 
 def expected_files() -> dict[str, set[str]]:
     """Model folder -> file names the API workflows load."""
-    wanted: dict[str, set[str]] = {"diffusion_models": set(), "text_encoders": set(), "vae": set()}
+    wanted: dict[str, set[str]] = {"diffusion_models": set(), "text_encoders": set(), "vae": set(), "loras": set()}
     for api in api_workflows().values():
         for node in api.values():
             inputs = node["inputs"]
@@ -43,6 +45,8 @@ def expected_files() -> dict[str, set[str]]:
                 wanted["text_encoders"].update((inputs["clip_name1"], inputs["clip_name2"]))
             elif node["class_type"] == "VAELoader":
                 wanted["vae"].add(inputs["vae_name"])
+            elif node["class_type"] == "LoraLoaderModelOnly":
+                wanted["loras"].add(inputs["lora_name"])
     return wanted
 
 
@@ -69,9 +73,14 @@ def install_models(models_root: Path, vae_source: Path) -> dict[str, list[Path]]
             written.setdefault(folder, []).append(path)
             if path.exists():
                 continue
-            if folder == "diffusion_models":
+            if folder in ("diffusion_models", "loras"):
                 sd = sd if sd is not None else synth.kontext_state_dict(synth.TINY, seed=0)
-                write_transformer(path, sd)
+                if folder == "loras":
+                    from safetensors.torch import save_file
+
+                    save_file(synth.lora_state_dict(sd, rank=4, seed=3), str(path))
+                else:
+                    write_transformer(path, sd)
             elif folder == "vae":
                 path.symlink_to(vae_source)
             else:

@@ -3,12 +3,15 @@
 ``workflows/<name>.json`` is the UI format (what the frontend saves and what its template browser lists: ComfyUI
 serves every ``*.json`` directly in this folder as a template of the pack); ``workflows/api/<name>.api.json`` is the
 API format for ``POST /prompt`` and ``kontext-atelier run``. API files live in a subfolder so the template browser
-does not list them as (broken) UI workflows.
+does not list them as (broken) UI workflows. ``atelier_core/data/workflows/<name>.api.json`` is the same API file
+inside the installed package (``kontext-atelier run NAME`` from a wheel). ``workflows/<name>.png`` shows the graph and
+carries the workflow (drag it onto the canvas); ``workflows/<name>.jpg`` is the template browser's thumbnail (the
+frontend asks for ``<name>.jpg`` beside each template; see ``thumbnails.py``).
 
 Both files come from the same spec, so they cannot drift apart. Widget order, socket names and types come from the
 node descriptions ComfyUI itself serves (``/object_info``), passed in by the caller::
 
-    COMFYUI_PATH=~/ComfyUI python workflows/build.py        # rewrites workflows/*.json and workflows/api/*.api.json
+    COMFYUI_PATH=~/ComfyUI python workflows/build.py    # rewrites every file above
 
 ``tests/test_workflows.py`` renders every spec again and checks it equals the files on disk.
 
@@ -30,6 +33,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 API_DIR = HERE / "api"
+# The API files again, inside the installed package, so `kontext-atelier run NAME` finds them from a wheel too.
+PACKAGE_DIR = HERE.parent / "atelier_core" / "data" / "workflows"
 FRONTEND_VERSION = "1.27.10"  # the frontend ComfyUI 0.3.64 ships (comfyui-frontend-package)
 CORE_VERSION = "0.3.64"
 PACK_ID = "kontext-atelier"
@@ -60,6 +65,13 @@ T5_FP8 = {
     "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn_scaled.safetensors",
     "directory": "text_encoders",
 }
+HYPER_LORA = {
+    # ByteDance's Hyper-SD 8-step LoRA for FLUX.1-dev (strength 0.125 recommended); it applies to Kontext [dev],
+    # which shares FLUX.1-dev's blocks.
+    "name": "Hyper-FLUX.1-dev-8steps-lora.safetensors",
+    "url": "https://huggingface.co/ByteDance/Hyper-SD/resolve/main/Hyper-FLUX.1-dev-8steps-lora.safetensors",
+    "directory": "loras",
+}
 FLUX_VAE = {
     "name": "ae.safetensors",
     "url": "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
@@ -69,6 +81,7 @@ EXAMPLE_IMAGE = "example.png"  # ships in every ComfyUI's input/ folder, so each
 
 # Kontext's own defaults (BFL, ComfyUI template): cfg 1 with the distilled guidance in FluxGuidance.
 STEPS, GUIDANCE, SAMPLER, SCHEDULER = 24, 2.5, "euler", "simple"
+TURBO_STEPS, TURBO_STRENGTH = 8, 0.125
 
 # -- spec -------------------------------------------------------------------------------------------------------------
 
@@ -167,7 +180,7 @@ def _lock(size: str = "Kontext preferred (17 sizes)", fit: str = "crop", node_id
     )
 
 
-def _sampling(positive_from: list, model_from: list, latent_from: list, x: int = 420) -> list[Node]:
+def _sampling(positive_from: list, model_from: list, latent_from: list, x: int = 420, steps: int = STEPS) -> list[Node]:
     """FluxGuidance 2.5 -> KSampler (cfg 1, euler/simple) with the ConditioningZeroOut negative -> VAEDecode."""
     return [
         Node(9, "FluxGuidance", {"conditioning": positive_from, "guidance": GUIDANCE}, title="Guidance", pos=(x, 0)),
@@ -178,7 +191,7 @@ def _sampling(positive_from: list, model_from: list, latent_from: list, x: int =
             {
                 "model": model_from,
                 "seed": 0,
-                "steps": STEPS,
+                "steps": steps,
                 "cfg": 1.0,
                 "sampler_name": SAMPLER,
                 "scheduler": SCHEDULER,
@@ -219,7 +232,9 @@ COMMON_NOTE = (
 
 
 def _note(name: str, model: dict, what: str, pos=(-900, 0)) -> Note:
-    return Note("Read me", f"{what}\n\n" + COMMON_NOTE.format(model=f"`{model['name']}`", name=name), pos, (440, 420))
+    # A GGUF is not offered by ComfyUI's missing-model dialog (see to_ui), so its link is written out here.
+    shown = f"`{model['name']}`" if not model["name"].endswith(".gguf") else f"[`{model['name']}`]({model['url']})"
+    return Note("Read me", f"{what}\n\n" + COMMON_NOTE.format(model=shown, name=name), pos, (440, 420))
 
 
 def single_reference(name: str, model: dict, kind: str) -> Workflow:
@@ -257,7 +272,7 @@ def single_reference(name: str, model: dict, kind: str) -> Workflow:
 
 
 def multi_reference(name: str, model: dict, kind: str) -> Workflow:
-    refs = [_image(20 + i, f"Reference {i}", pos=(-420 + 340 * (i - 2), 880)) for i in (2, 3, 4)]
+    refs = [_image(20 + i, f"Reference {i}", pos=(-420, 700 + 170 * (i - 2))) for i in (2, 3, 4)]
     stitcher_inputs = {
         "model": _link(1),
         "conditioning": _link(5),
@@ -281,7 +296,7 @@ def multi_reference(name: str, model: dict, kind: str) -> Workflow:
             "the base of image 4; keep the pose and the face"
         ),
         _lock(),
-        Node(8, "AtelierContextStitcher", stitcher_inputs, title="Context stitcher", pos=(0, 200)),
+        Node(8, "AtelierContextStitcher", stitcher_inputs, title="Context stitcher", pos=(420, 260)),
         *_sampling(_link(8, 1), _link(8, 0), _link(6, 5)),
         Node(
             13,
@@ -436,6 +451,255 @@ def outpaint(name: str, model: dict) -> Workflow:
     )
 
 
+def iterative(name: str, model: dict, prompts: tuple[str, ...]) -> Workflow:
+    """One edit turn per prompt; each turn edits the previous turn's merged result and is diff-merged into it."""
+    turns = len(prompts)
+    nodes = [*_loaders(model), _image()]
+    source = _link(4)  # the full-resolution picture the turn edits
+    for turn, text in enumerate(prompts, start=1):
+        ids = dict(zip("plergsdmv", (5, 6, 7, 8, 9, 11, 12, 13, 15), strict=True))
+        if turn > 1:
+            ids = {k: 10 * turn + i for i, k in enumerate("plergsdmv")}
+        y = 1000 * (turn - 1)
+        suffix = "" if turn == 1 else f" {turn}"
+        nodes += [
+            Node(
+                ids["p"],
+                "CLIPTextEncode",
+                {"text": text, "clip": _link(2)},
+                title=f"Prompt{suffix}",
+                pos=(0, y),
+                color="#232",
+                bgcolor="#353",
+            ),
+            Node(
+                ids["l"],
+                "AtelierAspectLock",
+                {**_lock().inputs, "image": source},
+                title=f"Aspect lock{suffix}",
+                pos=(0, y + 480),
+            ),
+            Node(
+                ids["e"],
+                "VAEEncode",
+                {"pixels": _link(ids["l"]), "vae": _link(3)},
+                title=f"VAE encode{suffix}",
+                pos=(0, y + 300),
+            ),
+            Node(
+                ids["r"],
+                "ReferenceLatent",
+                {"conditioning": _link(ids["p"]), "latent": _link(ids["e"])},
+                title=f"Reference{suffix}",
+                pos=(0, y + 200),
+            ),
+            Node(
+                ids["g"],
+                "FluxGuidance",
+                {"conditioning": _link(ids["r"]), "guidance": GUIDANCE},
+                title=f"Guidance{suffix}",
+                pos=(420, y),
+            ),
+            Node(
+                ids["s"],
+                "KSampler",
+                {
+                    "model": _link(1),
+                    "seed": turn - 1,
+                    "steps": STEPS,
+                    "cfg": 1.0,
+                    "sampler_name": SAMPLER,
+                    "scheduler": SCHEDULER,
+                    "positive": _link(ids["g"]),
+                    "negative": _link(10),
+                    "latent_image": _link(ids["l"], 5),
+                    "denoise": 1.0,
+                },
+                title=f"Sampler{suffix}",
+                pos=(740, y),
+            ),
+            Node(
+                ids["d"],
+                "VAEDecode",
+                {"samples": _link(ids["s"]), "vae": _link(3)},
+                title=f"VAE decode{suffix}",
+                pos=(740, y + 320),
+            ),
+            Node(
+                ids["m"],
+                "AtelierDiffMerge",
+                _merge_inputs(original=source, edited=_link(ids["d"]), geometry=_link(ids["l"], 4)),
+                title=f"Diff-merge turn {turn}",
+                pos=(1080, y + 320),
+            ),
+        ]
+        if turn < turns:
+            nodes.append(
+                Node(
+                    ids["v"],
+                    "PreviewImage",
+                    {"images": _link(ids["m"])},
+                    title=f"After turn {turn}",
+                    pos=(1400, y + 320),
+                )
+            )
+        source = _link(ids["m"])
+    nodes += [
+        Node(10, "ConditioningZeroOut", {"conditioning": _link(5)}, title="Negative (zero)", pos=(420, 140)),
+        _save(14, source, "kontext-atelier/iterative", pos=(1400, 1000 * (turns - 1))),
+    ]
+    what = (
+        f"## Iterative editing: {turns} turns, nothing degrades\n"
+        "Each turn edits the **previous turn's result** with its own prompt (**Prompt**, **Prompt 2**, "
+        "**Prompt 3**), and **Diff-merge turn N** takes only what that turn changed into the full-resolution "
+        "picture. Areas no turn touched stay bit for bit the original's, however many turns you chain; a plain "
+        "chain of Kontext edits would re-render (and soften) the whole picture every time.\n\n"
+        "One edit per turn works best. Fewer turns: bypass (Ctrl+B) the last turn's nodes and connect *Save* to "
+        "the previous diff-merge. More: copy a turn's nodes and chain its *Aspect lock* and *Diff-merge* "
+        '`original` to the previous merge. Each sampler has its own seed (`--set "Sampler 2.seed=5"`).'
+    )
+    return Workflow(
+        name,
+        f"Kontext iterative edit ({turns} turns, diff-merged)",
+        f"{turns} chained edit turns, each diff-merged into the previous result at full resolution",
+        nodes,
+        [_note(name, model, what)],
+        [model, CLIP_L, T5_FP8, FLUX_VAE],
+    )
+
+
+def style_transfer(name: str, model: dict) -> Workflow:
+    stitcher_inputs = {
+        "model": _link(1),
+        "conditioning": _link(5),
+        "vae": _link(3),
+        "position_method": "offset",
+        "sizing": "bucket",
+        "fit": "crop",
+        "token_budget": 4096,
+        "image_1": _link(6),
+        "weight_1": 1.0,
+        "image_2": _link(22),
+    }
+    for i in range(2, 9):
+        stitcher_inputs[f"weight_{i}"] = 1.0
+    builder_inputs = {
+        "mode": "edit",
+        "template": "style reference",
+        "subject": "fantasy knight",
+        "custom_subject": "",
+        "scale": "(none)",
+        "material": "(none)",
+        "technique": "(none)",
+        "light_direction": "(none)",
+        "light_temperature": "(none)",
+        "light_quality": "(none)",
+        "camera": "(none)",
+        "focal_length": "(none)",
+        "aperture": "(none)",
+        "depth_of_field": "(none)",
+        "backdrop": "(none)",
+        "base": "(none)",
+        "part": "",
+        "change_to": "",
+        "text": "",
+        "reference": 2,
+        "keep": "identity and pose",
+        "extra": "",
+        "guidance": GUIDANCE,
+        "variants": 1,
+        "vary": "lighting",
+        "seed": 0,
+    }
+    nodes = [
+        *_loaders(model),
+        _image(),
+        Node(16, "AtelierMiniaturePrompt", builder_inputs, title="Style prompt", pos=(-900, 480)),
+        Node(
+            5,
+            "CLIPTextEncode",
+            {"text": _link(16), "clip": _link(2)},
+            title="Prompt",
+            pos=(0, 0),
+            color="#232",
+            bgcolor="#353",
+        ),
+        _lock(),
+        Node(8, "AtelierContextStitcher", stitcher_inputs, title="Context stitcher", pos=(420, 260)),
+        *_sampling(_link(8, 1), _link(8, 0), _link(6, 5)),
+        Node(
+            13,
+            "AtelierRestoreSize",
+            {"edited": _link(12), "geometry": _link(6, 4), "original": _link(4)},
+            title="Restore size",
+            pos=(1080, 320),
+        ),
+        _save(14, _link(13), "kontext-atelier/style", pos=(1400, 0)),
+        _image(22, "Reference 2", pos=(-420, 700)),
+    ]
+    what = (
+        "## Style transfer from a reference\n"
+        "**Image** is the miniature to repaint; **Reference 2** is the picture whose style to copy (palette, "
+        "contrast, brushwork). **Style prompt** (Miniature Prompt Builder, *style reference* template) writes the "
+        "instruction and shows it; pick a `technique` to name it (e.g. glazing, NMM) or change `subject`. To "
+        "write your own prompt, delete the link into **Prompt** and type in its text box.\n\n"
+        "**Context stitcher** `weight_2` sets how strongly the reference counts (1.3-1.6 for a stronger style, "
+        "below 1 for a hint); `keep` on the builder decides what the prompt protects (identity and pose)."
+    )
+    return Workflow(
+        name,
+        "Kontext style transfer",
+        "repaint in the style of a reference image (prompt builder's style-reference template, stitcher)",
+        nodes,
+        [_note(name, model, what)],
+        [model, CLIP_L, T5_FP8, FLUX_VAE],
+    )
+
+
+def turbo(name: str, model: dict) -> Workflow:
+    nodes = [
+        *_loaders(model),
+        _image(),
+        _prompt("change the knight's cloak to deep red, keep everything else the same"),
+        _lock(),
+        *_reference_chain(),
+        Node(
+            15,
+            "LoraLoaderModelOnly",
+            {"model": _link(1), "lora_name": HYPER_LORA["name"], "strength_model": TURBO_STRENGTH},
+            title="Turbo LoRA",
+            pos=(0, -220),
+            models=[HYPER_LORA],
+        ),
+        *_sampling(_link(8), _link(15), _link(6, 5), steps=TURBO_STEPS),
+        Node(
+            13,
+            "AtelierRestoreSize",
+            {"edited": _link(12), "geometry": _link(6, 4), "original": _link(4)},
+            title="Restore size",
+            pos=(1080, 320),
+        ),
+        _save(14, _link(13), "kontext-atelier/turbo", pos=(1400, 0)),
+    ]
+    what = (
+        f"## Fast edit: 8-step LoRA ({TURBO_STEPS} steps instead of {STEPS})\n"
+        "**Turbo LoRA** loads ByteDance's Hyper-SD 8-step LoRA for FLUX.1-dev "
+        f"(`{HYPER_LORA['name']}`, into `models/loras/`) at strength {TURBO_STRENGTH}, as its authors "
+        "recommend; the sampler runs 8 steps, about three times faster than the 24-step workflows.\n\n"
+        "Fine detail is a little softer than at 24 steps: use it to try prompts, then rerun the keeper without "
+        "the LoRA. Alimama's FLUX.1-Turbo-Alpha (`diffusion_pytorch_model.safetensors` from "
+        "huggingface.co/alimama-creative/FLUX.1-Turbo-Alpha, strength 1.0) works the same way."
+    )
+    return Workflow(
+        name,
+        "Kontext fast edit (8-step LoRA)",
+        "single-reference edit in 8 steps with the Hyper-SD FLUX LoRA (LoraLoaderModelOnly)",
+        nodes,
+        [_note(name, model, what)],
+        [model, HYPER_LORA, CLIP_L, T5_FP8, FLUX_VAE],
+    )
+
+
 def all_workflows() -> list[Workflow]:
     return [
         single_reference("kontext_edit_gguf", GGUF_MODEL, "gguf"),
@@ -445,6 +709,17 @@ def all_workflows() -> list[Workflow]:
         diff_merge("kontext_edit_diff_merge", GGUF_MODEL),
         masked_edit("kontext_masked_edit", GGUF_MODEL),
         outpaint("kontext_outpaint", GGUF_MODEL),
+        iterative(
+            "kontext_iterative_edit",
+            GGUF_MODEL,
+            (
+                "change the knight's cloak to deep red, keep everything else the same",
+                "paint a golden lion on the shield, keep everything else the same",
+                "cover the base with fresh snow, keep the miniature unchanged",
+            ),
+        ),
+        style_transfer("kontext_style_transfer", GGUF_MODEL),
+        turbo("kontext_edit_turbo", GGUF_MODEL),
     ]
 
 
@@ -592,8 +867,15 @@ def to_ui(workflow: Workflow, object_info: dict) -> dict:
             "cnr_id": PACK_ID if ours else "comfy-core",
             "ver": PACK_VERSION if ours else CORE_VERSION,
         }
-        if node.models:
-            properties["models"] = [dict(m) for m in node.models]
+        # ComfyUI 0.3.64's model listing (/experiment/models) shows only .safetensors/.sft files and its frontend
+        # downloads only those, so a .gguf under "models" would be reported missing even when present. GGUF files
+        # are named under "atelier_downloads" instead (read by `kontext-atelier doctor` and shown in the note).
+        offered = [dict(m) for m in node.models or () if m["name"].endswith((".safetensors", ".sft"))]
+        others = [dict(m) for m in node.models or () if not m["name"].endswith((".safetensors", ".sft"))]
+        if offered:
+            properties["models"] = offered
+        if others:
+            properties["atelier_downloads"] = others
         entry = {
             "id": node.id,
             "type": node.type,
@@ -653,12 +935,31 @@ def dumps(data: dict) -> str:
 
 
 def render(object_info: dict) -> dict[Path, str]:
-    """Every shipped workflow file (path -> text)."""
+    """Every shipped workflow file (path -> text): UI, API, and the package's copy of the API file."""
     files: dict[Path, str] = {}
     for workflow in all_workflows():
         files[HERE / f"{workflow.name}.json"] = dumps(to_ui(workflow, object_info))
-        files[API_DIR / f"{workflow.name}.api.json"] = dumps(to_api(workflow))
+        files[API_DIR / f"{workflow.name}.api.json"] = files[PACKAGE_DIR / f"{workflow.name}.api.json"] = dumps(
+            to_api(workflow)
+        )
     return files
+
+
+def render_pictures(files: dict[Path, str]) -> dict[Path, bytes]:
+    """``<name>.png`` (the diagram with the workflow embedded, for drag-and-drop) and ``<name>.jpg`` (the template
+    browser's thumbnail) for every workflow, drawn from the rendered UI and API files."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import thumbnails
+
+    pictures: dict[Path, bytes] = {}
+    for workflow in all_workflows():
+        ui = json.loads(files[HERE / f"{workflow.name}.json"])
+        api = json.loads(files[API_DIR / f"{workflow.name}.api.json"])
+        picture = thumbnails.diagram(ui, workflow.title, workflow.summary)
+        pictures[HERE / f"{workflow.name}.png"] = thumbnails.png_with_workflow(picture, ui, api)
+        pictures[HERE / f"{workflow.name}.jpg"] = thumbnails.jpeg(picture)
+    return pictures
 
 
 def host_object_info() -> dict:
@@ -703,10 +1004,14 @@ def node_info(cls) -> dict:
 
 def main() -> int:
     files = render(host_object_info())
+    pictures = render_pictures(files)
     API_DIR.mkdir(exist_ok=True)
+    PACKAGE_DIR.mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         path.write_text(text)
-    sys.stdout.write(f"wrote {len(files)} files\n")
+    for path, data in pictures.items():
+        path.write_bytes(data)
+    sys.stdout.write(f"wrote {len(files)} workflow files and {len(pictures)} pictures\n")
     return 0
 
 

@@ -86,7 +86,9 @@ def expected_models() -> list[dict]:
         except (OSError, ValueError):
             continue
         for node in data.get("nodes", []):
-            for model in (node.get("properties") or {}).get("models", []) or []:
+            properties = node.get("properties") or {}
+            # GGUF files are listed under "atelier_downloads" (the frontend offers only .safetensors downloads).
+            for model in (properties.get("models") or []) + (properties.get("atelier_downloads") or []):
                 entry = seen.setdefault((model["directory"], model["name"]), dict(model, workflows=[]))
                 entry["workflows"].append(path.stem)
     return list(seen.values())
@@ -156,11 +158,12 @@ def check_files(report: Report, root: Path | None) -> None:
     have_transformer = any(m["name"] in names["diffusion_models"] for m in transformers)
     for model in expected:
         kind = model["directory"] if model["directory"] in MODEL_FOLDERS else "diffusion_models"
-        where = f"models/{model['directory']}/{model['name']}"
+        where = f"models/{kind}/{model['name']}"
         used = ", ".join(sorted(set(model["workflows"])))
         if model["name"] in names.get(kind, set()):
             report.ok(f"{where}  (used by {used})")
-        elif kind == "diffusion_models" and have_transformer:
+        elif (kind == "diffusion_models" and have_transformer) or kind == "loras":
+            # One transformer is enough, and a LoRA serves only the workflows that name it.
             report.warn(f"{where} not present; only needed by {used} (download: {model['url']})")
         else:
             report.missing(where, f"download: {model['url']}  (used by {used})")

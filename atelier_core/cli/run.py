@@ -48,7 +48,10 @@ from .comfy_client import (
 log = logging.getLogger(__name__)
 
 PACK_DIR = Path(__file__).resolve().parents[2]
-WORKFLOW_DIRS = (PACK_DIR / "workflows" / "api", PACK_DIR / "workflows")
+# The package's own copy (written by workflows/build.py) is what an install from a wheel has; a checkout finds the
+# same files in workflows/api first.
+PACKAGE_WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "data" / "workflows"
+WORKFLOW_DIRS = (PACK_DIR / "workflows" / "api", PACK_DIR / "workflows", PACKAGE_WORKFLOW_DIR)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 STATE_FILE = ".kontext-atelier-batch.json"
 SAMPLER_TYPES = {"KSampler", "KSamplerAdvanced", "RandomNoise", "SamplerCustom"}

@@ -1,0 +1,139 @@
+// Loads every shipped workflow into a real ComfyUI page in headless Chromium and reports what the page saw.
+//
+// Usage: node check_workflows.mjs CONFIG.json   (written by tests/test_browser.py)
+// CONFIG: {url, chromium, profile, out, workflows: [{name, path, kind: "json" | "png"}]}
+// Prints one JSON line: {workflows: [{name, output, dialogs, missingTypes, badCombos, widgets, screenshot}], errors}
+// The comparison with the API files is done by the Python test; this only collects facts.
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+// A persistent context is how playwright takes a fresh --user-data-dir (the test makes an empty one per run).
+const browser = await chromium.launchPersistentContext(config.profile, {
+  executablePath: config.chromium,
+  headless: true,
+  viewport: { width: 1600, height: 1000 },
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+const errors = [];
+const startupErrors = []; // thrown by the frontend before any workflow is loaded: reported, not ours to fix
+let phase = startupErrors;
+const results = [];
+try {
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  page.on("pageerror", (error) => phase.push(`pageerror: ${String(error.stack ?? error.message).slice(0, 800)}`));
+  // Only loopback: anything else the page asks for is refused, so the test never depends on the network.
+  await page.route("**/*", (route) => {
+    const host = new URL(route.request().url()).hostname;
+    return host === "127.0.0.1" || host === "localhost" ? route.continue() : route.abort();
+  });
+  await page.goto(config.url, { waitUntil: "domcontentloaded", timeout: 60000 });
+  await page.waitForFunction(
+    () => window.app?.graph && window.app.extensions?.some((e) => e.name === "KontextAtelier.AspectPreview"),
+    null,
+    { timeout: 60000 },
+  );
+  await closeDialogs(page); // a first-run dialog, if any
+  phase = errors;
+  for (const workflow of config.workflows) {
+    const result = { name: workflow.name };
+    try {
+      if (workflow.kind === "png") {
+        const bytes = readFileSync(workflow.path).toString("base64");
+        await page.evaluate(async ({ bytes, name }) => {
+          const data = Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0));
+          await window.app.handleFile(new File([data], name, { type: "image/png" }));
+        }, { bytes, name: path.basename(workflow.path) });
+      } else {
+        const graph = JSON.parse(readFileSync(workflow.path, "utf8"));
+        await page.evaluate(async ({ graph, name }) => {
+          await window.app.loadGraphData(graph, true, true, name);
+        }, { graph, name: workflow.name });
+      }
+      // Load Image previews arrive asynchronously; the live widgets need them to know the input size.
+      await page.waitForFunction(
+        () => window.app.graph._nodes.filter((n) => n.type === "LoadImage").every((n) => n.imgs?.[0]?.complete),
+        null,
+        { timeout: 15000 },
+      ).catch(() => errors.push(`${workflow.name}: Load Image previews did not load`));
+      await page.evaluate(() => window.app.canvas.setDirty(true, true));
+      await page.waitForTimeout(300);
+      Object.assign(result, await page.evaluate(async () => {
+        const { app } = window;
+        const LiteGraph = window.LiteGraph;
+        const nodes = app.graph._nodes;
+        const missingTypes = nodes.filter((n) => !LiteGraph.registered_node_types[n.type]).map((n) => n.type);
+        const badCombos = [];
+        for (const node of nodes) {
+          for (const widget of node.widgets ?? []) {
+            const values = widget.type === "combo" ? widget.options?.values : null;
+            const list = typeof values === "function" ? values(widget, node) : values;
+            if (Array.isArray(list) && !list.includes(widget.value)) {
+              badCombos.push(`${node.type} #${node.id} ${widget.name}=${JSON.stringify(widget.value)}`);
+            }
+          }
+        }
+        app.canvas.draw(true, true); // the live widgets compute while they draw (nodes in view)
+        for (const node of nodes) for (const w of node.widgets ?? []) w.atelierRefresh?.(node); // and the rest
+        const widgets = nodes
+          .filter((n) => n.type?.startsWith("Atelier"))
+          .map((n) => ({
+            id: n.id,
+            type: n.type,
+            values: Object.fromEntries(
+              (n.widgets ?? []).filter((w) => w.name?.startsWith("atelier_")).map((w) => [w.name, w.value]),
+            ),
+            plan: n.atelierPlan ?? null,
+            tokens: n.atelierTokens ?? null,
+            images: (n.imgs ?? []).length,
+          }));
+        const { output } = await app.graphToPrompt();
+        const dialogs = [...document.querySelectorAll(".p-dialog")]
+          .filter((d) => d.offsetParent !== null || d.getClientRects().length)
+          .map((d) => d.innerText.slice(0, 300));
+        return { output, missingTypes, badCombos, widgets, dialogs };
+      }));
+      result.screenshot = path.join(config.out, `${workflow.name}.png`);
+      await page.screenshot({ path: result.screenshot });
+      await closeDialogs(page);
+    } catch (error) {
+      result.error = String(error?.stack ?? error);
+    }
+    results.push(result);
+  }
+  if (config.live) {
+    // The aspect lock follows its widgets: switch the first lock to 16:9 pad and read what it now shows.
+    results.push({
+      name: "live",
+      ...(await page.evaluate(async ({ size, fit }) => {
+        const node = window.app.graph._nodes.find((n) => n.type === "AtelierAspectLock");
+        if (!node) return { error: "no AtelierAspectLock in the last workflow" };
+        node.widgets.find((w) => w.name === "size").value = size;
+        node.widgets.find((w) => w.name === "fit").value = fit;
+        window.app.canvas.draw(true, true);
+        const widget = node.widgets.find((w) => w.name === "atelier_aspect_preview");
+        widget?.atelierRefresh?.(node);
+        return { plan: node.atelierPlan, text: widget?.value };
+      }, config.live)),
+    });
+    await page.screenshot({ path: path.join(config.out, "live.png") });
+  }
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ workflows: results, errors, startupErrors }));
+
+async function closeDialogs(page) {
+  // PrimeVue dialogs close on Escape, one at a time, with an animation; a dialog still closing would swallow the
+  // next workflow's dialog, so wait until none is left.
+  for (let i = 0; i < 20; i++) {
+    const open = await page.locator(".p-dialog").count();
+    if (open === 0) return;
+    await page.keyboard.press("Escape");
+    await page.waitForTimeout(250);
+  }
+}
