@@ -407,6 +407,22 @@ def test_fast_quantize_dispatch(monkeypatch):
         fast_quantize.quantize(np.zeros((1, 100), np.float32), GGMLType.Q4_K, "cpu")
 
 
+def test_parallel_conversion_writes_the_same_file(tiny_bf16, tmp_path, monkeypatch):
+    """With worker processes (forced on for the tiny model) the file is byte for byte the single-process one."""
+    import importlib
+
+    qm = importlib.import_module("atelier_core.gguf.quantize")
+    monkeypatch.setenv("ATELIER_QUANT_DEVICE", "numpy")
+    monkeypatch.setattr(gconvert, "PARALLEL_MIN_VALUES", 0)
+    monkeypatch.setattr(qm, "PARALLEL_TASK_ELEMENTS", 4096)
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = gconvert.convert(tiny_bf16, tmp_path / "one" / "q.gguf", "Q4_K_M", workers=1)
+    two = gconvert.convert(tiny_bf16, tmp_path / "two" / "q.gguf", "Q4_K_M", workers=2)
+    assert one.output.read_bytes() == two.output.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["q.gguf"]
+
+
 # ----------------------------------------------------------------------------------------------- memory
 
 

@@ -182,6 +182,78 @@ def test_large_tensor_is_quantized_in_chunks(monkeypatch):
     assert np.array_equal(quantize(x, GGMLType.Q4_K), whole)
 
 
+@pytest.mark.parametrize("t", [t for t in GGMLType if not TYPE_INFO[t].is_float], ids=lambda t: t.name)
+def test_blocks_do_not_depend_on_their_neighbours(t, monkeypatch):
+    """A block's bytes are the same quantized alone, in a chunk of any size or as the last block of a chunk.
+
+    The searches run over many blocks at once with sums whose order must stay ggml's whatever the batch; this
+    catches a batch shape under which numpy would reduce in another order (e.g. one block of 32 values).
+    """
+    import importlib
+
+    qm = importlib.import_module("atelier_core.gguf.quantize")
+    bs = TYPE_INFO[t].block_size
+    rng = np.random.default_rng(int(t) + 100)
+    x = (rng.standard_normal((9, bs)) * 10.0 ** rng.integers(-6, 4, (9, 1))).astype(np.float32)
+    x[2, : bs // 2] = 0
+    whole = quantize(x, t)
+    for i in range(9):
+        assert np.array_equal(quantize(x[i : i + 1], t), whole[i : i + 1]), (t.name, i)
+    for chunk_blocks in (2, 4):  # chunks that leave a single block at the end
+        monkeypatch.setattr(qm, "CHUNK_ELEMENTS", chunk_blocks * bs)
+        assert np.array_equal(quantize(x, t), whole), (t.name, chunk_blocks)
+
+
+def test_row_sums_keep_ggml_order():
+    import importlib
+
+    qm = importlib.import_module("atelier_core.gguf.quantize")
+    rng = np.random.default_rng(3)
+    for shape in [(32, 1), (16, 2), (32, 7), (32, 1000)]:
+        a = (rng.standard_normal(shape) * 10.0 ** rng.integers(-8, 8, shape)).astype(np.float32)
+        a[0, 0] = -0.0
+        for arr in (a, np.asfortranarray(a)):
+            s = np.zeros(shape[1], np.float32)
+            for row in arr:
+                s += row
+            assert np.array_equal(qm._sum_rows(arr).view(np.uint32), s.view(np.uint32)), shape
+
+
+def test_parallel_quantizer_makes_the_same_bytes():
+    """Worker processes quantize row chunks of a tensor; the assembled bytes are `quantize`'s."""
+    import importlib
+
+    qm = importlib.import_module("atelier_core.gguf.quantize")
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal((37, 1024)) * rng.choice([1e-6, 0.02, 3.0], (37, 1))).astype(np.float32)
+    x[3] = 0
+    x[4, :300] = -0.0
+    with qm.ParallelQuantizer(2, task_elements=3 * 1024) as pool:  # tasks of 3 rows: 13 tasks, the last short
+        pool.start()
+        for t in sorted(qm.PARALLEL_TYPES) + [GGMLType.Q8_0, GGMLType.F16]:
+            fetch = pool.submit(x.reshape(37, 4, 256), t)  # 3-D: rows are the last axis
+            assert np.array_equal(fetch(), quantize(x.reshape(37, 4, 256), t)), t.name
+        with pytest.raises(AtelierError, match="NaN"):
+            bad = x.copy()
+            bad[30, 5] = np.nan
+            pool.submit(bad, GGMLType.Q4_K)
+        with pytest.raises(AtelierError, match="not a whole number"):
+            pool.submit(np.zeros((40, 100), np.float32), GGMLType.Q4_K)
+
+
+def test_cpu_workers_env(monkeypatch):
+    import importlib
+
+    qm = importlib.import_module("atelier_core.gguf.quantize")
+    monkeypatch.setenv("ATELIER_QUANT_WORKERS", "3")
+    assert qm.cpu_workers() == 3
+    monkeypatch.setenv("ATELIER_QUANT_WORKERS", "many")
+    with pytest.raises(AtelierError, match="ATELIER_QUANT_WORKERS"):
+        qm.cpu_workers()
+    monkeypatch.delenv("ATELIER_QUANT_WORKERS")
+    assert qm.cpu_workers() >= 1
+
+
 # ------------------------------------------------------------------------------------------ writer
 
 

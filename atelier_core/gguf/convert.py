@@ -14,6 +14,9 @@ output path is refused if it exists (unless `overwrite`) and the free disk space
 Memory: tensors are read with plain file reads into a buffer of one tensor (a `safetensors.safe_open` memory map
 counts every touched page of the source in the process RSS - 1.9 GB after reading a 1.3 GB file - although the
 pages are only cache), so peak RSS is about the Python/torch baseline plus ~3x the largest tensor in float32.
+On a CPU the K-quants run in one worker process per core (`quantize.ParallelQuantizer`; ``ATELIER_QUANT_WORKERS``
+sets the count) while this process reads the next tensor: each worker adds its own Python/torch baseline
+(~0.5 GB) and a few float32 tasks of 4M values; the parent's own RSS is what ``peak_rss_bytes`` reports.
 The file is written to ``<out>.<random>.part`` next to the output, fsynced and renamed: an error, a full disk or
 Ctrl-C leaves no file under the final name and removes the partial one.
 
@@ -534,6 +537,37 @@ def _source_bytes(src: SafetensorsSource, name: str) -> int:
     return n * {"F32": 4, "F64": 8, "F16": 2, "BF16": 2}.get(src.dtypes[name], 1)
 
 
+# Below this many values to K-quantize (a few seconds of one core), starting worker processes costs more than
+# they save.
+PARALLEL_MIN_VALUES = 64 << 20
+
+
+def _ready(raw: np.ndarray) -> Callable[[], np.ndarray]:
+    return lambda: raw
+
+
+def _default_quantizer(tensors: list[PlannedTensor], workers: int | None):
+    """(quantize function, the ParallelQuantizer to close or None): torch on a GPU when there is one (see
+    `fast_quantize`), else ggml's numpy quantizers, in worker processes when the model is large enough."""
+    from . import fast_quantize
+    from .quantize import PARALLEL_TYPES, ParallelQuantizer, cpu_workers, quantize
+
+    if fast_quantize.default_device() != "numpy":
+        return fast_quantize.quantize, None
+    workers = workers or cpu_workers()
+    work = sum(int(np.prod(t.shape)) for t in tensors if t.ggml_type in PARALLEL_TYPES)
+    if workers < 2 or work < PARALLEL_MIN_VALUES:
+        return quantize, None
+    pool = ParallelQuantizer(workers)
+    try:
+        pool.start()
+    except Exception as e:  # e.g. spawned from an unguarded `__main__` script: the workers cannot start
+        pool.close()
+        logger.warning("could not start %d quantizer processes (%s); quantizing in this process", workers, e)
+        return quantize, None
+    return pool, pool
+
+
 def convert(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -545,12 +579,15 @@ def convert(
     progress: ProgressFn | None = None,
     quantizer: QuantizeFn | None = None,
     extra_metadata: dict | None = None,
+    workers: int | None = None,
 ) -> ConvertReport:
-    """Quantize a Kontext safetensors checkpoint to a GGUF file (see the module docstring)."""
+    """Quantize a Kontext safetensors checkpoint to a GGUF file (see the module docstring).
+
+    `workers`: CPU processes for the K-quants when no GPU does them (default: `quantize.cpu_workers()`, and one
+    for a model too small to repay starting them); ignored when a `quantizer` is given.
+    """
     import gguf
 
-    if quantizer is None:
-        from .fast_quantize import quantize as quantizer
     recipe = parse_recipe(type_name)
     out = Path(output)
     if out.exists() and not overwrite:
@@ -593,7 +630,10 @@ def convert(
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".part", dir=out_dir)
     os.close(fd)
     writer = None
+    pool = None
     try:
+        if quantizer is None:
+            quantizer, pool = _default_quantizer(tensors, workers)
         writer = gguf.GGUFWriter(tmp, arch="flux")
         for key, value in metadata.items():
             _add_metadata(writer, key, value)
@@ -606,6 +646,22 @@ def convert(
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         done_bytes = 0
+        submit = pool.submit if pool is not None else (lambda a, gt: _ready(quantizer(a, gt)))
+        pending: list[tuple[int, PlannedTensor, Callable[[], np.ndarray]]] = []
+
+        def write_oldest() -> None:
+            nonlocal done_bytes
+            done, t, fetch = pending.pop(0)
+            try:
+                raw = fetch()
+            except AtelierError as e:
+                raise AtelierError(f"tensor '{t.name}': {e}") from None
+            writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
+            del raw
+            done_bytes += _source_bytes(src, t.name)
+            if progress is not None:
+                progress(done, len(tensors), done_bytes, total_bytes, t.name)
+
         for done, t in enumerate(tensors, start=1):
             value = src.read(t.name)
             if merge is not None:
@@ -615,15 +671,16 @@ def convert(
             try:
                 if t.ggml_type == GGMLType.F16:
                     _check_f16_range(str(out), t.name, array)
-                raw = quantizer(array, t.ggml_type)
+                fetch = submit(array, t.ggml_type)
             except AtelierError as e:
                 raise AtelierError(f"tensor '{t.name}': {e}") from None
             del array
-            writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
-            del raw
-            done_bytes += _source_bytes(src, t.name)
-            if progress is not None:
-                progress(done, len(tensors), done_bytes, total_bytes, t.name)
+            pending.append((done, t, fetch))
+            # with workers, this tensor is quantized while the next one is read; at most two are in memory
+            if len(pending) > 1 or pool is None:
+                write_oldest()
+        while pending:
+            write_oldest()
         writer.flush()
         for fout in writer.fout or []:
             os.fsync(fout.fileno())
@@ -633,6 +690,8 @@ def convert(
     except OSError as e:
         raise AtelierError(f"{out}: writing failed ({e.strerror or e}); check free disk space and permissions") from None
     finally:
+        if pool is not None:
+            pool.close()
         if writer is not None:
             try:
                 writer.close()

@@ -362,8 +362,9 @@ TORCH_QUANTIZERS = {
 def default_device() -> str:
     """`ATELIER_QUANT_DEVICE` (numpy, cpu, cuda) or cuda when available, else numpy.
 
-    On CPU numpy is the faster engine (measured 5.4 vs 3.9 MB/s for Q4_K single-threaded, and torch's threads
-    lose more on a busy 2-core machine), so the torch path is used on CPU only when asked for.
+    On CPU numpy is the faster engine (measured 5.4 vs 3.9 MB/s for Q4_K single-threaded before numpy's searches
+    were reworked; ~25 MB/s per process since, and `convert` runs one process per core), so the torch path is used
+    on CPU only when asked for.
     """
     wanted = os.environ.get("ATELIER_QUANT_DEVICE", "").strip().lower()
     if wanted:

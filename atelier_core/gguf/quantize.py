@@ -9,10 +9,19 @@ pairwise summation, because a different rounding can flip a `cur_error < best_er
 a ggml built with `-march=native` may contract some products and so differ in rare last-bit ties.
 
 Q8_0, Q5_1, Q5_0, Q4_1, Q4_0, BF16 and F16 equal the `gguf` package's quantizers bit for bit (tested).
+
+Speed (the K-quants are compute bound: 16-22 candidate scales per group, ~20 array passes each): the searches
+work in place on transposed (element, group) float32 arrays of a cache-sized chunk; a per-group value is first
+spread over a full array (`_fill`), because numpy runs a ufunc with a broadcast operand ~10x slower; the winning
+candidate's levels are recomputed once from its scale instead of being copied at every candidate. That is ~25
+MB/s of bf16 source per core for Q4_K; `ParallelQuantizer` runs one process per core (same bytes).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -28,6 +37,10 @@ _IQ4_MIDSUMS = (IQ4_NL_VALUES[:-1] + IQ4_NL_VALUES[1:]).astype(F)
 
 # Elements per quantization call; bounds the temporaries (~20 arrays of this many float32 values).
 CHUNK_ELEMENTS = 1 << 20
+# The K-quant scale searches make ~20 passes over their (n, M) arrays per candidate scale: chunks whose few
+# working arrays stay in the CPU's L3 cache run 5-10% faster than 1M-value ones (measured flat from 128K to 512K;
+# 32K loses 25% to numpy's per-call overhead). Capped by CHUNK_ELEMENTS.
+SEARCH_CHUNK_ELEMENTS = 1 << 18
 
 BlockEncoder = Callable[[np.ndarray], np.ndarray]
 
@@ -154,12 +167,30 @@ def _sum_rows(at: np.ndarray) -> np.ndarray:
     """Left-to-right float32 sum over axis 0 of a (n, M) array, as ggml's `s = 0; for i: s += a[i]` loop.
 
     The helpers below work on transposed (element, group) arrays so that each step of such a loop is one
-    contiguous numpy add over all groups (30x faster than a cumulative sum over short rows).
+    contiguous add over all groups. numpy reduces a C-contiguous (n, M >= 2) array over axis 0 exactly so (row
+    after row into the output), starting from row 0 instead of 0.0: adding +0.0 afterwards turns the only
+    possible difference, a -0.0 sum, into ggml's +0.0. A single column (M = 1: one IQ4_NL block) or a
+    non-contiguous array would make the reduced axis numpy's inner loop, which sums pairwise: those take the loop.
     """
+    if at.ndim == 2 and at.shape[1] >= 2 and at.flags.c_contiguous:
+        s = np.add.reduce(at, axis=0)
+        s += F(0)
+        return s
     s = np.zeros(at.shape[1:], dtype=F)
     for row in at:
         s += row
     return s
+
+
+def _fill(buf: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """buf[...] = v (a per-group vector spread over the element axis) and return buf.
+
+    numpy runs a binary ufunc with one broadcast (M,) operand ~10x slower than on two full arrays, while a
+    broadcast assignment is as fast as a copy: spreading the vector first and then operating on full arrays is
+    several times quicker than `xt - mn` with broadcasting.
+    """
+    buf[...] = v
+    return buf
 
 
 def _round_clip(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -168,52 +199,129 @@ def _round_clip(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(r, F(lo), F(hi), out=r)
 
 
-def _make_qkx2_quants(
-    x: np.ndarray, w: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ggml make_qkx2_quants for each row of x (M, n): returns (scale, the_min, L) with L in 0..nmax."""
+def _round_clip_(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """`_round_clip` in place."""
+    np.rint(a, out=a)
+    return np.clip(a, lo, hi, out=a)
+
+
+def _first_min_t(xt: np.ndarray) -> np.ndarray:
+    """`_first_min` over axis 0 of a transposed (n, M) array.
+
+    The minimum's value is unique except for the sign of a zero: where it is zero, the first zero of the column
+    decides, as in ggml's `if (x[i] < min)` loop.
+    """
+    mn = np.minimum.reduce(xt, axis=0)
+    cols = np.flatnonzero(mn == 0)
+    if cols.size:
+        sub = xt[:, cols]
+        mn[cols] = sub[np.argmax(sub == 0, axis=0), np.arange(cols.size)]
+    return mn
+
+
+def _qkx2_levels(xt: np.ndarray, iscale: np.ndarray, mn: np.ndarray, nmax: int, out: np.ndarray, tmp: np.ndarray):
+    """MAX(0, MIN(nmax, nearest_int(iscale * (x - mn)))) per group, into `out` (n, M); `tmp` is scratch."""
+    np.subtract(xt, _fill(tmp, mn), out=out)
+    np.multiply(out, _fill(tmp, iscale), out=out)
+    return _round_clip_(out, F(0), F(nmax))
+
+
+def _make_qkx2_quants_t(
+    xt: np.ndarray, wt: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int, use_mad: bool
+):
+    """ggml make_qkx2_quants for each column of the transposed groups xt (n, M) with weights wt (n, M).
+
+    Returns (scale, the_min, levels) where `levels()` computes the chosen L (n, M) in 0..nmax as float32; callers
+    that requantize with the stored fp16 scales need it only for the few groups whose scale rounds to zero.
+    All work is on (n, M) arrays in place. The candidate levels of the winning step are not copied at every
+    step: the step's iscale and min are kept and its levels recomputed once at the end (the same float32
+    operations, so the same levels).
+    """
     fmax = F(nmax)
-    mn = _first_min(x)
+    mn = _first_min_t(xt)
     mn = np.where(mn > 0, F(0), mn)
-    mx = _first_max(x)
-    xt = np.ascontiguousarray(x.T)
-    wt = np.ascontiguousarray(w.T)
+    mx = np.maximum.reduce(xt, axis=0)  # the sign of a zero max never matters: only mx == mn and mx - mn use it
+    T = np.empty_like(xt)  # the levels of the step
+    P = np.empty_like(xt)
+    B = np.empty_like(xt)  # a per-group value spread over the elements
     sum_w = _sum_rows(wt)
-    sum_x = _sum_rows(wt * xt)
+    sum_x = _sum_rows(np.multiply(wt, xt, out=P))
     degenerate = mx == mn
 
-    def err(scale: np.ndarray, L: np.ndarray, m: np.ndarray) -> np.ndarray:
-        diff = scale * L + m - xt
-        diff = np.abs(diff) if use_mad else diff * diff
-        return _sum_rows(wt * diff)
+    def err(scale: np.ndarray, m: np.ndarray) -> np.ndarray:
+        np.multiply(_fill(B, scale), T, out=P)
+        np.add(P, _fill(B, m), out=P)
+        np.subtract(P, xt, out=P)
+        if use_mad:
+            np.abs(P, out=P)
+        else:
+            np.multiply(P, P, out=P)
+        np.multiply(P, wt, out=P)
+        return _sum_rows(P)
 
     with _errstate():
         iscale = fmax / (mx - mn)
         scale = F(1) / iscale
-        L = _round_clip(iscale * (xt - mn), 0, nmax)
-        best = err(scale, L, mn)
+        _qkx2_levels(xt, iscale, mn, nmax, T, B)
+        best = err(scale, mn)
+        best_iscale, best_mn = iscale, mn
         for step in range(nstep + 1):
             iscale = (F(rmin) + F(rdelta) * F(step) + fmax) / (mx - mn)
-            Laux = _round_clip(iscale * (xt - mn), 0, nmax)
-            wl = wt * Laux
-            sum_l = _sum_rows(wl)
-            sum_l2 = _sum_rows(wl * Laux)
-            sum_xl = _sum_rows(wl * xt)
+            _qkx2_levels(xt, iscale, mn, nmax, T, B)
+            np.multiply(wt, T, out=P)
+            sum_l = _sum_rows(P)
+            np.multiply(P, T, out=B)
+            sum_l2 = _sum_rows(B)
+            np.multiply(P, xt, out=B)
+            sum_xl = _sum_rows(B)
             D = sum_w * sum_l2 - sum_l * sum_l
             this_scale = (sum_w * sum_xl - sum_x * sum_l) / D
             this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D
             clamp = this_min > 0
             this_min = np.where(clamp, F(0), this_min)
             this_scale = np.where(clamp, sum_xl / sum_l2, this_scale)
-            cur = err(this_scale, Laux, this_min)
+            cur = err(this_scale, this_min)
             better = (D > 0) & (cur < best) & ~degenerate
-            np.copyto(L, Laux, where=better)
+            best_iscale = np.where(better, iscale, best_iscale)
+            best_mn = np.where(better, mn, best_mn)
             best = np.where(better, cur, best)
             scale = np.where(better, this_scale, scale)
             mn = np.where(better, this_min, mn)
+
+    def levels() -> np.ndarray:
+        with _errstate():
+            L = _qkx2_levels(xt, best_iscale, best_mn, nmax, T, B)
+        L[:, degenerate] = 0
+        return L
+
     scale = np.where(degenerate, F(0), scale)
-    L = np.where(degenerate, F(0), L)
-    return scale.astype(F), (-mn).astype(F), np.ascontiguousarray(L.T)
+    return scale.astype(F), (-mn).astype(F), levels
+
+
+def _requant_t(v: np.ndarray, lo: int, hi: int, dq: np.ndarray, fallback) -> np.ndarray:
+    """MAX(lo, MIN(hi, nearest_int(v))) in place on (n, M) where the group's dq != 0, else `fallback()`'s levels.
+
+    `_nint` maps a non-finite value to 0 before clipping; only a zero dq (whose group takes the fallback) or an
+    overflow makes one, so the exact mapping runs only when the cheap check finds any.
+    """
+    np.rint(v, out=v)
+    if not np.isfinite(v.sum(dtype=F)):
+        np.nan_to_num(v, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(v, F(lo), F(hi), out=v)
+    zero = dq == 0
+    if zero.any():
+        v[:, zero] = fallback()[:, zero]
+    return v
+
+
+def _k_groups_t(x: np.ndarray, n: int) -> np.ndarray:
+    """The (nb, 256) super-blocks as transposed groups (n, nb * 256 / n): element i of group j at [i, j]."""
+    return np.ascontiguousarray(x.reshape(-1, n).T)
+
+
+def _untranspose_levels(L: np.ndarray, nb: int) -> np.ndarray:
+    """(n, M) float levels -> (nb, 256) uint8 in the original element order."""
+    return np.ascontiguousarray(L.astype(np.uint8).T).reshape(nb, QK_K)
 
 
 def _make_q3_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
@@ -254,33 +362,56 @@ def _make_q3_quants(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
     return np.where(zero, F(0), scale).astype(F), L
 
 
-def _make_qx_quants_rmse1(x: np.ndarray, nmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """ggml make_qx_quants(rmse_type=1, no weights) for each row of x (M, n): (scale, L) with L in 0..2*nmax-1."""
+def _make_qx_quants_rmse1_t(x: np.ndarray, xt: np.ndarray, nmax: int):
+    """ggml make_qx_quants(rmse_type=1, no weights) per group: x (M, n) the groups, xt (n, M) the same transposed.
+
+    Returns (scale, zero, levels): `levels()` computes the chosen L - nmax (n, M) in -nmax..nmax-1 as float32
+    (-nmax in all-zero groups); callers that requantize with the stored fp16 scales need it only for the few
+    groups whose scale rounds to zero. In place on (n, M) arrays; the winning candidate's levels are recomputed
+    from its iscale at the end rather than copied at every candidate.
+    """
     amax, mx = _amax_signed(x)
     zero = amax < GROUP_MAX_EPS
-    xt = np.ascontiguousarray(x.T)
     w = xt * xt
     wx = w * xt
+    T = np.empty_like(xt)
+    P = np.empty_like(xt)
+    lo, hi = F(-nmax), F(nmax - 1)
 
-    def sums(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lv = _round_clip(iscale * xt, -nmax, nmax - 1)
-        return lv, _sum_rows(wx * lv), _sum_rows(w * lv * lv)
+    def levels_into(iscale: np.ndarray) -> np.ndarray:
+        np.multiply(_fill(P, iscale), xt, out=T)
+        return _round_clip_(T, lo, hi)
+
+    def sums(iscale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        levels_into(iscale)
+        sumlx = _sum_rows(np.multiply(wx, T, out=P))
+        np.multiply(w, T, out=P)
+        np.multiply(P, T, out=P)
+        return sumlx, _sum_rows(P)
 
     with _errstate():
-        lv, sumlx, suml2 = sums(F(-nmax) / mx)
-        L = lv + F(nmax)
+        iscale = F(-nmax) / mx
+        sumlx, suml2 = sums(iscale)
+        best_iscale = iscale
         scale = np.where(suml2 != 0, sumlx / suml2, F(0))
         best = scale * sumlx
         for step in range(-9, 10):
             if step == 0:
                 continue
-            lv, sumlx, suml2 = sums(-(F(nmax) + F(0.1) * F(step)) / mx)
+            iscale = -(F(nmax) + F(0.1) * F(step)) / mx
+            sumlx, suml2 = sums(iscale)
             take = (suml2 > 0) & (sumlx * sumlx > best * suml2)
-            np.copyto(L, lv + F(nmax), where=take)
+            best_iscale = np.where(take, iscale, best_iscale)
             scale = np.where(take, sumlx / suml2, scale)
             best = np.where(take, scale * sumlx, best)
-    L = np.where(zero[:, None], F(0), L.T)
-    return np.where(zero, F(0), scale).astype(F), L
+
+    def levels() -> np.ndarray:
+        with _errstate():
+            L = levels_into(best_iscale)
+        L[:, zero] = -nmax
+        return L
+
+    return np.where(zero, F(0), scale).astype(F), zero, levels
 
 
 def _best_index_iq4(v: np.ndarray) -> np.ndarray:
@@ -300,9 +431,9 @@ def _best_index_iq4(v: np.ndarray) -> np.ndarray:
 
 def _q2_k(x: np.ndarray) -> np.ndarray:
     nb = x.shape[0]
-    g = x.reshape(-1, 16)
-    scales, mins, L = _make_qkx2_quants(g, np.abs(g), 3, -0.5, 0.1, 15, True)
-    scales, mins, L = scales.reshape(nb, 16), mins.reshape(nb, 16), L.reshape(nb, QK_K)
+    xt = _k_groups_t(x, 16)
+    scales, mins, levels = _make_qkx2_quants_t(xt, np.abs(xt), 3, -0.5, 0.1, 15, True)
+    scales, mins = scales.reshape(nb, 16), mins.reshape(nb, 16)
     max_scale = np.maximum(scales.max(axis=1), F(0))
     max_min = np.maximum(mins.max(axis=1), F(0))
     with _errstate():
@@ -313,12 +444,13 @@ def _q2_k(x: np.ndarray) -> np.ndarray:
         lm = np.where(has_m[:, None], _nint((F(15) / max_min)[:, None] * mins), 0)
         dmin = np.where(has_m, max_min / F(15), F(0)).astype(F)
         sc = ((ls | (lm << 4)) & 0xFF).astype(np.uint8)
-        dq = _fp16_round(d)[:, None] * (sc & 0x0F).astype(F)
-        dm = _fp16_round(dmin)[:, None] * (sc >> 4).astype(F)
-        xs = x.reshape(nb, 16, 16)
-        requant = np.clip(_nint((xs + dm[..., None]) / dq[..., None]), 0, 3).astype(F)
-        L = np.where((dq != 0)[..., None], requant, L.reshape(nb, 16, 16)).reshape(nb, QK_K)
-    return np.concatenate([sc, _pack_crumbs(L), _fp16_bits(d), _fp16_bits(dmin)], axis=1)
+        dq = (_fp16_round(d)[:, None] * (sc & 0x0F).astype(F)).reshape(-1)
+        dm = (_fp16_round(dmin)[:, None] * (sc >> 4).astype(F)).reshape(-1)
+        B = _fill(np.empty_like(xt), dm)
+        v = np.add(xt, B)
+        v /= _fill(B, dq)
+        L = _requant_t(v, 0, 3, dq, levels)
+    return np.concatenate([sc, _pack_crumbs(_untranspose_levels(L, nb)), _fp16_bits(d), _fp16_bits(dmin)], axis=1)
 
 
 def _q3_k(x: np.ndarray) -> np.ndarray:
@@ -351,11 +483,12 @@ def _q3_k(x: np.ndarray) -> np.ndarray:
 def _k_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int):
     """Shared first half of Q4_K / Q5_K: sub-block scales and mins, their 6-bit codes and the requantized L."""
     nb = x.shape[0]
-    g = x.reshape(-1, 32)
-    gt = np.ascontiguousarray(g.T)
-    av_x = np.sqrt(_sum_rows(gt * gt) / F(32))
-    w = av_x[:, None] + np.abs(g)
-    scales, mins, L = _make_qkx2_quants(g, w, nmax, rmin, rdelta, nstep, False)
+    xt = _k_groups_t(x, 32)
+    wt = np.multiply(xt, xt)
+    av_x = np.sqrt(_sum_rows(wt) / F(32))
+    np.abs(xt, out=wt)
+    wt += _fill(np.empty_like(wt), av_x)  # av_x + fabsf(x)
+    scales, mins, levels = _make_qkx2_quants_t(xt, wt, nmax, rmin, rdelta, nstep, False)
     scales, mins = scales.reshape(nb, 8), mins.reshape(nb, 8)
     max_scale = np.maximum(scales.max(axis=1), F(0))
     max_min = np.maximum(mins.max(axis=1), F(0))
@@ -366,16 +499,17 @@ def _k_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int):
         lm = np.minimum(_nint(inv_min[:, None] * mins) & 0xFF, 63).astype(np.uint8)
         d = (max_scale / F(63)).astype(F)
         dmin = (max_min / F(63)).astype(F)
-        dq = _fp16_round(d)[:, None] * ls.astype(F)
-        dm = _fp16_round(dmin)[:, None] * lm.astype(F)
-        xs = x.reshape(nb, 8, 32)
-        requant = np.clip(_nint((xs + dm[..., None]) / dq[..., None]), 0, nmax).astype(F)
-        L = np.where((dq != 0)[..., None], requant, L.reshape(nb, 8, 32)).reshape(nb, QK_K).astype(np.uint8)
+        dq = (_fp16_round(d)[:, None] * ls.astype(F)).reshape(-1)
+        dm = (_fp16_round(dmin)[:, None] * lm.astype(F)).reshape(-1)
+        B = _fill(np.empty_like(wt), dm)
+        np.add(xt, B, out=wt)
+        wt /= _fill(B, dq)
+        L = _requant_t(wt, 0, nmax, dq, levels)
     packed = np.empty((nb, 12), dtype=np.uint8)
     packed[:, 0:4] = ls[:, 0:4] | ((ls[:, 4:8] >> 4) << 6)
     packed[:, 4:8] = lm[:, 0:4] | ((lm[:, 4:8] >> 4) << 6)
     packed[:, 8:12] = (ls[:, 4:8] & 0x0F) | ((lm[:, 4:8] & 0x0F) << 4)
-    return d, dmin, packed, L
+    return d, dmin, packed, _untranspose_levels(L, nb)
 
 
 def _q4_k(x: np.ndarray) -> np.ndarray:
@@ -395,17 +529,20 @@ def _q5_k(x: np.ndarray) -> np.ndarray:
 
 def _q6_k(x: np.ndarray) -> np.ndarray:
     nb = x.shape[0]
-    scales, L = _make_qx_quants_rmse1(x.reshape(-1, 16), 32)
-    scales, L = scales.reshape(nb, 16), L.reshape(nb, 16, 16)
+    xt = _k_groups_t(x, 16)
+    scales, _, levels = _make_qx_quants_rmse1_t(x.reshape(-1, 16), xt, 32)
+    scales = scales.reshape(nb, 16)
     max_abs, max_scale = _amax_signed(scales)
     empty = max_abs < GROUP_MAX_EPS
     with _errstate():
         iscale = F(-128) / max_scale
         d = np.where(empty, F(0), F(1) / iscale).astype(F)
         sc = np.where(empty[:, None], 0, np.minimum(127, _nint(iscale[:, None] * scales))).astype(np.int8)
-        dq = _fp16_round(d)[:, None] * sc.astype(F)
-        requant = np.clip(_nint(x.reshape(nb, 16, 16) / dq[..., None]), -32, 31) + 32
-        L = np.where((dq != 0)[..., None], requant.astype(F), L).reshape(nb, 2, 4, 32).astype(np.uint8)
+        dq = (_fp16_round(d)[:, None] * sc.astype(F)).reshape(-1)
+        v = np.divide(xt, _fill(np.empty_like(xt), dq))
+        L = _requant_t(v, -32, 31, dq, levels)
+    L += F(32)
+    L = _untranspose_levels(L, nb).reshape(nb, 2, 4, 32)
     # element 128h + 32g + l: low nibble into ql[64h + 32(g%2) + l] (nibble g//2), high 2 bits into qh[32h + l]
     low = L & 0x0F
     ql = np.concatenate([low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], axis=2)
@@ -516,14 +653,13 @@ QUANTIZERS: dict[GGMLType, BlockEncoder] = {
     GGMLType.IQ4_XS: _iq4_xs,
 }
 
+# The types whose searches are full-array passes (SEARCH_CHUNK_ELEMENTS). Q3_K's refinement loop steps through
+# the 16 values of its groups one at a time, with vectors of one value per group: larger chunks suit it.
+_SEARCH_TYPES = frozenset({GGMLType.Q6_K, GGMLType.Q5_K, GGMLType.Q4_K, GGMLType.Q2_K})
 
-def quantize(array: np.ndarray, ggml_type: object) -> np.ndarray:
-    """Quantize a float array (rows along the last axis) into ggml blocks.
 
-    Returns uint8 of shape (*array.shape[:-1], bytes_per_row) - the byte layout `gguf.GGUFWriter` takes with
-    `raw_dtype`. The row length must be a multiple of the type's block size; quantized types refuse NaN/inf.
-    """
-    t = to_ggml_type(ggml_type)
+def _as_blocks(array: np.ndarray, t: GGMLType) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The checked float32 (n_blocks, block_size) view of `array` and the shape of its quantized bytes."""
     info = TYPE_INFO[t]
     array = np.asarray(array)
     if array.ndim == 0:
@@ -540,9 +676,140 @@ def quantize(array: np.ndarray, ggml_type: object) -> np.ndarray:
     x = np.ascontiguousarray(array, dtype=F).reshape(-1, info.block_size)
     if not info.is_float and x.size and not np.isfinite(x).all():
         raise AtelierError(f"the tensor holds NaN or infinite values and cannot be quantized to {info.name}")
+    return x, out_shape
+
+
+def _encode_blocks(x: np.ndarray, t: GGMLType) -> np.ndarray:
+    """Checked (n_blocks, block_size) float32 -> (n_blocks, type_size) bytes, chunk by chunk."""
+    info = TYPE_INFO[t]
     encode = QUANTIZERS[t]
     out = np.empty((x.shape[0], info.type_size), dtype=np.uint8)
-    step = max(1, CHUNK_ELEMENTS // info.block_size)
+    chunk = min(CHUNK_ELEMENTS, SEARCH_CHUNK_ELEMENTS) if t in _SEARCH_TYPES else CHUNK_ELEMENTS
+    step = max(1, chunk // info.block_size)
     for start in range(0, x.shape[0], step):
         out[start : start + step] = encode(x[start : start + step])
-    return out.reshape(out_shape)
+    return out
+
+
+def quantize(array: np.ndarray, ggml_type: object) -> np.ndarray:
+    """Quantize a float array (rows along the last axis) into ggml blocks.
+
+    Returns uint8 of shape (*array.shape[:-1], bytes_per_row) - the byte layout `gguf.GGUFWriter` takes with
+    `raw_dtype`. The row length must be a multiple of the type's block size; quantized types refuse NaN/inf.
+    """
+    t = to_ggml_type(ggml_type)
+    x, out_shape = _as_blocks(array, t)
+    return _encode_blocks(x, t).reshape(out_shape)
+
+
+# ----------------------------------------------------------------------------------------------- processes
+
+# The types worth sending to worker processes: the others are memory bound in numpy (hundreds of MB/s), so
+# shipping their float32 input to a worker would cost more than quantizing it here.
+PARALLEL_TYPES = _SEARCH_TYPES | {GGMLType.Q3_K, GGMLType.IQ4_NL, GGMLType.IQ4_XS}
+# Values per worker task: a fraction of a second of work, large enough that sending the float32 input through a
+# pipe (~1% of the time) does not matter, small enough to keep both cores busy to the end of a tensor.
+PARALLEL_TASK_ELEMENTS = 1 << 22
+
+
+def cpu_workers() -> int:
+    """`ATELIER_QUANT_WORKERS` if set, else the CPUs this process may run on."""
+    wanted = os.environ.get("ATELIER_QUANT_WORKERS", "").strip()
+    if wanted:
+        try:
+            return max(1, int(wanted))
+        except ValueError:
+            raise AtelierError(f"ATELIER_QUANT_WORKERS={wanted!r} is not a number; set it to a worker count") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: only the parent reacts (it cancels the work and removes its partial
+    # file); a worker that also raised KeyboardInterrupt would only print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _encode_task(x: np.ndarray, t: GGMLType) -> np.ndarray:
+    return _encode_blocks(x, t)
+
+
+def _ready_task(seconds: float) -> int:
+    time.sleep(seconds)  # keeps this worker busy so that the next task starts (and imports) another one
+    return os.getpid()
+
+
+class ParallelQuantizer:
+    """`quantize` over worker processes: the blocks of a tensor are cut into tasks quantized concurrently.
+
+    The K-quant searches run on one core in numpy (each numpy call is short, so threads would mostly wait for
+    the GIL): a machine's cores are used through processes. They are spawned once (not forked: the parent has
+    torch's thread pools) and reused for every tensor. The bytes are those of `quantize` - the same function runs
+    on the same blocks, only elsewhere. `submit` returns at once with a function that waits for and assembles
+    the result, so the caller can read the next tensor while the workers quantize this one. Types outside
+    PARALLEL_TYPES and small tensors are quantized in this process.
+    """
+
+    def __init__(self, workers: int | None = None, task_elements: int | None = None) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.workers = workers or cpu_workers()
+        self.task_elements = task_elements or PARALLEL_TASK_ELEMENTS
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+        )
+
+    def submit(self, array: np.ndarray, ggml_type: object) -> Callable[[], np.ndarray]:
+        t = to_ggml_type(ggml_type)
+        x, out_shape = _as_blocks(array, t)
+        if t not in PARALLEL_TYPES or x.size < 2 * self.task_elements:
+            out = _encode_blocks(x, t).reshape(out_shape)
+            return lambda: out
+        step = max(1, self.task_elements // x.shape[1])
+        n_blocks = x.shape[0]
+        futures = [self._pool.submit(_encode_task, x[i : i + step], t) for i in range(0, x.shape[0], step)]
+        del x
+
+        def result() -> np.ndarray:
+            from concurrent.futures.process import BrokenProcessPool
+
+            out = np.empty((n_blocks, TYPE_INFO[t].type_size), dtype=np.uint8)
+            at = 0
+            try:
+                for f in futures:
+                    part = f.result()
+                    out[at : at + part.shape[0]] = part
+                    at += part.shape[0]
+            except BrokenProcessPool:
+                raise AtelierError(
+                    "a quantizer worker process ended unexpectedly (out of memory?); run again with fewer "
+                    "processes, e.g. ATELIER_QUANT_WORKERS=1"
+                ) from None
+            futures.clear()
+            return out.reshape(out_shape)
+
+        return result
+
+    def __call__(self, array: np.ndarray, ggml_type: object) -> np.ndarray:
+        return self.submit(array, ggml_type)()
+
+    def worker_pids(self) -> list[int]:
+        return list(self._pool._processes or ())
+
+    def start(self) -> None:
+        """Start every worker now (each imports numpy and this package: a second or two) rather than on first use."""
+        for f in [self._pool.submit(_ready_task, 0.05) for _ in range(self.workers)]:
+            f.result(timeout=300)
+
+    def close(self) -> None:
+        """Stop the workers; queued tasks are dropped (those running finish: a task is a few seconds at most)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ParallelQuantizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
