@@ -401,6 +401,19 @@ def _crop_box(width: int, height: int, target_ratio: float, anchor: str) -> Box:
     return 0, int(round((height - ch) * fy)), width, ch
 
 
+def fit_boxes(width: int, height: int, tw: int, th: int, fit: str, anchor: str = "center") -> tuple[Box, Size, Box]:
+    """Crop box (in the original), resized size and pad box (in the target) that bring ``width x height`` to
+    ``tw x th`` with ``fit`` — the layout a :class:`Geometry` records. Shared by :func:`plan` and the stitcher."""
+    if fit == "crop":
+        return _crop_box(width, height, tw / th, anchor), (tw, th), (0, 0, tw, th)
+    if fit == "pad":
+        resized = _fit_inside(width, height, tw, th)
+        fx, fy = _ANCHOR_FRACTIONS[anchor]
+        pad_box = (int(round((tw - resized[0]) * fx)), int(round((th - resized[1]) * fy)), *resized)
+        return (0, 0, width, height), resized, pad_box
+    return (0, 0, width, height), (tw, th), (0, 0, tw, th)
+
+
 def _fit_inside(width: int, height: int, tw: int, th: int) -> Size:
     """Largest size of the image's own ratio inside ``tw x th`` (sides rounded, at least 1 px)."""
     if width * th >= height * tw:  # limited by the target width
@@ -489,16 +502,7 @@ def plan(
         if size_by == "long_side" and max(tw, th) < _round16(long_side):
             log.warning("%s: long side %d exceeds the 1536x1536 area cap; using %dx%d", who, long_side, tw, th)
 
-    if fit == "crop":
-        crop = _crop_box(width, height, tw / th, anchor)
-        resized, pad_box = (tw, th), (0, 0, tw, th)
-    elif fit == "pad":
-        crop = (0, 0, width, height)
-        resized = _fit_inside(width, height, tw, th)
-        fx, fy = _ANCHOR_FRACTIONS[anchor]
-        pad_box = (int(round((tw - resized[0]) * fx)), int(round((th - resized[1]) * fy)), *resized)
-    else:
-        crop, resized, pad_box = (0, 0, width, height), (tw, th), (0, 0, tw, th)
+    crop, resized, pad_box = fit_boxes(width, height, tw, th, fit, anchor)
 
     return Geometry(
         original_size=(width, height),

@@ -123,22 +123,7 @@ def fit_geometry(
     if fit not in FITS:
         raise AtelierError(f"{NODE_NAME}: unknown fit {fit!r}; choose one of {', '.join(FITS)}.")
     tw, th = target
-    crop: geometry.Box = (0, 0, width, height)
-    resized: Size = (tw, th)
-    pad_box: geometry.Box = (0, 0, tw, th)
-    if fit == "crop" and width * th != height * tw:
-        if width * th > height * tw:  # too wide: symmetric margins left and right
-            margin = min(round((width - height * tw / th) / 2), (width - 1) // 2)
-            crop = (margin, 0, width - 2 * margin, height)
-        else:
-            margin = min(round((height - width * th / tw) / 2), (height - 1) // 2)
-            crop = (0, margin, width, height - 2 * margin)
-    elif fit == "pad":
-        if width * th >= height * tw:
-            resized = (tw, min(th, max(1, round(tw * height / width))))
-        else:
-            resized = (min(tw, max(1, round(th * width / height))), th)
-        pad_box = ((tw - resized[0]) // 2, (th - resized[1]) // 2, *resized)
+    crop, resized, pad_box = geometry.fit_boxes(width, height, tw, th, fit, "center")
     return geometry.Geometry(
         original_size=(width, height),
         crop_box=crop,
