@@ -93,13 +93,15 @@ def register(subparsers) -> None:
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def peak_rss_bytes() -> int | None:
-    """The process's peak resident set size (None where the platform cannot tell)."""
+def peak_rss_bytes(who: str = "self") -> int | None:
+    """Peak resident set size of this process (``who="self"``) or of its largest finished child process
+    (``"children"``: the quantizer workers); None where the platform cannot tell."""
     try:
         import resource
     except ImportError:  # Windows
         return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    usage = resource.RUSAGE_SELF if who == "self" else resource.RUSAGE_CHILDREN
+    peak = resource.getrusage(usage).ru_maxrss
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
@@ -168,6 +170,8 @@ def run_quantize(args) -> int:
         "lora_targets": report.lora_targets,
         "skipped_tensors": len(report.skipped),
         "peak_rss_bytes": peak,
+        # Each parallel quantizer worker's own peak (0 when none ran); workers run side by side, one per core.
+        "worker_peak_rss_bytes": peak_rss_bytes("children"),
     }
     if args.json:
         _write_json(result)
@@ -183,7 +187,9 @@ def run_quantize(args) -> int:
     if report.skipped:
         lines.append(f"  skipped {len(report.skipped)} tensors outside the diffusion model")
     if peak is not None:
-        lines.append(f"  peak memory (RSS): {_size(peak)}")
+        workers = result["worker_peak_rss_bytes"] or 0
+        extra = f", plus up to {_size(workers)} in each quantizer worker" if workers else ""
+        lines.append(f"  peak memory (RSS): {_size(peak)}{extra}")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
