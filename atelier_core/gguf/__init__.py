@@ -8,11 +8,23 @@ Nothing here imports ComfyUI. Public entry points:
 - `write_gguf(path, tensors, metadata)` and `default_type_for(name, shape, requested)` (writer).
 """
 
-from .dequant import DEQUANTIZERS, dequantize, register_dequantizer
 from .quantize import QUANTIZERS, quantize
 from .reader import GGUFFile, SkippedArray, TensorInfo, open_gguf, read_architecture
 from .types import QK_K, TYPE_INFO, GGMLType, TypeInfo, tensor_nbytes, to_ggml_type, type_info
 from .writer import default_type_for, write_gguf
+
+# The dequantizer needs torch; it is imported on first use so that numpy-only users of this package (the parallel
+# quantizer's worker processes, the `inspect` command) do not pay torch's start-up time and memory.
+_LAZY = {"DEQUANTIZERS", "dequantize", "register_dequantizer"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from . import dequant
+
+        return getattr(dequant, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEQUANTIZERS",
