@@ -33,6 +33,9 @@ USER_MASK_MODES = ("add", "subtract", "replace")
 # the a' stretch is at most 1.5x and the rotation term adds at most 87%), so pixels whose ΔE76 is below
 # threshold / 2.1 cannot pass a ΔE2000 threshold and are not evaluated with the slower formula.
 _DE2000_OVER_DE76 = 2.1
+# And ΔE2000 >= |ΔL| / S_L, since its chroma/hue part (with the rotation term, |R_T| <= 2) is never negative;
+# S_L = 1 + 0.015 (L - 50)^2 / sqrt(20 + (L - 50)^2) is at most 1.747 for L in 0..100.
+_MAX_S_L = 1.75
 
 
 @dataclass
@@ -165,7 +168,8 @@ def delta_e_map(
     """ΔE between two sRGB images after a light Gaussian (sigma px) that evens out noise and softening.
 
     With ``threshold`` given and CIEDE2000, pixels that provably stay below it keep their (smaller) bound
-    ΔE76 / 2.1 instead of the exact value: the mask is unchanged and the map costs a fraction.
+    ΔE76 / 2.1, and pixels that provably pass it their (smaller, still passing) bound |ΔL| / 1.75, instead of
+    the exact value: the thresholded mask is unchanged and the map costs a fraction.
     """
     if sigma > 0:
         original_rgb = cv2.GaussianBlur(original_rgb, (0, 0), sigma)
@@ -178,9 +182,17 @@ def delta_e_map(
     if threshold is None:
         return _color.delta_e_ciede2000(lab_o, lab_e)
     out = de76 / _DE2000_OVER_DE76
-    cand = de76 > threshold / _DE2000_OVER_DE76
-    if cand.any():
-        out[cand] = _color.delta_e_ciede2000(lab_o[cand], lab_e[cand])
+    # Pixels whose lightness difference alone passes the threshold keep that lower bound: the mask only asks
+    # "above the threshold?" (the median filter and the threshold after it are monotone), not by how much.
+    sure = np.abs(lab_o[..., 0] - lab_e[..., 0])
+    sure /= _MAX_S_L
+    passed = sure > threshold
+    np.copyto(out, sure, where=passed)
+    idx = np.flatnonzero((de76 > threshold / _DE2000_OVER_DE76) & ~passed)
+    if idx.size:
+        flat_o, flat_e = lab_o.reshape(-1, 3), lab_e.reshape(-1, 3)
+        exact = _color.delta_e_ciede2000(np.take(flat_o, idx, axis=0), np.take(flat_e, idx, axis=0))
+        np.put(out.reshape(-1), idx, exact)
     return out
 
 
@@ -258,26 +270,23 @@ def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
     crop = preview[box]
     np.clip(crop, 0.0, 1.0, out=crop)
     m = hard[box].astype(np.uint8)
-    tinted = cv2.addWeighted(crop, 0.6, np.full_like(crop, 0.0) + np.array([1.0, 0.15, 0.1], np.float32), 0.4, 0.0)
-    cv2.copyTo(tinted, m, crop)
+    # 60% image + 40% red, written in place under the mask (masked OpenCV ops leave the other pixels alone).
+    cv2.add(crop * np.float32(0.6), (0.4, 0.06, 0.04, 0.0), dst=crop, mask=m)
     edge = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((2 * width + 1,) * 2, np.uint8))
-    cv2.copyTo(np.full_like(crop, 0.0) + np.array([1.0, 0.9, 0.0], np.float32), edge, crop)
+    np.copyto(crop, np.array([1.0, 0.9, 0.0], np.float32), where=edge.view(bool)[..., None])
     return preview
 
 
-def _composite(original: np.ndarray, blended: np.ndarray, soft: np.ndarray) -> np.ndarray:
-    """original where soft == 0 (bit for bit), blended where soft == 1, a linear mix between."""
-    out = original.copy()
-    box = _bbox(soft > 0, 0)
-    if box is None:
-        return out
-    o, b, w = original[box], blended[box], soft[box]
-    mixed = o + w[..., None] * (b - o)
-    full = w >= 1
-    mixed[full] = b[full]
-    mixed[w <= 0] = o[w <= 0]
-    out[box] = mixed
-    return out
+def _composite_into(out: np.ndarray, original: np.ndarray, blended: np.ndarray, soft: np.ndarray) -> None:
+    """Write into ``out`` (a copy of ``original``): blended where soft == 1, a linear mix where 0 < soft < 1;
+    pixels where soft == 0 are not written, so they stay the original's bit for bit. ``blended`` is scratch."""
+    w = soft[..., None]
+    full = soft >= 1
+    mixed = np.subtract(blended, original)
+    mixed *= w
+    mixed += original
+    np.copyto(mixed, blended, where=full[..., None])
+    np.copyto(out, mixed, where=(soft > 0)[..., None])
 
 
 def _aligned_crop(image: np.ndarray, shift: _align.Alignment, box: tuple[slice, slice]) -> np.ndarray:
@@ -413,19 +422,24 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     else:
         e_crop = _aligned_crop(e_stack, shift, box)
         o_crop, soft_crop = o_stack[box], soft[box]
-        if (soft_crop >= 1).all() and soft_crop.shape == soft.shape:
-            blended = e_crop  # the whole image is taken from the edit
-        elif opts.blend == "poisson":
-            blended, poisson_info = _poisson.poisson_blend(o_crop, e_crop, region[box])
-        elif opts.blend == "multiband":
-            # Band count follows the feather: the coarsest band blends over about the feather width, so the
-            # original's low frequencies do not leak into the middle of a small edited region.
-            levels = int(np.clip(np.ceil(np.log2(max(opts.feather, 1) + 1)), 1, 6))
-            blended = _poisson.multiband_blend(o_crop, e_crop, hard[box].astype(np.float32), levels)
-        else:
-            blended = e_crop
         merged = o_stack.copy()
-        merged[box] = _composite(o_crop, blended, soft_crop)
+        if (soft_crop >= 1).all() and soft_crop.shape == soft.shape:
+            merged[box] = e_crop  # the whole image is taken from the edit
+        else:
+            if opts.blend == "poisson" and region[box].all():
+                blended = np.array(e_crop, np.float32)  # no boundary to meet: the edit itself
+            elif opts.blend == "poisson":
+                # The correction lives on the region's box plus its ring, which is exactly ``box``.
+                correction, _, poisson_info = _poisson.poisson_correction(o_crop, e_crop, region[box])
+                blended = np.add(e_crop, correction, dtype=np.float32)
+            elif opts.blend == "multiband":
+                # Band count follows the feather: the coarsest band blends over about the feather width, so the
+                # original's low frequencies do not leak into the middle of a small edited region.
+                levels = int(np.clip(np.ceil(np.log2(max(opts.feather, 1) + 1)), 1, 6))
+                blended = _poisson.multiband_blend(o_crop, e_crop, hard[box].astype(np.float32), levels)
+            else:
+                blended = np.array(e_crop, np.float32)
+            _composite_into(merged[box], o_crop, blended, soft_crop)
 
     grey_out = o_grey and e_grey
     merged_out = np.concatenate([merged[..., :1], merged[..., 3:]], axis=2) if grey_out else merged

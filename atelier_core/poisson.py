@@ -245,13 +245,13 @@ def _solve_channel(grids: list[_Grid], boundary: np.ndarray, tol: float, max_ite
 
 
 def _solve_crop(
-    boundary: np.ndarray, region: np.ndarray, borders, tol: float, max_iterations: int, info: PoissonInfo
-) -> np.ndarray:
-    """Solve every channel of a (C, h, w) crop; channels are independent systems, solved on two threads
+    boundary: list[np.ndarray], region: np.ndarray, borders, tol: float, max_iterations: int, info: PoissonInfo
+) -> list[np.ndarray]:
+    """Solve every channel (a list of (h, w) crops); channels are independent systems, solved on two threads
     (numpy and OpenCV release the GIL)."""
     grids = _build_grids(region, borders)
     info.unknowns = grids[0].unknowns
-    chans = boundary.shape[0]
+    chans = len(boundary)
     with ThreadPoolExecutor(max_workers=min(chans, _THREADS)) as pool:
         results = list(pool.map(lambda c: _solve_channel(grids, boundary[c], tol, max_iterations), range(chans)))
     info.cycles = max(r[1] for r in results)
@@ -260,7 +260,7 @@ def _solve_crop(
         info.converged = False
         info.note = f"Poisson solve stopped after {max_iterations} iterations; last step {info.last_update:.2e}"
         log.warning(info.note)
-    return np.stack([r[0] for r in results])
+    return [r[0] for r in results]
 
 
 def solve_dirichlet_laplace(
@@ -283,14 +283,14 @@ def solve_dirichlet_laplace(
     y0, y1 = max(int(ys.min()) - 1, 0), min(int(ys.max()) + 2, h_img)
     x0, x1 = max(int(xs.min()) - 1, 0), min(int(xs.max()) + 2, w_img)
     solved = _solve_crop(
-        np.ascontiguousarray(np.moveaxis(boundary[y0:y1, x0:x1], -1, 0)),
+        [np.ascontiguousarray(boundary[y0:y1, x0:x1, c]) for c in range(chans)],
         region[y0:y1, x0:x1],
         (y0 == 0, y1 == h_img, x0 == 0, x1 == w_img),
         tol,
         max_iterations,
         info,
     )
-    out[y0:y1, x0:x1] = np.where(region[y0:y1, x0:x1, None], np.moveaxis(solved, 0, -1), out[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = np.where(region[y0:y1, x0:x1, None], np.stack(solved, axis=-1), out[y0:y1, x0:x1])
     return out, info
 
 
@@ -312,20 +312,35 @@ def poisson_blend(
         return edit.copy(), PoissonInfo(note="region covers the whole image: the edit is returned")
     if not region.any():
         return original.copy(), PoissonInfo(note="empty region: the original is returned")
-    # Solve for the correction h = result - edit, which is harmonic inside and equals original - edit outside;
-    # only the region's bounding box (plus its one-pixel boundary ring) is touched.
+    correction, box, info = poisson_correction(original, edit, region, tol=tol, max_iterations=max_iterations)
+    reg = region[box]
+    result = original.copy()
+    crop = result[box]
+    np.copyto(crop, edit[box] + correction, where=reg[..., None])
+    return result, info
+
+
+def poisson_correction(
+    original: np.ndarray, edit: np.ndarray, region: np.ndarray, *, tol: float = 1e-3, max_iterations: int = 100
+) -> tuple[np.ndarray, tuple[slice, slice], PoissonInfo]:
+    """The Poisson correction h = result - edit on the region's bounding box plus its one-pixel ring.
+
+    Returns (h shaped (h, w, C) float32, the box, info): ``edit[box] + h`` is the seamless clone inside
+    ``region[box]``; h is 0 outside the region. ``region`` must have at least one pixel and not be the whole
+    image. h is harmonic inside and equals original - edit outside, so only the box is touched.
+    """
     info = PoissonInfo()
     h_img, w_img = region.shape
-    ys, xs = np.nonzero(region)
-    y0, y1 = max(int(ys.min()) - 1, 0), min(int(ys.max()) + 2, h_img)
-    x0, x1 = max(int(xs.min()) - 1, 0), min(int(xs.max()) + 2, w_img)
-    o_crop, e_crop, reg = original[y0:y1, x0:x1], edit[y0:y1, x0:x1], region[y0:y1, x0:x1]
-    diff = np.ascontiguousarray(np.moveaxis(o_crop - e_crop, -1, 0))
+    rows = np.flatnonzero(region.any(axis=1))
+    cols = np.flatnonzero(region.any(axis=0))
+    y0, y1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, h_img)
+    x0, x1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, w_img)
+    box = (slice(y0, y1), slice(x0, x1))
+    diff = np.subtract(original[box], edit[box], dtype=np.float32)
+    channels = [np.ascontiguousarray(diff[..., c]) for c in range(diff.shape[2])]
     borders = (y0 == 0, y1 == h_img, x0 == 0, x1 == w_img)
-    correction = _solve_crop(diff, reg, borders, tol, max_iterations, info)
-    result = original.copy()
-    result[y0:y1, x0:x1] = np.where(reg[..., None], e_crop + np.moveaxis(correction, 0, -1), o_crop)
-    return result, info
+    correction = _solve_crop(channels, region[box], borders, tol, max_iterations, info)
+    return np.stack(correction, axis=-1), box, info
 
 
 def alpha_blend(original: np.ndarray, edit: np.ndarray, weight: np.ndarray) -> np.ndarray:
