@@ -56,7 +56,6 @@ import re
 import shutil
 import struct
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -68,8 +67,8 @@ import torch
 from .. import __version__, architecture, model_files
 from ..errors import AtelierError, UnsupportedModelError
 from ..synth import KontextShape, layout
-from .types import TYPE_INFO, GGMLType, tensor_nbytes
-from .writer import QUANTIZATION_VERSION, _add_metadata, _check_f16_range, default_type_for
+from .types import GGMLType, tensor_nbytes
+from .writer import QUANTIZATION_VERSION, _check_f16_range, atomic_gguf, default_type_for
 
 logger = logging.getLogger(__name__)
 
@@ -586,8 +585,6 @@ def convert(
     `workers`: CPU processes for the K-quants when no GPU does them (default: `quantize.cpu_workers()`, and one
     for a model too small to repay starting them); ignored when a `quantizer` is given.
     """
-    import gguf
-
     recipe = parse_recipe(type_name)
     out = Path(output)
     if out.exists() and not overwrite:
@@ -627,81 +624,51 @@ def convert(
     started = time.perf_counter()
 
     logging.getLogger("gguf").setLevel(logging.WARNING)  # its writer logs every file it opens at INFO
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".part", dir=out_dir)
-    os.close(fd)
-    writer = None
     pool = None
     try:
         if quantizer is None:
             quantizer, pool = _default_quantizer(tensors, workers)
-        writer = gguf.GGUFWriter(tmp, arch="flux")
-        for key, value in metadata.items():
-            _add_metadata(writer, key, value)
-        for t in tensors:
-            byte_shape = (*t.shape[:-1], TYPE_INFO[t.ggml_type].row_bytes(t.shape[-1]))
-            writer.add_tensor_info(
-                t.name, byte_shape, np.dtype(np.uint8), t.nbytes, raw_dtype=gguf.GGMLQuantizationType(int(t.ggml_type))
-            )
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        done_bytes = 0
-        submit = pool.submit if pool is not None else (lambda a, gt: _ready(quantizer(a, gt)))
-        pending: list[tuple[int, PlannedTensor, Callable[[], np.ndarray]]] = []
+        infos = [(t.name, tuple(t.shape), t.ggml_type) for t in tensors]
+        with atomic_gguf(out, "flux", metadata, infos) as writer:
+            done_bytes = 0
+            submit = pool.submit if pool is not None else (lambda a, gt: _ready(quantizer(a, gt)))
+            pending: list[tuple[int, PlannedTensor, Callable[[], np.ndarray]]] = []
 
-        def write_oldest() -> None:
-            nonlocal done_bytes
-            done, t, fetch = pending.pop(0)
-            try:
-                raw = fetch()
-            except AtelierError as e:
-                raise AtelierError(f"tensor '{t.name}': {e}") from None
-            writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
-            del raw
-            done_bytes += _source_bytes(src, t.name)
-            if progress is not None:
-                progress(done, len(tensors), done_bytes, total_bytes, t.name)
+            def write_oldest() -> None:
+                nonlocal done_bytes
+                done, t, fetch = pending.pop(0)
+                try:
+                    raw = fetch()
+                except AtelierError as e:
+                    raise AtelierError(f"tensor '{t.name}': {e}") from None
+                writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
+                del raw
+                done_bytes += _source_bytes(src, t.name)
+                if progress is not None:
+                    progress(done, len(tensors), done_bytes, total_bytes, t.name)
 
-        for done, t in enumerate(tensors, start=1):
-            value = src.read(t.name)
-            if merge is not None:
-                value = merge.apply(t.name, value)
-            array = value.reshape(t.shape).numpy()
-            del value
-            try:
-                if t.ggml_type == GGMLType.F16:
-                    _check_f16_range(str(out), t.name, array)
-                fetch = submit(array, t.ggml_type)
-            except AtelierError as e:
-                raise AtelierError(f"tensor '{t.name}': {e}") from None
-            del array
-            pending.append((done, t, fetch))
-            # with workers, this tensor is quantized while the next one is read; at most two are in memory
-            if len(pending) > 1 or pool is None:
+            for done, t in enumerate(tensors, start=1):
+                value = src.read(t.name)
+                if merge is not None:
+                    value = merge.apply(t.name, value)
+                array = value.reshape(t.shape).numpy()
+                del value
+                try:
+                    if t.ggml_type == GGMLType.F16:
+                        _check_f16_range(str(out), t.name, array)
+                    fetch = submit(array, t.ggml_type)
+                except AtelierError as e:
+                    raise AtelierError(f"tensor '{t.name}': {e}") from None
+                del array
+                pending.append((done, t, fetch))
+                # with workers, this tensor is quantized while the next one is read; at most two are in memory
+                if len(pending) > 1 or pool is None:
+                    write_oldest()
+            while pending:
                 write_oldest()
-        while pending:
-            write_oldest()
-        writer.flush()
-        for fout in writer.fout or []:
-            os.fsync(fout.fileno())
-        writer.close()
-        writer = None
-        os.replace(tmp, out)
-    except OSError as e:
-        raise AtelierError(f"{out}: writing failed ({e.strerror or e}); check free disk space and permissions") from None
     finally:
         if pool is not None:
             pool.close()
-        if writer is not None:
-            try:
-                writer.close()
-            except OSError:
-                pass
-        if os.path.exists(tmp):
-            try:
-                os.remove(tmp)
-            except OSError:
-                logger.warning("could not remove the partial file %s", tmp)
     return ConvertReport(
         output=out,
         recipe=recipe.name,

@@ -9,10 +9,11 @@ only appears under its final name once complete (written to a temporary name, fs
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -134,7 +135,6 @@ def write_gguf(
     it is written. `progress(done, total, name)` is called after each tensor. An existing `path` is refused
     unless `overwrite`; on any failure (or Ctrl-C) no file is left under `path` or the temporary name.
     """
-    import gguf
 
     path = os.fspath(path)
     metadata = dict(metadata or {})
@@ -169,33 +169,55 @@ def write_gguf(
     metadata.setdefault("general.quantization_version", QUANTIZATION_VERSION)
     metadata.setdefault("general.file_type", file_type_for([t for _, _, t, _ in plan]))
 
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".part", dir=out_dir)
+    try:
+        with atomic_gguf(path, arch, metadata, [(name, shape, t) for name, _, t, shape in plan]) as writer:
+            for done, (name, array, t, shape) in enumerate(plan, start=1):
+                source = np.asarray(array)
+                if not np.issubdtype(source.dtype, np.floating) and not np.issubdtype(source.dtype, np.integer):
+                    raise AtelierError(f"{path}: tensor {name!r} holds {source.dtype} values; give float values")
+                if t == GGMLType.F16:
+                    _check_f16_range(path, name, source)
+                raw = quantize(source.reshape(shape), t)
+                writer.write_tensor_data(raw)
+                del raw
+                if progress is not None:
+                    progress(done, len(plan), name)
+    except AtelierError as e:
+        if str(e).startswith(path):
+            raise
+        raise AtelierError(f"{path}: {e}") from None
+
+
+@contextlib.contextmanager
+def atomic_gguf(
+    path: str | os.PathLike[str],
+    arch: str,
+    metadata: Mapping[str, Any],
+    infos: Iterable[tuple[str, tuple[int, ...], GGMLType]],
+) -> Iterator[Any]:
+    """Open a GGUF under a temporary name beside ``path`` with its metadata and tensor table written, and yield the
+    ``gguf.GGUFWriter`` for the tensor data (raw bytes, in ``infos`` order). On success the file is fsynced and
+    renamed to ``path``; on any failure, Ctrl-C included, the partial file is removed and nothing is left under
+    ``path``. A failing write (a full disk) becomes an AtelierError naming the file."""
+    import gguf
+
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".part", dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
     writer = None
     try:
         writer = gguf.GGUFWriter(tmp, arch=str(arch))
         for key, value in metadata.items():
             _add_metadata(writer, key, value)
-        for name, _, t, shape in plan:
+        for name, shape, t in infos:
             byte_shape = (*shape[:-1], TYPE_INFO[t].row_bytes(shape[-1]))
-            nbytes = int(np.prod(byte_shape))
             writer.add_tensor_info(
-                name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=gguf.GGMLQuantizationType(int(t))
+                name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=gguf.GGMLQuantizationType(int(t))
             )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for done, (name, array, t, shape) in enumerate(plan, start=1):
-            source = np.asarray(array)
-            if not np.issubdtype(source.dtype, np.floating) and not np.issubdtype(source.dtype, np.integer):
-                raise AtelierError(f"{path}: tensor {name!r} holds {source.dtype} values; give float values")
-            if t == GGMLType.F16:
-                _check_f16_range(path, name, source)
-            raw = quantize(source.reshape(shape), t)
-            writer.write_tensor_data(raw)
-            del raw
-            if progress is not None:
-                progress(done, len(plan), name)
+        yield writer
         writer.flush()
         for fout in writer.fout or []:
             os.fsync(fout.fileno())
@@ -203,13 +225,7 @@ def write_gguf(
         writer = None
         os.replace(tmp, path)
     except OSError as e:
-        raise AtelierError(
-            f"{path}: writing failed ({e.strerror or e}); check free disk space and permissions"
-        ) from None
-    except AtelierError as e:
-        if str(e).startswith(path):
-            raise
-        raise AtelierError(f"{path}: {e}") from None
+        raise AtelierError(f"{path}: writing failed ({e.strerror or e}); check free disk space and permissions") from None
     finally:
         if writer is not None:
             try:
