@@ -25,7 +25,7 @@ from scipy.sparse.linalg import splu
 log = logging.getLogger(__name__)
 
 _CROSS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32)
-_COARSEST_UNKNOWNS = 3000
+_COARSEST_UNKNOWNS = 1000
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
@@ -51,7 +51,7 @@ class _Grid:
     def __init__(self, mask: np.ndarray, borders: tuple[bool, bool, bool, bool]):
         h, w = mask.shape
         self.mask2d = mask
-        self.unknowns = int(mask.sum())
+        self.unknowns = int(np.count_nonzero(mask))
         # Diagonal = neighbours inside the image; across an image border (Neumann) there is no neighbour,
         # across a crop edge that is not an image border the neighbour is a known (Dirichlet) value.
         n = np.full((h, w), 4.0, np.float32)
@@ -65,13 +65,17 @@ class _Grid:
         if right:
             n[:, -1] -= 1
         self.n = n
+        # Everything below stays float32 (mixed bool/float arithmetic takes numpy's slow casting loops).
         self.mask = mask.astype(np.float32)
-        red = (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0
-        inv = np.where(mask, 1.0 / np.maximum(n, 1.0), 0.0).astype(np.float32)
-        self.w_red = inv * red
-        self.w_black = inv * ~red
-        self.keep_red = (~(mask & red)).astype(np.float32)
-        self.keep_black = (~(mask & ~red)).astype(np.float32)
+        red = np.zeros((h, w), np.float32)  # the red cells (y + x even) of the region
+        red[0::2, 0::2] = self.mask[0::2, 0::2]
+        red[1::2, 1::2] = self.mask[1::2, 1::2]
+        black = self.mask - red
+        inv_n = np.float32(0.25) if not any(borders) else np.float32(1.0) / np.maximum(n, np.float32(1.0))
+        self.w_red = red * inv_n
+        self.w_black = black * inv_n
+        self.keep_red = np.float32(1.0) - red
+        self.keep_black = np.float32(1.0) - black
         self.lu = self._factorise() if self.unknowns <= _COARSEST_UNKNOWNS else None
 
     def _factorise(self):
@@ -104,24 +108,36 @@ class _Work:
 
     def __init__(self, grid: _Grid):
         self.grid = grid
-        shape = grid.mask2d.shape
-        self.u = np.zeros(shape, np.float32)
-        self.f = np.zeros(shape, np.float32)
-        self.tmp = np.zeros(shape, np.float32)
-        self.r = np.zeros(shape, np.float32)
+        h, w = grid.mask2d.shape
+        self.u = np.zeros((h, w), np.float32)
+        self.f = np.zeros((h, w), np.float32)
+        self.tmp = np.zeros((h, w), np.float32)
+        # The residual lives in a buffer padded to even sides whose padding stays 0, so restriction reads it
+        # as it is; the prolongation target likewise covers the even-sided grid.
+        self.r_pad = np.zeros((h + h % 2, w + w % 2), np.float32)
+        self.r = self.r_pad[:h, :w]
+        self.up = np.empty_like(self.r_pad)
 
-    def apply(self, u: np.ndarray, out: np.ndarray) -> np.ndarray:
+    def apply(self, u: np.ndarray, out: np.ndarray, masked: bool = True) -> np.ndarray:
+        """A u; off the region the values are only defined when ``masked`` (the V-cycle never reads them)."""
         g = self.grid
         np.multiply(u, g.n, out=out)
         out -= _nsum(u, self.tmp)
-        out *= g.mask
+        if masked:
+            out *= g.mask
         return out
 
-    def smooth(self, u: np.ndarray, f: np.ndarray, reverse: bool = False) -> None:
-        """Red-black Gauss-Seidel in place (black first when ``reverse``, so a pre/post pair is symmetric)."""
+    def smooth(self, u: np.ndarray, f: np.ndarray, reverse: bool = False, from_zero: bool = False) -> None:
+        """Red-black Gauss-Seidel in place (black first when ``reverse``, so a pre/post pair is symmetric).
+        ``from_zero``: u is 0, so the first half-sweep is just ``w f`` (no neighbour sum needed)."""
         g = self.grid
         order = ((g.w_red, g.keep_red), (g.w_black, g.keep_black))
-        for w, keep in order[::-1] if reverse else order:
+        if reverse:
+            order = order[::-1]
+        if from_zero:
+            np.multiply(f, order[0][0], out=u)
+            order = order[1:]
+        for w, keep in order:
             s = _nsum(u, self.tmp)
             s += f
             u *= keep
@@ -145,26 +161,21 @@ def _coarsen_mask(mask: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> n
         padded[h] = padded[h - 1]
     if w % 2 and borders[3]:
         padded[:, w] = padded[:, w - 1]
-    return padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2).all(axis=(1, 3))
+    return padded[0::2, 0::2] & padded[1::2, 0::2] & padded[0::2, 1::2] & padded[1::2, 1::2]
 
 
-def _restrict(r: np.ndarray, out: np.ndarray) -> None:
-    """Sum over 2x2 blocks into ``out`` (the coarse grid's spacing factor of 4 folded in)."""
-    h, w = r.shape
-    if h % 2 or w % 2:
-        padded = np.zeros((h + h % 2, w + w % 2), r.dtype)
-        padded[:h, :w] = r
-        r = padded
-    cv2.resize(r, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)
+def _restrict(fine: _Work, out: np.ndarray) -> None:
+    """Sum over 2x2 blocks of the fine residual into ``out`` (the coarse grid's spacing factor of 4 folded in)."""
+    cv2.resize(fine.r_pad, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)
     out *= 4.0
 
 
-def _prolong_add(e: np.ndarray, u: np.ndarray, mask: np.ndarray) -> None:
+def _prolong_add(e: np.ndarray, fine: _Work, u: np.ndarray) -> None:
     """``u += mask * P e`` with P cell-centred bilinear interpolation."""
-    hc, wc = e.shape
     h, w = u.shape
-    up = cv2.resize(e, (wc * 2, hc * 2), interpolation=cv2.INTER_LINEAR)
-    cv2.accumulateProduct(up[:h, :w], mask, u)
+    up = fine.up
+    cv2.resize(e, (up.shape[1], up.shape[0]), dst=up, interpolation=cv2.INTER_LINEAR)
+    cv2.accumulateProduct(up[:h, :w], fine.grid.mask, u)
 
 
 class _Hierarchy:
@@ -180,16 +191,15 @@ class _Hierarchy:
         if depth == len(self.levels) - 1:
             return level.direct_solve(f)
         u = level.u
-        u.fill(0.0)
-        level.smooth(u, f)
-        r = level.apply(u, level.r)
+        level.smooth(u, f, from_zero=True)
+        # Values off the region are never read below (smoothing weights and the direct solve see only the
+        # region, and a coarse cell is in the region only when its four fine cells are), so nothing is masked.
+        r = level.apply(u, level.r, masked=False)
         np.subtract(f, r, out=r)
         coarse = self.levels[depth + 1]
-        _restrict(r, coarse.f)
-        coarse.f *= coarse.grid.mask
+        _restrict(level, coarse.f)
         ec = self.vcycle(coarse.f, depth + 1)
-        ec *= coarse.grid.mask
-        _prolong_add(ec, u, level.grid.mask)
+        _prolong_add(ec, level, u)
         level.smooth(u, f, reverse=True)
         return u
 
@@ -213,8 +223,7 @@ def _solve_channel(grids: list[_Grid], boundary: np.ndarray, tol: float, max_ite
     r *= mask
     x = np.zeros_like(r)
     q = np.empty_like(r)
-    step = np.empty_like(r)
-    z = hier.vcycle(r).copy()
+    z = hier.vcycle(r)  # the V-cycle's own buffer: read before the next V-cycle overwrites it
     p = z.copy()
     rz = float(np.dot(r.ravel(), z.ravel()))
     r0 = float(np.linalg.norm(r))
@@ -225,18 +234,18 @@ def _solve_channel(grids: list[_Grid], boundary: np.ndarray, tol: float, max_ite
         level.apply(p, q)
         pq = float(np.dot(p.ravel(), q.ravel()))
         alpha = rz / pq if pq > 0 else 0.0
-        np.multiply(p, alpha, out=step)
-        x += step
+        cv2.scaleAdd(p, alpha, x, dst=x)
         cv2.scaleAdd(q, -alpha, r, dst=r)
-        last = float(max(step.max(), -step.min()))
-        if not np.isfinite(last):
+        p_min, p_max, _, _ = cv2.minMaxLoc(p)
+        last = abs(alpha) * max(p_max, -p_min)
+        if not (np.isfinite(last) and np.isfinite(pq)):  # minMaxLoc skips NaNs; a NaN dot does not
             raise FloatingPointError("Poisson solve produced non-finite values")
         # Converged when a step moves no pixel by more than tol, or when the residual is down at float32
         # rounding level (further steps would only amplify rounding noise).
         if last < tol or float(np.linalg.norm(r)) <= 1e-6 * r0:
             return x, it, last, True
         r_z_old = float(np.dot(r.ravel(), z.ravel()))
-        np.copyto(z, hier.vcycle(r))
+        z = hier.vcycle(r)
         rz_new = float(np.dot(r.ravel(), z.ravel()))
         beta = (rz_new - r_z_old) / rz if rz > 0 else 0.0
         rz = rz_new
@@ -245,15 +254,37 @@ def _solve_channel(grids: list[_Grid], boundary: np.ndarray, tol: float, max_ite
 
 
 def _solve_crop(
-    boundary: list[np.ndarray], region: np.ndarray, borders, tol: float, max_iterations: int, info: PoissonInfo
+    boundary: list[np.ndarray],
+    region: np.ndarray,
+    borders,
+    tol: float,
+    max_iterations: int,
+    info: PoissonInfo,
+    side_job=None,
+    finish=None,
 ) -> list[np.ndarray]:
-    """Solve every channel (a list of (h, w) crops); channels are independent systems, solved on two threads
-    (numpy and OpenCV release the GIL)."""
+    """Solve every channel (a list of (h, w) crops); channels are independent systems, solved on a small
+    thread pool (numpy and OpenCV release the GIL). ``side_job`` (a callable, or None) runs on the same pool
+    after the channels are queued: with 3 channels on 2 threads it fills the thread that would otherwise idle
+    while the third channel is solved. A ``boundary`` item may be a callable that makes the channel's array, and
+    ``finish(c, solution)``, when given, maps each solution on the worker thread: per-channel work that would
+    otherwise run serially before or after the pool. Returns the (finished) channel solutions."""
     grids = _build_grids(region, borders)
     info.unknowns = grids[0].unknowns
     chans = len(boundary)
-    with ThreadPoolExecutor(max_workers=min(chans, _THREADS)) as pool:
-        results = list(pool.map(lambda c: _solve_channel(grids, boundary[c], tol, max_iterations), range(chans)))
+    jobs = chans + (side_job is not None)
+
+    def channel(c: int) -> tuple:
+        b = boundary[c]() if callable(boundary[c]) else boundary[c]
+        x, its, last, ok = _solve_channel(grids, b, tol, max_iterations)
+        return (finish(c, x) if finish is not None else x), its, last, ok
+
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, _THREADS))) as pool:
+        futures = [pool.submit(channel, c) for c in range(chans)]
+        side = pool.submit(side_job) if side_job is not None else None
+        results = [f.result() for f in futures]
+        if side is not None:
+            side.result()
     info.cycles = max(r[1] for r in results)
     info.last_update = max(r[2] for r in results)
     if not all(r[3] for r in results):
@@ -312,11 +343,30 @@ def poisson_blend(
         return edit.copy(), PoissonInfo(note="region covers the whole image: the edit is returned")
     if not region.any():
         return original.copy(), PoissonInfo(note="empty region: the original is returned")
-    correction, box, info = poisson_correction(original, edit, region, tol=tol, max_iterations=max_iterations)
-    reg = region[box]
-    result = original.copy()
+    info = PoissonInfo()
+    result = np.empty_like(original)
+    box, borders = _box(region)
+    o_box, e_box, reg = original[box], edit[box], region[box]
+
+    def finish(c: int, h: np.ndarray) -> np.ndarray:
+        return np.add(h, e_box[..., c], out=h)  # the blended channel inside the region
+
+    # Every per-channel step runs on the solver's pool, and so does copying the whole image (which costs
+    # about as much as solving one channel of a small region): with 3 channels on 2 threads it fills the
+    # thread that would otherwise idle while the third channel is solved.
+    blended = _solve_crop(
+        [lambda c=c: np.subtract(o_box[..., c], e_box[..., c]) for c in range(original.shape[2])],
+        reg,
+        borders,
+        tol,
+        max_iterations,
+        info,
+        side_job=lambda: np.copyto(result, original),
+        finish=finish,
+    )
     crop = result[box]
-    np.copyto(crop, edit[box] + correction, where=reg[..., None])
+    for c, values in enumerate(blended):
+        np.copyto(crop[..., c], values, where=reg)
     return result, info
 
 
@@ -330,17 +380,22 @@ def poisson_correction(
     image. h is harmonic inside and equals original - edit outside, so only the box is touched.
     """
     info = PoissonInfo()
+    box, borders = _box(region)
+    diff = np.subtract(original[box], edit[box], dtype=np.float32)
+    channels = [np.ascontiguousarray(diff[..., c]) for c in range(diff.shape[2])]
+    correction = _solve_crop(channels, region[box], borders, tol, max_iterations, info)
+    return np.stack(correction, axis=-1), box, info
+
+
+def _box(region: np.ndarray) -> tuple[tuple[slice, slice], tuple[bool, bool, bool, bool]]:
+    """The region's bounding box plus its one-pixel ring (clipped to the image), and which image borders it
+    reaches (top, bottom, left, right)."""
     h_img, w_img = region.shape
     rows = np.flatnonzero(region.any(axis=1))
     cols = np.flatnonzero(region.any(axis=0))
     y0, y1 = max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, h_img)
     x0, x1 = max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, w_img)
-    box = (slice(y0, y1), slice(x0, x1))
-    diff = np.subtract(original[box], edit[box], dtype=np.float32)
-    channels = [np.ascontiguousarray(diff[..., c]) for c in range(diff.shape[2])]
-    borders = (y0 == 0, y1 == h_img, x0 == 0, x1 == w_img)
-    correction = _solve_crop(channels, region[box], borders, tol, max_iterations, info)
-    return np.stack(correction, axis=-1), box, info
+    return (slice(y0, y1), slice(x0, x1)), (y0 == 0, y1 == h_img, x0 == 0, x1 == w_img)
 
 
 def alpha_blend(original: np.ndarray, edit: np.ndarray, weight: np.ndarray) -> np.ndarray:
