@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from atelier_core import comfy_runtime  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,37 +38,9 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def setup_comfy(comfy: str, cpu: bool):
-    sys.path.insert(0, comfy)
-    if cpu:
-        sys.argv = [sys.argv[0], "--cpu"]
-    import comfy.options
-
-    comfy.options.enable_args_parsing()
-    import comfy.cli_args  # noqa: F401  (parses sys.argv)
-    import utils.extra_config  # noqa: F401, I001  (ComfyUI's import order: see tests/atelier_host.py)
-
-    import nodes  # noqa: F401
-
-
-def pack_module():
-    """The pack loaded the way ComfyUI loads it (a path-named package), so its relative imports work."""
-    import importlib.util
-
-    name = str(ROOT).replace(".", "_x_")
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def write_model(fmt: str, path: Path, shape) -> None:
     import torch
 
-    sys.path.insert(0, str(ROOT))
     from atelier_core import synth
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -97,7 +71,7 @@ def run_mode(spec: str, args, shape) -> dict:
         write_model(fmt, path, shape)
         print(f"wrote {path} in {time.time() - t0:.1f}s", file=sys.stderr)  # noqa: T201
 
-    kontext_model = sys.modules[pack_module().__name__ + ".nodes.kontext_model"]
+    kontext_model = comfy_runtime.kontext_model_module()
     mm.unload_all_models()
     mm.soft_empty_cache()
     if torch.cuda.is_available():
@@ -152,12 +126,7 @@ def run_mode(spec: str, args, shape) -> dict:
 def main() -> int:
     args = parse_args()
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    setup_comfy(args.comfy, cpu=args.tiny)
-    pack_module()
-    import importlib
-
-    importlib.import_module(pack_module().__name__ + ".nodes.kontext_model")
-    sys.path.insert(0, str(ROOT))
+    comfy_runtime.boot(Path(args.comfy), cpu=args.tiny or None)
     from atelier_core import synth
 
     shape = synth.TINY if args.tiny else synth.FULL

@@ -87,6 +87,16 @@ def register(subparsers) -> None:
     c.add_argument("quant", help="the quantized file (.gguf, or another .safetensors)")
     c.add_argument("--worst", type=int, default=10, help="how many of the worst tensors to list (default: 10)")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
+    c.add_argument(
+        "--sample",
+        action="store_true",
+        help="also sample the same seeds with both files through ComfyUI (GPU when present) and report PSNR/SSIM",
+    )
+    c.add_argument("--comfyui", help="ComfyUI checkout for --sample (default: COMFYUI_PATH, ~/ComfyUI)")
+    c.add_argument("--vae", help="a FLUX VAE (.safetensors) for --sample: compare decoded images, not latents")
+    c.add_argument("--seeds", type=int, default=2, help="--sample: how many seeds (default: 2)")
+    c.add_argument("--size", type=int, default=512, help="--sample: square output size in pixels (default: 512)")
+    c.add_argument("--steps", type=int, default=8, help="--sample: euler steps (default: 8)")
     c.set_defaults(handler=run_compare)
 
 
@@ -469,10 +479,27 @@ def format_compare(result: dict, worst: int) -> str:
 
 def run_compare(args) -> int:
     result = compare_files(args.ref, args.quant)
+    if args.sample:
+        if args.size < 64 or args.size % 16 or args.seeds < 1 or args.steps < 1:
+            raise AtelierError("--sample needs --size a multiple of 16 (at least 64), --seeds and --steps of 1 or more")
+        from ..sample_compare import compare_sampling
+
+        sampled = compare_sampling(
+            Path(args.ref), Path(args.quant), comfyui=args.comfyui, vae=Path(args.vae) if args.vae else None,
+            seeds=tuple(range(args.seeds)), size=args.size, steps=args.steps,
+        )  # fmt: skip
+        result["sampling"] = sampled.as_dict()
     if args.json:
         _write_json(result)
     else:
-        sys.stdout.write(format_compare(result, args.worst) + "\n")
+        text = format_compare(result, args.worst)
+        if args.sample:
+            s = result["sampling"]
+            text += (
+                f"\nsampled {len(s['seeds'])} seeds through ComfyUI ({s['space']} space): "
+                f"PSNR {s['mean_psnr_db']} dB, SSIM {s['mean_ssim']} (per seed: {s['psnr_db']}, {s['ssim']})"
+            )
+        sys.stdout.write(text + "\n")
     return 0
 
 
