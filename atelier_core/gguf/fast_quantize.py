@@ -27,8 +27,7 @@ import os
 import numpy as np
 import torch
 
-from ..errors import AtelierError
-from .quantize import GROUP_MAX_EPS, _fp16_bits, _pack_crumbs, _pack_nibbles
+from .quantize import GROUP_MAX_EPS, _as_blocks, _fp16_bits, _pack_crumbs, _pack_nibbles
 from .quantize import quantize as numpy_quantize
 from .types import QK_K, TYPE_INFO, GGMLType, to_ggml_type
 
@@ -404,21 +403,7 @@ def quantize(array: np.ndarray, ggml_type: object, device: str | None = None) ->
     if encode is None or device == "numpy" or not engine_matches(device, t):
         return numpy_quantize(array, t)
     info = TYPE_INFO[t]
-    array = np.asarray(array)
-    if array.ndim == 0:
-        array = array.reshape(1)
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise AtelierError(f"cannot quantize an array of {array.dtype}; give float values")
-    row = array.shape[-1]
-    if row % info.block_size:
-        raise AtelierError(
-            f"rows of {row} values are not a whole number of {info.name} blocks of {info.block_size}; "
-            "use a float type (F16/BF16/F32) or a type with a smaller block for this tensor"
-        )
-    out_shape = (*array.shape[:-1], row // info.block_size * info.type_size)
-    x = np.ascontiguousarray(array, dtype=np.float32).reshape(-1, info.block_size)
-    if x.size and not np.isfinite(x).all():
-        raise AtelierError(f"the tensor holds NaN or infinite values and cannot be quantized to {info.name}")
+    x, out_shape = _as_blocks(array, t)  # the same checks and float32 block view as the numpy path
     out = np.empty((x.shape[0], info.type_size), dtype=np.uint8)
     step = max(1, CHUNK_ELEMENTS // info.block_size)
     with torch.inference_mode():
