@@ -191,3 +191,55 @@ def write_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, prefix: str 
         tensors[prefix + key] = (array, writer.default_type_for(key, array.shape, qtype))
     writer.write_gguf(Path(path), tensors, {})
     return Path(path)
+
+
+# Byte offsets of the fp16 scale fields (d, and dmin where the type has one) in one block of each quantized type.
+SCALE_FIELDS = {
+    "Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "IQ4_NL": (0,), "IQ4_XS": (0,),
+    "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
+}  # fmt: skip
+
+
+def write_gguf_random_blocks(path: Path, shape: KontextShape, qtype: str, seed: int = 0, device="cpu") -> Path:
+    """A GGUF of the full layout whose quantized tensors are random valid blocks (random quants, small finite
+    scales), written tensor by tensor: seconds for the 12B model where real quantization takes minutes.
+
+    For speed measurements only (dequantization and matmul cost do not depend on the values); outputs of such a
+    file mean nothing. Tensor types follow ``default_type_for`` exactly as a real conversion would.
+    """
+    from .gguf import writer
+    from .gguf.types import TYPE_INFO, GGMLType
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    plan = [(key, dims, writer.default_type_for(key, dims, qtype)) for key, dims in layout(shape)]
+    with writer.atomic_gguf(path, "flux", {"general.file_type": writer.file_type_for([t for *_, t in plan])},
+                            [(key, dims, t) for key, dims, t in plan]) as out:  # fmt: skip
+        for key, dims, t in plan:
+            if t in (GGMLType.F32, GGMLType.F16, GGMLType.BF16):
+                dtype = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}[t]
+                value = random_tensor(key, dims, generator, device).to(dtype).cpu()
+                out.write_tensor_data(value.view(torch.uint8).numpy().reshape(-1))
+                continue
+            info = TYPE_INFO[t]
+            n_blocks = dims[0] * dims[1] // info.block_size
+            blocks = torch.randint(0, 256, (n_blocks, info.type_size), generator=generator, device=device,
+                                   dtype=torch.uint8)  # fmt: skip
+            # scale fields so the values have a trained weight's spread (std 1/sqrt(fan_in)), as random_tensor
+            scale = torch.full((n_blocks, 1), _unit_scale(t) * dims[1] ** -0.5, device=device).half()
+            for offset in SCALE_FIELDS[info.name]:
+                blocks[:, offset : offset + 2] = scale.view(torch.uint8)
+            out.write_tensor_data(blocks.cpu().numpy().reshape(-1))
+    return Path(path)
+
+
+def _unit_scale(ggml_type) -> float:
+    """The fp16 scale that gives random blocks of this type a standard deviation of one."""
+    from .gguf.dequant import dequantize
+    from .gguf.types import TYPE_INFO
+
+    info = TYPE_INFO[ggml_type]
+    blocks = torch.randint(0, 256, (256, info.type_size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    for offset in SCALE_FIELDS[info.name]:
+        blocks[:, offset : offset + 2] = torch.ones(256, 1).half().view(torch.uint8)
+    values = dequantize(blocks, ggml_type, (256 * info.block_size,))
+    return float(1.0 / values.std())

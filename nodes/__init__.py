@@ -18,6 +18,7 @@ _NODE_MODULES: tuple[str, ...] = (
     "aspect",
     "diffmerge",
     "stitch",
+    "compile_blocks",
 )
 
 

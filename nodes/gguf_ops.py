@@ -18,6 +18,7 @@ import comfy.ops
 import torch
 from comfy.model_patcher import LowVramPatch
 
+from ..atelier_core import fp8_linear
 from ..atelier_core.gguf.dequant import dequantize
 
 
@@ -25,12 +26,19 @@ def _is_raw(weight: torch.Tensor | None) -> bool:
     return weight is not None and weight.dtype == torch.uint8
 
 
-def make_gguf_ops(compute_dtype: torch.dtype, materialize: bool):
+MODES = ("on_the_fly", "materialize", "materialize_fp8")
+
+
+def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
     """Return an operations class (ComfyUI's ``custom_operations``) for one loaded GGUF model.
 
-    A class per load keeps ``compute_dtype``/``materialize`` off shared classes, so two loader nodes with different
-    settings never leak into each other.
+    ``mode``: ``on_the_fly`` dequantizes at every forward; ``materialize`` keeps the dequantized weight on the
+    device after its first use; ``materialize_fp8`` keeps an fp8 copy with per-channel scales instead and multiplies
+    in fp8 where the GPU can (``atelier_core.fp8_linear``). A class per load keeps these settings off shared
+    classes, so two loader nodes with different settings never leak into each other.
     """
+    if mode not in MODES:
+        raise ValueError(f"unknown GGUF mode {mode!r}; expected one of {MODES}")
 
     class GGUFLinear(comfy.ops.manual_cast.Linear):
         """A Linear whose weight may be raw GGUF bytes (with ``ggml_type``/``ggml_shape``) or a dense tensor."""
@@ -43,7 +51,8 @@ def make_gguf_ops(compute_dtype: torch.dtype, materialize: bool):
             self.bias = None
             self.ggml_type = None
             self.ggml_shape = (out_features, in_features)
-            self._dense: tuple[tuple, torch.Tensor] | None = None
+            # (key, payload): the materialized weight and the (device, dtype, storage) it was made for
+            self._cache: tuple[tuple, tuple] | None = None
 
         def reset_parameters(self):
             return None
@@ -61,11 +70,11 @@ def make_gguf_ops(compute_dtype: torch.dtype, materialize: bool):
                 self.weight = torch.nn.Parameter(weight, requires_grad=False)
             if bias is not None:
                 self.bias = torch.nn.Parameter(bias, requires_grad=False)
-            self._dense = None
+            self._cache = None
 
         def _apply(self, fn, recurse=True):
             # Moving or casting the layer (ComfyUI loading/offloading) invalidates a materialized weight.
-            self._dense = None
+            self._cache = None
             return super()._apply(fn, recurse)
 
         # -- ComfyUI's weight-patching hooks (LoRA) -------------------------------------------------------------
@@ -80,13 +89,11 @@ def make_gguf_ops(compute_dtype: torch.dtype, materialize: bool):
             if return_weight:
                 return dense
             self.weight = torch.nn.Parameter(dense, requires_grad=False)
-            self._dense = None
+            self._cache = None
 
         # -- forward ------------------------------------------------------------------------------------------
         def dense_weight(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-            key = (device, dtype, self.weight.data_ptr())
-            if self._dense is not None and self._dense[0] == key:
-                return self._dense[1]
+            """The weight in ``dtype`` on ``device``: dequantized, with any per-forward (lowvram) patches applied."""
             weight = self.weight
             if _is_raw(weight):
                 raw = weight.to(device, non_blocking=comfy.model_management.device_supports_non_blocking(device))
@@ -98,21 +105,57 @@ def make_gguf_ops(compute_dtype: torch.dtype, materialize: bool):
                     dense = comfy.lora.calculate_weight(fn.patches[fn.key], dense, fn.key, intermediate_dtype=dtype)
                 else:
                     dense = fn(dense)
-            if materialize and not self.weight_function and device == weight.device:
-                self._dense = (key, dense)
             return dense
+
+        def _build(self, device: torch.device, dtype: torch.dtype) -> tuple:
+            dense = self.dense_weight(device, dtype)
+            if mode == "materialize_fp8":
+                wq, scale = fp8_linear.quantize_weight(dense)
+                return ("fp8", wq, scale, fp8_linear.use_rowwise(wq, dtype))
+            return ("dense", dense)
+
+        def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
+            """Materialize now (eagerly), so a compiled forward finds the weight ready instead of rebuilding it."""
+            if mode != "on_the_fly":
+                self._payload(device, dtype)
+
+        def _payload(self, device: torch.device, dtype: torch.dtype) -> tuple:
+            if torch.compiler.is_compiling():
+                # Inside torch.compile: no storage pointers to check; `prepare` ran eagerly before the step.
+                return self._cache[1] if self._cache is not None else self._build(device, dtype)
+            key = (device, dtype, self.weight.data_ptr())
+            if self._cache is not None and self._cache[0] == key:
+                return self._cache[1]
+            payload = self._build(device, dtype)
+            if mode != "on_the_fly" and not self.weight_function and device == self.weight.device:
+                self._cache = (key, payload)
+            return payload
 
         def forward(self, input, *args, **kwargs):
             dtype = compute_dtype if input.dtype not in (torch.float16, torch.bfloat16, torch.float32) else input.dtype
-            weight = self.dense_weight(input.device, dtype)
+            payload = self._payload(input.device, dtype)
             bias = None
             if self.bias is not None:
                 bias = self.bias.to(device=input.device, dtype=dtype)
                 for fn in self.bias_function:
                     bias = fn(bias)
-            return torch.nn.functional.linear(input.to(dtype), weight, bias)
+            if payload[0] == "fp8":
+                _, wq, scale, rowwise = payload
+                return fp8_linear.linear(input, wq, scale, bias, dtype, rowwise)
+            return torch.nn.functional.linear(input.to(dtype), payload[1], bias)
 
     class GGUFOps(comfy.ops.manual_cast):
         Linear = GGUFLinear
 
     return GGUFOps
+
+
+def prepare_layers(diffusion_model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> int:
+    """Materialize every GGUF layer of a model that keeps materialized weights; returns how many were visited."""
+    count = 0
+    for module in diffusion_model.modules():
+        prepare = getattr(module, "prepare", None)
+        if callable(prepare) and hasattr(module, "ggml_shape"):
+            prepare(device, dtype)
+            count += 1
+    return count

@@ -19,7 +19,7 @@ import comfy.supported_models
 import comfy.utils
 import torch
 
-from ..atelier_core import architecture, model_files
+from ..atelier_core import architecture, fp8_linear, model_files
 from ..atelier_core.errors import AtelierError
 from ..atelier_core.gguf import reader as gguf_reader
 from ..atelier_core.gguf.types import GGMLType
@@ -35,7 +35,7 @@ _FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 @dataclass(frozen=True)
 class LoadOptions:
     compute_dtype: str = "auto"  # auto | bf16 | fp16 | fp32
-    gguf_mode: str = "auto"  # auto | on_the_fly | materialize
+    gguf_mode: str = "auto"  # auto | on_the_fly | materialize | materialize_fp8
     fp8_matmul: bool = False
 
 
@@ -145,13 +145,17 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
         if compute in _FP8:
             compute = torch.bfloat16 if mm.should_use_bf16(load_device) else torch.float16
     mode_note = ""
+    gguf_mode = None
     if fmt == "gguf":
-        materialize = _want_materialize(options.gguf_mode, shapes, compute, load_device)
+        gguf_mode = _gguf_mode(options.gguf_mode, shapes, compute, load_device)
         # Compute where the device can (ComfyUI's rule: e.g. bf16 is upcast to fp32 on a CPU without bf16 math).
         unet_dtype = compute
         manual_cast = mm.unet_manual_cast(compute, load_device, supported) or compute
-        model_config.custom_operations = make_gguf_ops(manual_cast, materialize)
-        mode_note = "dequantized weights kept on the device" if materialize else "dequantized on the fly"
+        model_config.custom_operations = make_gguf_ops(manual_cast, gguf_mode)
+        mode_note = _GGUF_MODE_NOTES[gguf_mode]
+        if gguf_mode == "materialize_fp8":
+            rowwise = _fp8_rowwise(load_device, manual_cast)
+            mode_note += ", fp8 matmul" if rowwise else ", upcast per layer (no fp8 matmul for this device or dtype)"
     elif weight_dtype in _FP8 or scaled_fp8 is not None:
         # Keep fp8 storage and upcast per layer (ComfyUI's own fp8 operations), optionally computing in fp8.
         unet_dtype = weight_dtype if scaled_fp8 is None else compute
@@ -180,8 +184,9 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
     if unexpected:
         log.info("Kontext Loader: %d tensors in '%s' were not used: %s", len(unexpected), path.name, unexpected[:5])
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
-    if fmt == "gguf" and "kept on the device" in mode_note:
-        _reserve_dense_memory(model, _dense_bytes({k: s for k, s in shapes.items() if sd[k].dtype == torch.uint8}, manual_cast))
+    if gguf_mode in ("materialize", "materialize_fp8"):
+        kept = torch.float8_e4m3fn if gguf_mode == "materialize_fp8" else manual_cast
+        _reserve_dense_memory(model, _dense_bytes({k: s for k, s in shapes.items() if sd[k].dtype == torch.uint8}, kept))
     summary = (
         f"{path.name}: {fmt}, {shape.depth}+{shape.depth_single} blocks, hidden {shape.hidden}; stored {stored}; "
         f"compute {str(manual_cast or unet_dtype).replace('torch.', '')}"
@@ -198,15 +203,27 @@ def _numel(dims) -> int:
     return n
 
 
-def _want_materialize(mode: str, shapes: dict, compute: torch.dtype, device: torch.device) -> bool:
-    if mode == "materialize":
-        return True
-    if mode == "on_the_fly":
-        return False
+_GGUF_MODE_NOTES = {
+    "on_the_fly": "dequantized on the fly",
+    "materialize": "dequantized weights kept on the device",
+    "materialize_fp8": "fp8 weights (per-channel scales) kept on the device",
+}
+
+
+def _gguf_mode(mode: str, shapes: dict, compute: torch.dtype, device: torch.device) -> str:
+    if mode in ("on_the_fly", "materialize", "materialize_fp8"):
+        return mode
+    if mode != "auto":
+        raise AtelierError(f"unknown gguf_mode '{mode}'; use auto, on_the_fly, materialize or materialize_fp8")
     if device.type == "cpu":
-        return False  # RAM is the scarce resource on a CPU run; dequantizing costs little there
+        return "on_the_fly"  # RAM is the scarce resource on a CPU run; dequantizing costs little there
     dense = _dense_bytes(shapes, compute)
-    return mm.get_free_memory(device) > dense * 1.15 + 2 * 1024**3
+    return "materialize" if mm.get_free_memory(device) > dense * 1.15 + 2 * 1024**3 else "on_the_fly"
+
+
+def _fp8_rowwise(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether materialize_fp8 will multiply in fp8 here (bf16 compute and row-wise ``_scaled_mm``)."""
+    return dtype == torch.bfloat16 and fp8_linear.rowwise_supported(device)
 
 
 def _reserve_dense_memory(model, extra: int) -> None:

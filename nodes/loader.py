@@ -78,11 +78,13 @@ class AtelierKontextLoader(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "gguf_mode",
-                    options=["auto", "on_the_fly", "materialize"],
+                    options=["auto", "on_the_fly", "materialize", "materialize_fp8"],
                     default="auto",
                     tooltip="GGUF only. on_the_fly dequantizes each layer at every step (least VRAM); materialize "
-                    "dequantizes once and keeps the result on the GPU (fastest, needs VRAM for the full-precision "
-                    "weights); auto materializes when free VRAM allows.",
+                    "dequantizes once and keeps the result on the GPU (fast, needs VRAM for the full-precision "
+                    "weights); materialize_fp8 keeps fp8 weights with per-channel scales instead and multiplies in "
+                    "fp8 on GPUs that can (Hopper/Ada; fastest, half materialize's VRAM, fp8 rounding on top of the "
+                    "GGUF's); auto materializes when free VRAM allows.",
                 ),
                 io.Boolean.Input(
                     "fp8_matmul",

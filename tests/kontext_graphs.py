@@ -12,6 +12,7 @@ def edit_graph(
     gguf_mode: str = "auto",
     loras: tuple[tuple[str, float], ...] = (),
     seed: int = 7,
+    compile_mode: str | None = None,
 ) -> dict:
     """A Kontext edit with one reference latent, sampled with ComfyUI's KSampler; the result is captured."""
     graph: dict = {
@@ -50,5 +51,8 @@ def edit_graph(
             "inputs": {"model": model_ref, "lora_name": lora_name, "strength_model": strength},
         }
         model_ref = [node, 0]
+    if compile_mode is not None:
+        graph["compile"] = {"class_type": "AtelierCompileBlocks", "inputs": {"model": model_ref, "mode": compile_mode}}
+        model_ref = ["compile", 0]
     graph["sampler"]["inputs"]["model"] = model_ref
     return graph

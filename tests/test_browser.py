@@ -7,6 +7,12 @@ the server would refuse; ``app.graphToPrompt()`` must give the shipped API file 
 up to node ids. The extension's live widgets must show what Python computes (the aspect lock's target size for the
 loaded picture). Screenshots go to the test's tmp dir (printed); set ``ATELIER_SCREENSHOTS=DIR`` to keep them.
 
+One graph that needs no model files is also run for real from the page (``app.queuePrompt(0)``): the prompt builder,
+and two Load Images (the example and a copy with a recoloured rectangle) into the diff-merge, its merged image and
+hard mask into Preview Images, its report into Preview Any. After the run the canvas must show what Python computes:
+the builder's assembled prompt (its report box and the Preview Any of its prompt output), the diff-merge's preview,
+merged and mask images, and its report; screenshots ``executed*.png`` are saved and checked to be real pictures.
+
 Skips with one line when Node.js, Chromium, playwright-core (installed into ``tests/browser/node_modules`` by npm
 when missing) or ComfyUI is absent.
 """
@@ -32,7 +38,27 @@ BROWSER_DIR = PACK_DIR / "tests" / "browser"
 WORKFLOWS = PACK_DIR / "workflows"
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 EXAMPLE_IMAGE = PACK_DIR / "tests" / "data" / "chelsea_451x300.jpg"
-RUN_TIMEOUT_S = 150
+RUN_TIMEOUT_S = 210
+EXECUTE_TIMEOUT_S = 60  # the run itself: token counting and a 451x300 merge on the CPU take a few seconds
+
+# The graph run from the page. The edited picture is the original with this box's channels rotated (RGB -> BRG).
+ORIGINAL_NAME, EDITED_NAME = "atelier_original.png", "atelier_edited.png"
+EDIT_BOX = (140, 90, 320, 210)  # x0, y0, x1, y1
+PROMPT_INPUTS = {
+    "mode": "describe", "template": "(none)", "subject": "fantasy knight", "custom_subject": "", "scale": "32 mm",
+    "material": "acrylic", "technique": "wet blending", "light_direction": "side", "light_temperature": "warm golden",
+    "light_quality": "soft", "camera": "macro 1:1", "focal_length": "100 mm macro", "aperture": "f/8",
+    "depth_of_field": "shallow", "backdrop": "grey gradient", "base": "(none)", "part": "", "change_to": "", "text": "",
+    "reference": 2, "keep": "everything else", "extra": "on a round resin base", "guidance": 2.5, "variants": 3,
+    "vary": "lighting", "seed": 7,
+}  # fmt: skip
+MERGE_INPUTS = {
+    "threshold": 6.0, "formula": "ciede2000", "auto_threshold": False, "min_area": 64, "grow": 6, "feather": 12,
+    "blend": "poisson", "align": True, "match_color": True, "mask_mode": "add",
+}  # fmt: skip
+# Node ids of the run graph (strings, as in API prompts).
+RUN_IDS = {"original": "1", "edited": "2", "merge": "3", "merged": "4", "mask_image": "5", "mask": "6",
+           "report": "7", "builder": "8", "prompt": "9"}  # fmt: skip
 
 
 def _chromium() -> str | None:
@@ -80,6 +106,44 @@ def _prepare_base(base: Path) -> None:
     from PIL import Image
 
     Image.open(EXAMPLE_IMAGE).convert("RGB").save(base / "input" / "example.png")
+    original, edited = _run_images()
+    Image.fromarray(original).save(base / "input" / ORIGINAL_NAME)
+    Image.fromarray(edited).save(base / "input" / EDITED_NAME)
+
+
+def _run_images():
+    """The run graph's two pictures as uint8 arrays: the example, and a copy with a clearly recoloured box."""
+    import numpy as np
+    from PIL import Image
+
+    original = np.array(Image.open(EXAMPLE_IMAGE).convert("RGB"))
+    edited = original.copy()
+    x0, y0, x1, y1 = EDIT_BOX
+    edited[y0:y1, x0:x1] = edited[y0:y1, x0:x1][..., [2, 0, 1]]
+    return original, edited
+
+
+def _run_prompt() -> dict:
+    """The API prompt run from the page; it loads no model."""
+    i = RUN_IDS
+    nodes = {
+        i["original"]: ("LoadImage", {"image": ORIGINAL_NAME}, "original"),
+        i["edited"]: ("LoadImage", {"image": EDITED_NAME}, "edited"),
+        i["merge"]: ("AtelierDiffMerge", {"original": [i["original"], 0], "edited": [i["edited"], 0], **MERGE_INPUTS},
+                     None),
+        i["merged"]: ("PreviewImage", {"images": [i["merge"], 0]}, "merged"),
+        i["mask_image"]: ("MaskToImage", {"mask": [i["merge"], 1]}, None),
+        i["mask"]: ("PreviewImage", {"images": [i["mask_image"], 0]}, "hard mask"),
+        i["report"]: ("PreviewAny", {"source": [i["merge"], 4]}, "diff-merge report"),
+        i["builder"]: ("AtelierMiniaturePrompt", dict(PROMPT_INPUTS), None),
+        i["prompt"]: ("PreviewAny", {"source": [i["builder"], 0]}, "assembled prompt"),
+    }  # fmt: skip
+    prompt = {}
+    for nid, (class_type, inputs, title) in nodes.items():
+        prompt[nid] = {"class_type": class_type, "inputs": inputs}
+        if title:
+            prompt[nid]["_meta"] = {"title": title}
+    return prompt
 
 
 def _post_setting(url: str, key: str, value) -> None:
@@ -124,6 +188,18 @@ def browser_run(tmp_path_factory):
             "out": str(out),
             "workflows": [{"name": name, "path": str(path), "kind": kind} for name, path, kind in _workflow_sources()],
             "live": {"size": "16:9", "fit": "pad"},
+            "run": {
+                "name": "executed",
+                "prompt": _run_prompt(),
+                "imageNodes": [RUN_IDS["merge"], RUN_IDS["merged"], RUN_IDS["mask"]],
+                "views": {
+                    "executed": None,
+                    "executed_prompt": [RUN_IDS["builder"], RUN_IDS["prompt"]],
+                    "executed_diffmerge": [RUN_IDS[k] for k in ("merge", "merged", "mask", "report")],
+                },
+                "widths": {RUN_IDS["report"]: 440, RUN_IDS["prompt"]: 440, RUN_IDS["builder"]: 520},
+                "timeoutMs": EXECUTE_TIMEOUT_S * 1000,
+            },
         }
         config_path = base / "browser_config.json"
         config_path.write_text(json.dumps(config))
@@ -268,3 +344,147 @@ def test_stitcher_shows_token_count(browser_run):
         assert "tokens" in text or "pixel_stitch" in text, text
         if widget["tokens"] is not None:
             assert widget["tokens"] % stitch.tokens_for_pixels(1248, 832) == 0 or widget["tokens"] > 0
+
+
+# --- the graph run from the page ---------------------------------------------------------------------------------
+
+
+def _executed(browser_run) -> dict:
+    """The run's report, failing with the server's own account when it did not run through."""
+    run = browser_run["by_name"].get("executed")
+    assert run is not None, "the browser driver did not report the executed graph"
+    assert "error" not in run, f"running the graph from the page failed: {run['error']}"
+    response = run.get("response") or {}
+    body = response.get("body") or {}
+    # ComfyUI runs the valid part of a prompt and answers 200 with node_errors for the rest: both are failures.
+    if response.get("status") != 200 or not body.get("prompt_id") or body.get("node_errors"):
+        pytest.fail(
+            f"the server did not accept the queued prompt (HTTP {response.get('status')}): "
+            f"{json.dumps(body.get('error'))[:1500]}\nnode errors: {json.dumps(body.get('node_errors'))[:3000]}"
+        )
+    finished = run.get("finished") or {}
+    if finished.get("type") != "execution_success":
+        # The server's account first (/history), the page's execution_error event when history has none.
+        messages = ((run.get("history") or {}).get("status") or {}).get("messages") or []
+        errors = [m[1] for m in messages if m[0] in ("execution_error", "execution_interrupted")]
+        detail = errors[0] if errors else finished.get("detail") or {}
+        pytest.fail(
+            f"the graph did not run through: {run.get('timeout') or finished.get('type')}\n"
+            f"node #{detail.get('node_id')} ({detail.get('node_type')}) {detail.get('exception_type', '')}: "
+            f"{detail.get('exception_message')}\n{''.join(detail.get('traceback') or [])[-3000:]}\n"
+            f"/history status: {[m[0] for m in messages]}\nexecuted before: {detail.get('executed')}\n"
+            f"dialogs: {run.get('dialogs')}"
+        )  # fmt: skip
+    assert (run.get("status") or {}).get("status_str") == "success", run.get("status")
+    return run
+
+
+def _node(run: dict, key: str, view: str | None = None) -> dict:
+    nodes = run["visible"][view] if view else run["nodes"]
+    found = [n for n in nodes if n["id"] == RUN_IDS[key]]
+    assert found, f"node {key} (#{RUN_IDS[key]}) is not on the canvas: {[n['id'] for n in nodes]}"
+    return found[0]
+
+
+def _text(node: dict, name: str) -> dict:
+    found = [t for t in node["texts"] if t["name"] == name]
+    assert found, f"{node['type']} #{node['id']} shows no '{name}' text box: {[t['name'] for t in node['texts']]}"
+    return found[0]
+
+
+def test_executed_graph_sent_what_it_loaded(browser_run):
+    """The page queued the graph with the inputs the test defines (so the Python expectations below apply)."""
+    run = _executed(browser_run)
+    sent = run["sent"]
+    builder_inputs = sent[RUN_IDS["builder"]]["inputs"]
+    assert {k: builder_inputs.get(k) for k in PROMPT_INPUTS} == {k: _number(v) for k, v in PROMPT_INPUTS.items()}
+    merge_inputs = sent[RUN_IDS["merge"]]["inputs"]
+    assert {k: merge_inputs.get(k) for k in MERGE_INPUTS} == {k: _number(v) for k, v in MERGE_INPUTS.items()}
+    executed = {e["detail"]["node"] for e in run["events"] if e["type"] == "executed"}
+    wanted = {RUN_IDS[k] for k in ("merge", "merged", "mask", "report", "builder", "prompt")}
+    assert wanted <= executed, f"no 'executed' event for nodes {sorted(wanted - executed)}: {run['events']}"
+
+
+def _expected_prompt():
+    from atelier_core.prompts import builder, vocabulary
+
+    menus = {field: PROMPT_INPUTS[field] for field in builder.FIELD_SECTIONS}
+    if PROMPT_INPUTS["custom_subject"].strip():
+        menus["subject"] = PROMPT_INPUTS["custom_subject"]
+    choices = builder.Choices(
+        mode=PROMPT_INPUTS["mode"], part=PROMPT_INPUTS["part"], value=PROMPT_INPUTS["change_to"],
+        text=PROMPT_INPUTS["text"], reference=str(PROMPT_INPUTS["reference"]), keep=PROMPT_INPUTS["keep"],
+        extra=PROMPT_INPUTS["extra"], **menus,
+    )  # fmt: skip
+    loaded = vocabulary.load_vocabulary(None)  # the test server's user directory has no vocabulary file
+    prompt = builder.build(choices, loaded.vocabulary)
+    assert not prompt.warnings, prompt.warnings
+    variants, warnings = builder.build_variants(
+        choices, loaded.vocabulary, PROMPT_INPUTS["variants"], PROMPT_INPUTS["vary"], PROMPT_INPUTS["seed"]
+    )
+    assert not warnings, warnings
+    return prompt.text, variants
+
+
+def test_prompt_builder_shows_assembled_prompt_after_run(browser_run):
+    run = _executed(browser_run)
+    expected, variants = _expected_prompt()
+    assert expected.startswith("Acrylic") and "on a round resin base" in expected, expected  # the inputs took effect
+
+    report = _text(_node(run, "builder", "executed_prompt"), "atelier_report")
+    assert report["value"] == report["shown"], "the report box shows another text than its widget holds"
+    assert report["visible"], "the prompt builder's report box is not on screen in executed_prompt.png"
+    shown = report["shown"].splitlines()
+    assert shown[0] == expected, f"the prompt builder shows\n{shown[0]!r}\nPython builds\n{expected!r}"
+    assert any(line.startswith("CLIP-L: ") and "T5-XXL: " in line for line in shown), report["shown"]
+    assert f"{len(variants)} variants:" in shown, report["shown"]
+    for n, variant in enumerate(variants, 1):
+        assert f"{n}. {variant}" in shown, f"variant {n} missing:\n{report['shown']}"
+
+    preview = _text(_node(run, "prompt", "executed_prompt"), "preview")
+    assert preview["shown"] == expected, f"Preview Any of the prompt output shows {preview['shown']!r}"
+    assert preview["visible"], "the Preview Any of the prompt is not on screen in executed_prompt.png"
+
+
+def test_diff_merge_shows_previews_and_report_after_run(browser_run):
+    import numpy as np
+
+    from atelier_core import diffmerge
+
+    run = _executed(browser_run)
+    assert not run.get("previewTimeout"), "the image previews did not all load within 15 s"
+    original, edited = _run_images()
+    height, width = original.shape[:2]
+    for key in ("merge", "merged", "mask"):
+        node = _node(run, key, "executed_diffmerge")
+        assert node["imgs"], f"{key} (#{node['id']} {node['type']}) shows no image after the run"
+        assert node["imageIndex"] in (None, 0), node
+        for img in node["imgs"]:
+            assert img["complete"] and (img["width"], img["height"]) == (width, height), f"{key}: {img}"
+            assert img["src"].startswith("/api/view?") or img["src"].startswith("/view?"), img
+            assert "type=temp" in img["src"], img
+
+    options = diffmerge.MergeOptions(**{k: v for k, v in MERGE_INPUTS.items() if k != "mask_mode"},
+                                     user_mask_mode=MERGE_INPUTS["mask_mode"])  # fmt: skip
+    result = diffmerge.diff_merge(original.astype(np.float32) / 255, edited.astype(np.float32) / 255, options)
+    x0, y0, x1, y1 = EDIT_BOX
+    assert result.hard_mask[y0:y1, x0:x1].mean() > 0.9, "Python's merge missed the recoloured box"
+    expected = [line for line in diffmerge.format_report(result.report).splitlines() if not line.startswith("time:")]
+    report = _text(_node(run, "report", "executed_diffmerge"), "preview")
+    assert report["visible"], "the diff-merge report box is not on screen in executed_diffmerge.png"
+    shown = [line for line in report["shown"].splitlines() if not line.startswith("time:")]
+    assert shown == expected, "the diff-merge report on the canvas differs from Python's:\n" + report["shown"]
+
+
+def test_executed_screenshots_are_pictures(browser_run):
+    from PIL import Image
+
+    run = _executed(browser_run)
+    assert set(run["screenshots"]) == {"executed", "executed_prompt", "executed_diffmerge"}, run["screenshots"]
+    for name, file in run["screenshots"].items():
+        path = Path(file)
+        assert path.is_file(), f"screenshot {name} was not saved: {path}"
+        assert path.stat().st_size > 10_000, f"{path.name} is only {path.stat().st_size} bytes"
+        with Image.open(path) as image:
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 256, f"{path.name} has only {len(colours)} colours"

@@ -94,8 +94,15 @@ def test_format_samples_close_to_fp32(comfy_host, model_files, reference_latent,
     assert "2+2 blocks" in summary and "hidden 256" in summary
 
 
-# Every type dequantized on the fly; materializing is type-independent, so it is checked on two types.
-GGUF_CASES = [(q, "on_the_fly") for q in sorted(GGUF_TOLERANCE)] + [("Q8_0", "materialize"), ("Q4_K", "materialize")]
+# Every type dequantized on the fly; materializing is type-independent, so it is checked on two types. fp8
+# materialization adds fp8 rounding of the weights (per channel) on top of the GGUF's error.
+GGUF_CASES = [(q, "on_the_fly") for q in sorted(GGUF_TOLERANCE)] + [
+    (q, mode) for q in ("Q8_0", "Q4_K") for mode in ("materialize", "materialize_fp8")
+]
+
+
+def _gguf_tolerance(qtype: str, mode: str) -> float:
+    return GGUF_TOLERANCE[qtype] + (TOLERANCE["fp8_e4m3fn"] if mode == "materialize_fp8" else 0.0)
 
 
 @pytest.mark.parametrize("qtype, mode", GGUF_CASES)
@@ -103,9 +110,11 @@ def test_gguf_samples_close_to_fp32(comfy_host, model_files, reference_latent, q
     outputs = comfy_host.run(edit_graph(model_files[f"gguf_{qtype}"], gguf_mode=mode))
     latent = comfy_host.captured["latent"]["samples"]
     err = rel_error(latent, reference_latent)
-    assert err <= GGUF_TOLERANCE[qtype], f"{qtype}/{mode}: relative error {err:.4g} > {GGUF_TOLERANCE[qtype]}"
+    bound = _gguf_tolerance(qtype, mode)
+    assert err <= bound, f"{qtype}/{mode}: relative error {err:.4g} > {bound}"
     summary = outputs["loader"]["text"][0]
     assert "gguf" in summary and ("on the fly" in summary) == (mode == "on_the_fly")
+    assert ("fp8 weights" in summary) == (mode == "materialize_fp8")
 
 
 def test_gguf_with_prefix_loads(comfy_host, model_files, reference_latent):
@@ -341,3 +350,22 @@ def test_lowvram_partial_load_with_lora_matches_full_load(comfy_host, model_file
     assert rel_error(full, plain) > 0.05, "the LoRA did not change the output"
     err = rel_error(partial, full)
     assert err < LOWVRAM_TOLERANCE[fmt], f"lowvram result differs: {err:.3g}"
+
+
+def test_gguf_fp8_layer_uses_rowwise_matmul_on_bf16_input(comfy_host, model_files):
+    """materialize_fp8 keeps an fp8 weight and multiplies bf16 activations in fp8 (row-wise on this CPU's torch)."""
+    fp8_linear = sys.modules[comfy_host.pack_module_name + ".atelier_core.fp8_linear"]
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    path = comfy_host.model_path("diffusion_models", model_files["gguf_Q8_0"])
+    fp8 = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", "materialize_fp8")).patcher.model
+    dense = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", "on_the_fly")).patcher.model
+    layer = fp8.diffusion_model.double_blocks[0].img_attn.qkv
+    x = torch.randn(5, layer.in_features, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    with torch.no_grad():
+        y = layer(x)
+        ref = dense.diffusion_model.double_blocks[0].img_attn.qkv(x.float())
+    kind, wq, _scale, rowwise = layer._cache[1]
+    assert kind == "fp8" and wq.dtype == torch.float8_e4m3fn
+    assert rowwise == fp8_linear.rowwise_supported(torch.device("cpu"))
+    assert y.dtype == torch.bfloat16
+    assert rel_error(y, ref) < 0.06  # fp8 weight and activation rounding (measured ~0.03)

@@ -226,6 +226,14 @@ def check_modes(report: Report, facts: dict) -> None:
         report.ok("fp8 (stored fp8, computed in bf16/fp16): runs (about 12.5 GiB)")
     else:
         report.warn(f"fp8: {total:.0f} GiB is tight for the 12 GiB of fp8 weights; prefer a GGUF Q4/Q5 file")
+    fp8_weights = KONTEXT_PARAMS / GIB
+    if total >= fp8_weights + 8:
+        report.ok(
+            f"GGUF materialize_fp8: runs (about {fp8_weights:.0f} GiB of fp8 weights beside the GGUF's)"
+            + ("; multiplies in fp8" if facts.get("fp8_matmul") else "; upcast per layer (no fp8 matmul here)")
+        )
+    else:
+        report.warn(f"GGUF materialize_fp8: too little VRAM ({total:.0f} GiB); use on_the_fly")
     if facts.get("fp8_matmul"):
         report.ok("fp8_matmul: available")
     else:

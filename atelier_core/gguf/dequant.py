@@ -1,23 +1,39 @@
-"""GGML dequantization in vectorized torch, on the device of the input.
+"""GGML dequantization in vectorized torch, on the device of the input, with a fused Triton path for GPUs.
 
 Each block decoder takes a (n_blocks, type_size) uint8 tensor and returns (n_blocks, block_size) float32 values,
 computed with the same float32 operations in the same order as ggml's `dequantize_row_*` (and the `gguf`
 package's numpy port), so the float32 result is bit-exact: a product `d * sc` is rounded before it multiplies the
 quant, `d * q - m` is a multiply then a subtract (no fused multiply-add).
 
-`DEQUANTIZERS` maps each type to its block decoder; `register_dequantizer` swaps one in (a Triton or compiled
-kernel later) without touching callers. Small constant tables are built once per device and cached.
+`DEQUANTIZERS` maps each type to its block decoder; `register_dequantizer` swaps one in without touching callers.
+Small constant tables are built once per device and cached.
+
+On a CUDA device the quantized types go to `triton_dequant.dequantize_triton` instead: one kernel per tensor that
+reads the raw blocks and writes the final dtype, bit-identical to the torch path (which launches a dozen kernels and
+writes float32 intermediates). The backend is chosen by `set_backend(name)`, else by the `ATELIER_DEQUANT`
+environment variable, read at each call:
+
+- `auto` (default): Triton for CUDA tensors when it is installed and the type's decoder was not replaced with
+  `register_dequantizer`; torch otherwise. If a Triton launch fails (an unsupported GPU, a broken toolchain), a
+  warning is logged once and torch serves from then on.
+- `torch`: never Triton.
+- `triton`: Triton on every device it can run on (also CPU tensors under `TRITON_INTERPRET=1`, which is how the
+  tests exercise this dispatch without a GPU); its errors are raised, not hidden.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from collections.abc import Callable, Sequence
 
 import torch
 
 from ..errors import AtelierError
 from .types import QK_K, SUPPORTED_TYPE_NAMES, TYPE_INFO, GGMLType, to_ggml_type
+
+logger = logging.getLogger(__name__)
 
 BlockDecoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -51,6 +67,9 @@ def _const(name: str, device: torch.device) -> torch.Tensor:
 
 
 def _c(name: str, like: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        # Inside torch.compile the table becomes a graph constant; the per-device cache is an eager-mode saving.
+        return _const.__wrapped__(name, like.device)
     return _const(name, like.device)
 
 
@@ -238,7 +257,45 @@ DEQUANTIZERS: dict[GGMLType, BlockDecoder] = {
     GGMLType.IQ4_XS: dequant_iq4_xs,
 }
 
+# The built-in decoders, so the Triton path can step aside for a type whose decoder was replaced.
+_BUILTIN_DECODERS: dict[GGMLType, BlockDecoder] = dict(DEQUANTIZERS)
+
 _FLOAT_STORAGE = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}
+
+BACKENDS = ("auto", "torch", "triton")
+_backend: str | None = None  # set_backend's choice; None: the ATELIER_DEQUANT environment variable decides
+_triton_failed = False  # an `auto` Triton launch failed once: torch serves for the rest of the process
+
+
+def set_backend(name: str | None) -> None:
+    """Pick the dequantization backend ("auto", "torch" or "triton"); None goes back to `ATELIER_DEQUANT`."""
+    global _backend
+    if name is not None:
+        name = name.strip().lower()
+        if name not in BACKENDS:
+            raise AtelierError(f"unknown dequantization backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    _backend = name
+
+
+def backend() -> str:
+    """The backend in force: `set_backend`'s choice, else `ATELIER_DEQUANT`, else "auto"."""
+    if _backend is not None:
+        return _backend
+    name = os.environ.get("ATELIER_DEQUANT", "").strip().lower() or "auto"
+    if name not in BACKENDS:
+        raise AtelierError(f"ATELIER_DEQUANT={name!r} is not a backend; use one of {', '.join(BACKENDS)}")
+    return name
+
+
+def _triton_for(t: GGMLType, raw: torch.Tensor, chosen: str) -> bool:
+    """Whether this tensor goes to the Triton kernels (imported only here, so CPU-only use never loads Triton)."""
+    if chosen == "torch" or (chosen == "auto" and (raw.device.type != "cuda" or _triton_failed)):
+        return False
+    if DEQUANTIZERS.get(t) is not _BUILTIN_DECODERS.get(t):  # a registered decoder wins
+        return False
+    from . import triton_dequant
+
+    return t in triton_dequant.SUPPORTED_TYPES and triton_dequant.available(raw.device)
 
 
 def register_dequantizer(ggml_type: object, decoder: BlockDecoder) -> BlockDecoder:
@@ -280,6 +337,19 @@ def dequantize(
             return flat.view(dtype).reshape(shape)
         except RuntimeError:
             return flat.clone().view(dtype).reshape(shape)
+    # Inside torch.compile the torch decoders are traced and inductor fuses them into its own kernel.
+    chosen = "torch" if torch.compiler.is_compiling() else backend()
+    if _triton_for(t, raw, chosen):
+        from . import triton_dequant
+
+        try:
+            return triton_dequant.dequantize_triton(raw, t, shape, dtype)
+        except torch.cuda.OutOfMemoryError:
+            raise  # not Triton's fault, and the torch path needs more memory still
+        except Exception as exc:
+            if chosen == "triton":
+                raise
+            _disable_triton(exc)
     try:
         decoder = DEQUANTIZERS[t]
     except KeyError:
@@ -287,3 +357,15 @@ def dequantize(
     out = decoder(raw.reshape(-1, info.type_size))
     out = out.reshape(shape)
     return out if dtype == torch.float32 else out.to(dtype)
+
+
+def _disable_triton(exc: Exception) -> None:
+    """Fall back to torch for the rest of the process after a failed automatic Triton launch (logged once)."""
+    global _triton_failed
+    _triton_failed = True
+    logger.warning(
+        "Triton dequantization failed (%s: %s); using the torch dequantizers from now on. "
+        "Set ATELIER_DEQUANT=torch to skip Triton.",
+        type(exc).__name__,
+        exc,
+    )

@@ -1,12 +1,15 @@
 // Loads every shipped workflow into a real ComfyUI page in headless Chromium and reports what the page saw.
 //
 // Usage: node check_workflows.mjs CONFIG.json   (written by tests/test_browser.py)
-// CONFIG: {url, chromium, profile, out, workflows: [{name, path, kind: "json" | "png"}]}
+// CONFIG: {url, chromium, profile, out, workflows: [{name, path, kind: "json" | "png"}], live?, run?}
 // Prints one JSON line: {workflows: [{name, output, dialogs, missingTypes, badCombos, widgets, screenshot}], errors}
+// With CONFIG.run ({name, prompt, imageNodes, views, widths, timeoutMs}) it also loads that API prompt, queues it
+// from the page and reports what the executed nodes show (run_graph.mjs); the result is one more `workflows` entry.
 // The comparison with the API files is done by the Python test; this only collects facts.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
+import { runGraph } from "./run_graph.mjs";
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 // A persistent context is how playwright takes a fresh --user-data-dir (the test makes an empty one per run).
@@ -121,6 +124,10 @@ try {
       }, config.live)),
     });
     await page.screenshot({ path: path.join(config.out, "live.png") });
+  }
+  if (config.run) {
+    await closeDialogs(page);
+    results.push(await runGraph(page, config.run, config.out, closeDialogs));
   }
 } finally {
   await browser.close();
