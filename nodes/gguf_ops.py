@@ -116,7 +116,8 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
 
         def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
             """Materialize now (eagerly), so a compiled forward finds the weight ready instead of rebuilding it."""
-            if mode != "on_the_fly":
+            # Only what `_payload` would keep: lowvram layers (patched per forward, weights off the device) stay lazy.
+            if mode != "on_the_fly" and not self.weight_function and self.weight is not None and self.weight.device == device:
                 self._payload(device, dtype)
 
         def _payload(self, device: torch.device, dtype: torch.dtype) -> tuple:

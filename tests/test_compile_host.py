@@ -43,7 +43,9 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("fmt, gguf_mode", [("fp32", "auto"), ("Q4_K", "on_the_fly"), ("Q4_K", "materialize")])
+@pytest.mark.parametrize(
+    "fmt, gguf_mode", [("fp32", "auto"), ("Q4_K", "on_the_fly"), ("Q4_K", "materialize"), ("Q4_K", "materialize_fp8")]
+)
 def test_compiled_blocks_match_eager(comfy_host, compile_files, fmt, gguf_mode):
     eager, _ = _sample(comfy_host, edit_graph(compile_files[fmt], gguf_mode=gguf_mode))
     frames = counters["stats"]["unique_graphs"]
@@ -74,3 +76,16 @@ def test_unknown_mode_is_refused(comfy_host, compile_files):
     with pytest.raises(ExecutionFailed) as info:
         comfy_host.run(graph)
     assert "Kontext Compile Blocks" in info.value.exception_message
+
+
+def test_compiled_graphs_are_reused_by_the_next_queue_item(comfy_host, compile_files):
+    """A second queue item with another seed gets the cached loader and compile outputs: no new compilation."""
+    graph = edit_graph(compile_files["Q4_K"], gguf_mode="materialize", compile_mode="default")
+    comfy_host.run(graph)
+    graphs_after_first = counters["stats"]["unique_graphs"]
+    graph["sampler"]["inputs"]["seed"] = 8
+    comfy_host.run(graph)
+    messages = comfy_host.executor.status_messages
+    cached = {node for event, data in messages if event == "execution_cached" for node in data["nodes"]}
+    assert {"loader", "compile"} <= cached, f"the compiled model was rebuilt; cached nodes: {sorted(cached)}"
+    assert counters["stats"]["unique_graphs"] == graphs_after_first, "the second queue item compiled again"

@@ -3,7 +3,9 @@
 Nothing here imports ComfyUI. Public entry points:
 
 - `open_gguf(path) -> GGUFFile` (reader): validated metadata and tensor table, raw bytes through a memory map.
-- `dequantize(raw, ggml_type, shape, dtype)` (dequant): torch, on the device of `raw`, bit-exact with ggml.
+- `dequantize(raw, ggml_type, shape, dtype)` (dequant): on the device of `raw`, bit-exact with ggml; one fused
+  Triton kernel per tensor on CUDA (`triton_dequant`), vectorized torch elsewhere (`ATELIER_DEQUANT=torch|triton`
+  forces one).
 - `quantize(array, ggml_type)` (quantize): numpy, ggml's reference quantizers.
 - `write_gguf(path, tensors, metadata)` and `default_type_for(name, shape, requested)` (writer).
 """
