@@ -207,12 +207,19 @@ def write_gguf_random_blocks(path: Path, shape: KontextShape, qtype: str, seed: 
     For speed measurements only (dequantization and matmul cost do not depend on the values); outputs of such a
     file mean nothing. Tensor types follow ``default_type_for`` exactly as a real conversion would.
     """
+    return write_random_gguf(path, list(layout(shape)), qtype, "flux", seed, device)
+
+
+def write_random_gguf(
+    path: Path, tensors: list[tuple[str, tuple[int, ...]]], qtype: str, arch: str, seed: int = 0, device="cpu"
+) -> Path:
+    """Random valid blocks for every (name, shape) in ``tensors`` (see ``write_gguf_random_blocks``)."""
     from .gguf import writer
     from .gguf.types import TYPE_INFO, GGMLType
 
     generator = torch.Generator(device=device).manual_seed(seed)
-    plan = [(key, dims, writer.default_type_for(key, dims, qtype)) for key, dims in layout(shape)]
-    with writer.atomic_gguf(path, "flux", {"general.file_type": writer.file_type_for([t for *_, t in plan])},
+    plan = [(key, dims, writer.default_type_for(key, dims, qtype)) for key, dims in tensors]
+    with writer.atomic_gguf(path, arch, {"general.file_type": writer.file_type_for([t for *_, t in plan])},
                             [(key, dims, t) for key, dims, t in plan]) as out:  # fmt: skip
         for key, dims, t in plan:
             if t in (GGMLType.F32, GGMLType.F16, GGMLType.BF16):
@@ -230,6 +237,45 @@ def write_gguf_random_blocks(path: Path, shape: KontextShape, qtype: str, seed: 
                 blocks[:, offset : offset + 2] = scale.view(torch.uint8)
             out.write_tensor_data(blocks.cpu().numpy().reshape(-1))
     return Path(path)
+
+
+# -- T5 encoder (Kontext's text encoder) ---------------------------------------------------------------------------
+
+def t5_state_dict(cfg=None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A float32 T5 v1.1 encoder with Hugging Face names (``atelier_core.text_encoders.t5_layout``)."""
+    from .text_encoders import T5_XXL, t5_layout
+
+    generator = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, dims in t5_layout(cfg or T5_XXL):
+        if key.endswith("norm.weight"):
+            sd[key] = 1.0 + 0.1 * torch.randn(dims, generator=generator)
+        elif key == "shared.weight" or "relative_attention_bias" in key:
+            sd[key] = torch.randn(dims, generator=generator)
+        else:
+            sd[key] = torch.randn(dims, generator=generator) * dims[-1] ** -0.5
+    return sd
+
+
+def write_t5_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, cfg=None) -> Path:
+    """A T5 encoder GGUF as the popular files are: llama.cpp names, ``general.architecture = t5encoder``."""
+    from .gguf import writer
+    from .text_encoders import T5_XXL, gguf_name
+
+    tensors = {}
+    for key, value in sd.items():
+        array = value.float().numpy()
+        tensors[gguf_name(key, cfg or T5_XXL)] = (array, writer.default_type_for(key, array.shape, qtype))
+    writer.write_gguf(Path(path), tensors, {"general.architecture": "t5encoder"})
+    return Path(path)
+
+
+def write_t5_gguf_random_blocks(path: Path, qtype: str, cfg=None, seed: int = 0) -> Path:
+    """The full-size T5-XXL encoder as random valid blocks under llama.cpp names (loader and speed tests only)."""
+    from .text_encoders import T5_XXL, gguf_name, t5_layout
+
+    cfg = cfg or T5_XXL
+    return write_random_gguf(path, [(gguf_name(k, cfg), d) for k, d in t5_layout(cfg)], qtype, "t5encoder", seed)
 
 
 def _unit_scale(ggml_type) -> float:

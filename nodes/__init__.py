@@ -14,6 +14,7 @@ from typing_extensions import override
 # Module names relative to this package, in the order their nodes appear in the node library.
 _NODE_MODULES: tuple[str, ...] = (
     "loader",
+    "text_encoder",
     "prompt",
     "aspect",
     "diffmerge",

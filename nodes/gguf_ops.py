@@ -1,4 +1,4 @@
-"""ComfyUI operations for GGUF-quantized linear layers.
+"""ComfyUI operations for GGUF-quantized linear and embedding layers.
 
 A quantized weight is kept as its raw GGUF bytes (a uint8 parameter), so ComfyUI's model management moves, counts
 and offloads exactly the bytes the file holds. The layer dequantizes on the device where the matmul runs.
@@ -29,6 +29,75 @@ def _is_raw(weight: torch.Tensor | None) -> bool:
 MODES = ("on_the_fly", "materialize", "materialize_fp8")
 
 
+class _GGUFWeight:
+    """What GGUF layers share: a weight kept as raw GGUF bytes (or dense), ComfyUI's patch hooks, lowvram patches.
+
+    Subclasses call ``_init_weight(shape, compute_dtype)`` instead of allocating a weight.
+    """
+
+    def _init_weight(self, shape: tuple[int, int], compute_dtype: torch.dtype) -> None:
+        self.weight = None
+        self.bias = None
+        self.ggml_type = None
+        self.ggml_shape = shape
+        self._compute_dtype = compute_dtype
+        # (key, payload): a materialized weight and the (device, dtype, storage) it was made for
+        self._cache: tuple[tuple, tuple] | None = None
+
+    def reset_parameters(self):
+        return None
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        expected = self.ggml_shape
+        weight = state_dict.get(prefix + "weight")
+        bias = state_dict.get(prefix + "bias")
+        if weight is None:
+            missing_keys.append(prefix + "weight")
+        else:
+            self.ggml_type = getattr(weight, "ggml_type", None)
+            self.ggml_shape = tuple(getattr(weight, "ggml_shape", weight.shape))
+            if self.ggml_shape != expected:
+                error_msgs.append(f"{prefix}weight has shape {self.ggml_shape}, expected {expected}")
+            self.weight = torch.nn.Parameter(weight, requires_grad=False)
+        if bias is not None:
+            self.bias = torch.nn.Parameter(bias, requires_grad=False)
+        self._cache = None
+
+    def _apply(self, fn, recurse=True):
+        # Moving or casting the layer (ComfyUI loading/offloading) invalidates a materialized weight.
+        self._cache = None
+        return super()._apply(fn, recurse)
+
+    # -- ComfyUI's weight-patching hooks (LoRA) -----------------------------------------------------------------
+    def convert_weight(self, weight, inplace=False, **kwargs):
+        if not _is_raw(self.weight):
+            return weight
+        # ComfyUI hands us the stored bytes cast to float32 (exact for 0..255).
+        return dequantize(weight.to(torch.uint8), self.ggml_type, self.ggml_shape, torch.float32)
+
+    def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
+        dense = weight.to(self._compute_dtype)
+        if return_weight:
+            return dense
+        self.weight = torch.nn.Parameter(dense, requires_grad=False)
+        self._cache = None
+
+    def dense_weight(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The weight in ``dtype`` on ``device``: dequantized, with any per-forward (lowvram) patches applied."""
+        weight = self.weight
+        if _is_raw(weight):
+            raw = weight.to(device, non_blocking=comfy.model_management.device_supports_non_blocking(device))
+            dense = dequantize(raw, self.ggml_type, self.ggml_shape, dtype)
+        else:
+            dense = weight.to(device=device, dtype=dtype)
+        for fn in self.weight_function:
+            if isinstance(fn, LowVramPatch):
+                dense = comfy.lora.calculate_weight(fn.patches[fn.key], dense, fn.key, intermediate_dtype=dtype)
+            else:
+                dense = fn(dense)
+        return dense
+
+
 def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
     """Return an operations class (ComfyUI's ``custom_operations``) for one loaded GGUF model.
 
@@ -40,72 +109,14 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
     if mode not in MODES:
         raise ValueError(f"unknown GGUF mode {mode!r}; expected one of {MODES}")
 
-    class GGUFLinear(comfy.ops.manual_cast.Linear):
+    class GGUFLinear(_GGUFWeight, comfy.ops.manual_cast.Linear):
         """A Linear whose weight may be raw GGUF bytes (with ``ggml_type``/``ggml_shape``) or a dense tensor."""
 
         def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
             torch.nn.Module.__init__(self)
             self.in_features = in_features
             self.out_features = out_features
-            self.weight = None
-            self.bias = None
-            self.ggml_type = None
-            self.ggml_shape = (out_features, in_features)
-            # (key, payload): the materialized weight and the (device, dtype, storage) it was made for
-            self._cache: tuple[tuple, tuple] | None = None
-
-        def reset_parameters(self):
-            return None
-
-        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
-            weight = state_dict.get(prefix + "weight")
-            bias = state_dict.get(prefix + "bias")
-            if weight is None:
-                missing_keys.append(prefix + "weight")
-            else:
-                self.ggml_type = getattr(weight, "ggml_type", None)
-                self.ggml_shape = tuple(getattr(weight, "ggml_shape", weight.shape))
-                if self.ggml_shape != (self.out_features, self.in_features):
-                    error_msgs.append(f"{prefix}weight has shape {self.ggml_shape}, expected {(self.out_features, self.in_features)}")
-                self.weight = torch.nn.Parameter(weight, requires_grad=False)
-            if bias is not None:
-                self.bias = torch.nn.Parameter(bias, requires_grad=False)
-            self._cache = None
-
-        def _apply(self, fn, recurse=True):
-            # Moving or casting the layer (ComfyUI loading/offloading) invalidates a materialized weight.
-            self._cache = None
-            return super()._apply(fn, recurse)
-
-        # -- ComfyUI's weight-patching hooks (LoRA) -------------------------------------------------------------
-        def convert_weight(self, weight, inplace=False, **kwargs):
-            if not _is_raw(self.weight):
-                return weight
-            # ComfyUI hands us the stored bytes cast to float32 (exact for 0..255).
-            return dequantize(weight.to(torch.uint8), self.ggml_type, self.ggml_shape, torch.float32)
-
-        def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
-            dense = weight.to(compute_dtype)
-            if return_weight:
-                return dense
-            self.weight = torch.nn.Parameter(dense, requires_grad=False)
-            self._cache = None
-
-        # -- forward ------------------------------------------------------------------------------------------
-        def dense_weight(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-            """The weight in ``dtype`` on ``device``: dequantized, with any per-forward (lowvram) patches applied."""
-            weight = self.weight
-            if _is_raw(weight):
-                raw = weight.to(device, non_blocking=comfy.model_management.device_supports_non_blocking(device))
-                dense = dequantize(raw, self.ggml_type, self.ggml_shape, dtype)
-            else:
-                dense = weight.to(device=device, dtype=dtype)
-            for fn in self.weight_function:
-                if isinstance(fn, LowVramPatch):
-                    dense = comfy.lora.calculate_weight(fn.patches[fn.key], dense, fn.key, intermediate_dtype=dtype)
-                else:
-                    dense = fn(dense)
-            return dense
+            self._init_weight((out_features, in_features), compute_dtype)
 
         def _build(self, device: torch.device, dtype: torch.dtype) -> tuple:
             dense = self.dense_weight(device, dtype)
@@ -145,8 +156,35 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
                 return fp8_linear.linear(input, wq, scale, bias, dtype, rowwise)
             return torch.nn.functional.linear(input.to(dtype), payload[1], bias)
 
+    class GGUFEmbedding(_GGUFWeight, comfy.ops.manual_cast.Embedding):
+        """An Embedding (a text encoder's token table) whose rows may be raw GGUF blocks.
+
+        Only the rows the tokens pick are dequantized: a prompt reads a few hundred of T5's 32,128 rows.
+        """
+
+        def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
+                     scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):  # fmt: skip
+            torch.nn.Module.__init__(self)
+            self.num_embeddings = num_embeddings
+            self.embedding_dim = embedding_dim
+            self.padding_idx = padding_idx
+            # torch.nn.Embedding's attributes, read by code that calls F.embedding with this module's settings
+            self.max_norm, self.norm_type = max_norm, norm_type
+            self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+            self._init_weight((num_embeddings, embedding_dim), compute_dtype)
+
+        def forward(self, input, out_dtype=None):
+            dtype = out_dtype or compute_dtype
+            weight = self.weight
+            if _is_raw(weight) and not self.weight_function:
+                rows = weight.reshape(self.num_embeddings, -1)[input.reshape(-1).to(weight.device)]
+                picked = dequantize(rows.to(input.device), self.ggml_type, (rows.shape[0], self.embedding_dim), dtype)
+                return picked.reshape(*input.shape, self.embedding_dim)
+            return torch.nn.functional.embedding(input, self.dense_weight(input.device, dtype))
+
     class GGUFOps(comfy.ops.manual_cast):
         Linear = GGUFLinear
+        Embedding = GGUFEmbedding
 
     return GGUFOps
 

@@ -45,15 +45,23 @@ class LoadedKontext:
     summary: str
 
 
-def _gguf_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str]:
-    """Tensors of a GGUF file as zero-copy views of its memory map; quantized ones stay raw bytes."""
+_FLUX_ARCH_HINT = (
+    "the Kontext loader needs a FLUX/Kontext transformer (general.architecture = flux). Text-encoder GGUFs go to "
+    "the Kontext Text Encoders node."
+)
+
+
+def gguf_state_dict(
+    path: Path, archs: tuple[str | None, ...] = (None, "flux"), hint: str = _FLUX_ARCH_HINT
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str]:
+    """Tensors of a GGUF file as zero-copy views of its memory map; quantized ones stay raw bytes.
+
+    Returns (state dict, shapes, a "Q4_K×200, F32×30" summary); refuses other architectures than ``archs``.
+    """
     gf = gguf_reader.open_gguf(path)
     arch = gf.architecture
-    if arch not in (None, "flux"):
-        raise AtelierError(
-            f"'{path.name}' is a GGUF of architecture '{arch}'; the Kontext loader needs a FLUX/Kontext transformer "
-            "(general.architecture = flux). Text-encoder GGUFs go to a CLIP loader."
-        )
+    if arch not in archs:
+        raise AtelierError(f"'{path.name}' is a GGUF of architecture '{arch}'; {hint}")
     sd: dict[str, torch.Tensor] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     counts: dict[str, int] = {}
@@ -115,7 +123,7 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
     path = Path(path)
     fmt = model_files.sniff_format(path)
     if fmt == "gguf":
-        sd, shapes, stored = _gguf_state_dict(path)
+        sd, shapes, stored = gguf_state_dict(path)
     else:
         sd, shapes, stored = _safetensors_state_dict(path)
     sd, shapes = _strip(sd, shapes)

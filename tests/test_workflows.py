@@ -33,11 +33,12 @@ API = api_workflows()
 UI = ui_workflows()
 NOTE_TYPES = {"MarkdownNote", "Note"}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
-LOADERS = {"AtelierKontextLoader", "DualCLIPLoader", "VAELoader", "LoraLoaderModelOnly"}
-MODEL_WIDGETS = {"model_name", "clip_name1", "clip_name2", "vae_name", "lora_name"}
+LOADERS = {"AtelierKontextLoader", "DualCLIPLoader", "AtelierKontextTextEncoders", "VAELoader", "LoraLoaderModelOnly"}
+MODEL_WIDGETS = {"model_name", "clip_name1", "clip_name2", "clip_l_name", "t5_name", "vae_name", "lora_name"}
 REQUIRED = {
     "kontext_edit_gguf",
     "kontext_edit_fp8",
+    "kontext_edit_gguf_t5",
     "kontext_multi_reference_gguf",
     "kontext_multi_reference_fp8",
     "kontext_edit_diff_merge",

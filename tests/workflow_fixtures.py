@@ -43,6 +43,8 @@ def expected_files() -> dict[str, set[str]]:
                 wanted["diffusion_models"].add(inputs["model_name"])
             elif node["class_type"] == "DualCLIPLoader":
                 wanted["text_encoders"].update((inputs["clip_name1"], inputs["clip_name2"]))
+            elif node["class_type"] == "AtelierKontextTextEncoders":
+                wanted["text_encoders"].update((inputs["clip_l_name"], inputs["t5_name"]))
             elif node["class_type"] == "VAELoader":
                 wanted["vae"].add(inputs["vae_name"])
             elif node["class_type"] == "LoraLoaderModelOnly":
@@ -109,7 +111,7 @@ def cpu_variant(api: dict, *, steps: int = 2, tokens: int = 8) -> dict:
     prompt = copy.deepcopy(api)
     for node_id, node in list(prompt.items()):
         kind, inputs = node["class_type"], node["inputs"]
-        if kind == "DualCLIPLoader":
+        if kind in ("DualCLIPLoader", "AtelierKontextTextEncoders"):
             del prompt[node_id]
         elif kind == "CLIPTextEncode":
             node["class_type"] = "AtelierTestTextEncode"

@@ -65,6 +65,11 @@ T5_FP8 = {
     "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn_scaled.safetensors",
     "directory": "text_encoders",
 }
+T5_GGUF = {
+    "name": "t5-v1_1-xxl-encoder-Q5_K_M.gguf",
+    "url": "https://huggingface.co/city96/t5-v1_1-xxl-encoder-gguf/resolve/main/t5-v1_1-xxl-encoder-Q5_K_M.gguf",
+    "directory": "text_encoders",
+}
 HYPER_LORA = {
     # ByteDance's Hyper-SD 8-step LoRA for FLUX.1-dev (strength 0.125 recommended); it applies to Kontext [dev],
     # which shares FLUX.1-dev's blocks.
@@ -120,7 +125,25 @@ def _link(node: int, slot: int = 0) -> list:
     return [str(node), slot]
 
 
-def _loaders(model: dict, x: int = -420) -> list[Node]:
+def _loaders(model: dict, x: int = -420, t5: dict = T5_FP8) -> list[Node]:
+    if t5["name"].endswith(".gguf"):
+        text_encoders = Node(
+            2,
+            "AtelierKontextTextEncoders",
+            {"clip_l_name": CLIP_L["name"], "t5_name": t5["name"], "device": "default"},
+            title="Text encoders (GGUF T5)",
+            pos=(x, 180),
+            models=[CLIP_L, t5],
+        )
+    else:
+        text_encoders = Node(
+            2,
+            "DualCLIPLoader",
+            {"clip_name1": CLIP_L["name"], "clip_name2": t5["name"], "type": "flux", "device": "default"},
+            title="Text encoders",
+            pos=(x, 180),
+            models=[CLIP_L, t5],
+        )
     return [
         Node(
             1,
@@ -130,14 +153,7 @@ def _loaders(model: dict, x: int = -420) -> list[Node]:
             pos=(x, 0),
             models=[model],
         ),
-        Node(
-            2,
-            "DualCLIPLoader",
-            {"clip_name1": CLIP_L["name"], "clip_name2": T5_FP8["name"], "type": "flux", "device": "default"},
-            title="Text encoders",
-            pos=(x, 180),
-            models=[CLIP_L, T5_FP8],
-        ),
+        text_encoders,
         Node(3, "VAELoader", {"vae_name": FLUX_VAE["name"]}, title="VAE", pos=(x, 360), models=[FLUX_VAE]),
     ]
 
@@ -222,7 +238,7 @@ def _save(node_id: int, image_from: list, prefix: str, pos=(1080, 0)) -> Node:
 COMMON_NOTE = (
     "**Models** (download links are in each loader's properties; ComfyUI offers them when missing):\n"
     "- `models/diffusion_models/`: {model}\n"
-    "- `models/text_encoders/`: `clip_l.safetensors`, `t5xxl_fp8_e4m3fn_scaled.safetensors`\n"
+    "- `models/text_encoders/`: `clip_l.safetensors`, {t5}\n"
     "- `models/vae/`: `ae.safetensors`\n\n"
     "**Defaults** are Kontext's: cfg 1 (guidance lives in *Guidance*, 2.5), euler/simple, 24 steps. "
     "Set the sampler's *control after generate* to `randomize` for a new seed each run.\n\n"
@@ -231,15 +247,21 @@ COMMON_NOTE = (
 )
 
 
-def _note(name: str, model: dict, what: str, pos=(-900, 0)) -> Note:
+def _shown(model: dict) -> str:
     # A GGUF is not offered by ComfyUI's missing-model dialog (see to_ui), so its link is written out here.
-    shown = f"`{model['name']}`" if not model["name"].endswith(".gguf") else f"[`{model['name']}`]({model['url']})"
-    return Note("Read me", f"{what}\n\n" + COMMON_NOTE.format(model=shown, name=name), pos, (440, 420))
+    return f"`{model['name']}`" if not model["name"].endswith(".gguf") else f"[`{model['name']}`]({model['url']})"
 
 
-def single_reference(name: str, model: dict, kind: str) -> Workflow:
+def _note(name: str, model: dict, what: str, pos=(-900, 0), t5: dict = T5_FP8) -> Note:
+    text = COMMON_NOTE.format(model=_shown(model), t5=_shown(t5), name=name)
+    return Note("Read me", f"{what}\n\n" + text, pos, (440, 420))
+
+
+def single_reference(name: str, model: dict, kind: str, t5: dict = T5_FP8) -> Workflow:
+    gguf_t5 = t5["name"].endswith(".gguf")
+    label = kind.upper() + (" + GGUF T5" if gguf_t5 else "")
     nodes = [
-        *_loaders(model),
+        *_loaders(model, t5=t5),
         _image(),
         _prompt("change the knight's cloak to deep red, keep everything else the same"),
         _lock(),
@@ -252,22 +274,28 @@ def single_reference(name: str, model: dict, kind: str) -> Workflow:
             title="Restore size",
             pos=(1080, 320),
         ),
-        _save(14, _link(13), f"kontext-atelier/edit_{kind}", pos=(1400, 0)),
+        _save(14, _link(13), f"kontext-atelier/edit_{kind}{'_t5gguf' if gguf_t5 else ''}", pos=(1400, 0)),
     ]
     what = (
-        f"## Kontext edit, one image ({kind.upper()})\n"
+        f"## Kontext edit, one image ({label})\n"
         "1. Load your photo in **Image** and write the instruction in **Prompt** (say what to change and what to keep).\n"
         "2. **Aspect lock** picks the Kontext size nearest your photo's shape (crop is recorded, not lost); "
         "**Restore size** puts the edit back at your photo's exact size.\n"
         "Change `size` to a ratio or `keep input ratio` for other shapes."
+        + (
+            "\n3. **Text encoders (GGUF T5)** reads the T5-XXL encoder from a GGUF (Q5_K_M: 3.4 GB instead of 4.9 GB "
+            "fp8 or 9.5 GB fp16); any city96 / llama.cpp T5-XXL encoder GGUF works. For low-VRAM cards."
+            if gguf_t5
+            else ""
+        )
     )
     return Workflow(
         name,
-        f"Kontext edit ({kind.upper()})",
-        f"single-reference edit on {kind.upper()}, restored to the input's size",
+        f"Kontext edit ({label})",
+        f"single-reference edit on {label}, restored to the input's size",
         nodes,
-        [_note(name, model, what)],
-        [model, CLIP_L, T5_FP8, FLUX_VAE],
+        [_note(name, model, what, t5=t5)],
+        [model, CLIP_L, t5, FLUX_VAE],
     )
 
 
@@ -704,6 +732,7 @@ def all_workflows() -> list[Workflow]:
     return [
         single_reference("kontext_edit_gguf", GGUF_MODEL, "gguf"),
         single_reference("kontext_edit_fp8", FP8_MODEL, "fp8"),
+        single_reference("kontext_edit_gguf_t5", GGUF_MODEL, "gguf", t5=T5_GGUF),
         multi_reference("kontext_multi_reference_gguf", GGUF_MODEL, "gguf"),
         multi_reference("kontext_multi_reference_fp8", FP8_MODEL, "fp8"),
         diff_merge("kontext_edit_diff_merge", GGUF_MODEL),

@@ -156,14 +156,17 @@ def check_files(report: Report, root: Path | None) -> None:
     transformers = [m for m in expected if m["directory"] == "diffusion_models"]
     # One transformer is enough: the GGUF workflows and the FP8 ones differ only in the file the loader reads.
     have_transformer = any(m["name"] in names["diffusion_models"] for m in transformers)
+    # Likewise one T5: the GGUF-T5 workflow and the others differ only in the T5 file their text-encoder node reads.
+    t5s = [m for m in expected if m["directory"] == "text_encoders" and "t5" in m["name"].lower()]
+    have_t5 = any(m["name"] in names.get("text_encoders", set()) for m in t5s)
     for model in expected:
         kind = model["directory"] if model["directory"] in MODEL_FOLDERS else "diffusion_models"
         where = f"models/{kind}/{model['name']}"
         used = ", ".join(sorted(set(model["workflows"])))
         if model["name"] in names.get(kind, set()):
             report.ok(f"{where}  (used by {used})")
-        elif (kind == "diffusion_models" and have_transformer) or kind == "loras":
-            # One transformer is enough, and a LoRA serves only the workflows that name it.
+        elif (kind == "diffusion_models" and have_transformer) or kind == "loras" or (model in t5s and have_t5):
+            # One transformer and one T5 are enough, and a LoRA serves only the workflows that name it.
             report.warn(f"{where} not present; only needed by {used} (download: {model['url']})")
         else:
             report.missing(where, f"download: {model['url']}  (used by {used})")
