@@ -77,7 +77,7 @@ def write_model(fmt: str, path: Path, shape) -> None:
         synth.write_gguf_random_blocks(path, shape, fmt.upper(), device=device)
         return
     # tensor by tensor on the device, stored in the target dtype: the 12B model never exists in float32
-    keep = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(fmt, torch.float32)
+    keep = torch.float16 if fmt == "fp16" else torch.bfloat16
     generator = torch.Generator(device=device).manual_seed(0)
     sd = {key: synth.random_tensor(key, dims, generator, device).to(keep).cpu() for key, dims in synth.layout(shape)}
     if fmt in ("bf16", "fp16"):

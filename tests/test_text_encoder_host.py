@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
@@ -21,6 +20,7 @@ from safetensors.torch import save_file
 
 from atelier_core import synth, text_encoders
 from atelier_core.gguf.dequant import dequantize
+from atelier_core.synth_comfy import clip_l_state_dict
 
 NARROW = text_encoders.T5Config(d_model=256, d_ff=512, num_heads=4, d_kv=64, num_layers=2, vocab_size=512)
 
@@ -80,23 +80,6 @@ def test_narrow_t5_from_gguf_matches_comfyui_on_the_same_weights(comfy_host, tmp
     assert swap_err > 5 * err, f"gate/up swapped: {swap_err:.3g}"  # the test can tell gate from up
 
 
-def _clip_l_state_dict() -> dict[str, torch.Tensor]:
-    """CLIP-L's text model in ComfyUI's own layout (its CLIPTextModel on the meta device), random fp16 weights."""
-    import comfy.clip_model
-    import comfy.ops
-    import comfy.sd1_clip
-
-    config = json.loads((__import__("pathlib").Path(comfy.sd1_clip.__file__).parent / "sd1_clip_config.json").read_text())
-    with torch.device("meta"):
-        model = comfy.clip_model.CLIPTextModel(config, torch.float16, "meta", comfy.ops.manual_cast)
-    gen = torch.Generator().manual_seed(0)
-    sd = {}
-    for key, value in model.state_dict().items():
-        scale = 1.0 if key.endswith(("norm.weight", "ln_1.weight", "ln_2.weight")) else value.shape[-1] ** -0.5
-        sd[key] = (torch.randn(value.shape, generator=gen) * scale).half()
-    return sd
-
-
 @pytest.fixture(scope="module")
 def encoder_files(comfy_host):
     folder = comfy_host.model_path("text_encoders", "")
@@ -105,7 +88,7 @@ def encoder_files(comfy_host):
     if not t5.exists():
         synth.write_t5_gguf_random_blocks(t5, "Q2_K")
     clip_l = folder / "clip_l_random.safetensors"
-    save_file(_clip_l_state_dict(), str(clip_l))
+    save_file(clip_l_state_dict(), str(clip_l))
     narrow = synth.write_t5_gguf(folder / "narrow_t5.gguf", synth.t5_state_dict(NARROW), "Q8_0", NARROW)
     return {"t5": t5.name, "clip_l": clip_l.name, "narrow": narrow.name}
 

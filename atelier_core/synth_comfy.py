@@ -1,0 +1,106 @@
+"""Random weights in ComfyUI's own layouts, for files ComfyUI's loaders detect by their keys and shapes.
+
+The key sets are not typed out: they come from instantiating ComfyUI's own classes on the meta device (no memory,
+no init), so the files load with no missing or unexpected keys: the FLUX VAE (``ae.safetensors``) and CLIP-L's
+text model. The T5-XXL encoder's layout is ``text_encoders.t5_layout``. Tests and the GPU scripts use these.
+
+Needs ComfyUI importable (``comfy_runtime.boot`` or the test host); nothing is imported at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+# What comfy/sd.py VAE.__init__ uses for a "decoder.conv_in.weight" VAE without post_quant_conv; z_channels is read
+# from the file (16 for FLUX). Same widths as BFL's ae.safetensors (about 84M parameters).
+FLUX_VAE_DDCONFIG = {
+    "double_z": True,
+    "z_channels": 16,
+    "resolution": 256,
+    "in_channels": 3,
+    "out_ch": 3,
+    "ch": 128,
+    "ch_mult": [1, 2, 4, 4],
+    "num_res_blocks": 2,
+    "attn_resolutions": [],
+    "dropout": 0.0,
+}
+FLUX_LATENT_CHANNELS = 16
+FLUX_VAE_DOWNSCALE = 8
+
+
+def flux_vae_layout() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the FLUX VAE as ComfyUI builds it (on the meta device: no memory, no init)."""
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    regularizer = {"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"}
+    encoder = {"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": FLUX_VAE_DDCONFIG}
+    decoder = {"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": FLUX_VAE_DDCONFIG}
+    with torch.device("meta"):
+        model = AutoencodingEngine(regularizer_config=regularizer, encoder_config=encoder, decoder_config=decoder)
+    return {key: tuple(t.shape) for key, t in model.state_dict().items()}
+
+
+def init_tensor(key: str, shape: tuple[int, ...], generator: torch.Generator, device="cpu") -> torch.Tensor:
+    """A sane random init: ComfyUI's ops skip weight init, so every tensor is set here.
+
+    Conv/linear weights get std 1/sqrt(fan_in) (activations keep their scale through the net), norm scales 1,
+    biases 0.
+    """
+    if len(shape) >= 2:
+        fan_in = math.prod(shape[1:])
+        return torch.randn(shape, generator=generator, device=device) / math.sqrt(fan_in)
+    if key.endswith(".bias"):
+        return torch.zeros(shape, device=device)
+    return torch.ones(shape, device=device)
+
+
+def flux_vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {key: init_tensor(key, shape, generator).to(dtype) for key, shape in flux_vae_layout().items()}
+
+
+def write_flux_vae(path: Path, seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write a random-weight FLUX VAE as safetensors (bf16 by default, like BFL's release) and return its path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    save_file(flux_vae_state_dict(seed, dtype), str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)  # never leave a half-written model where the loader looks
+    return path
+
+
+def clip_l_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+    """CLIP-L's text model as ComfyUI's ``CLIPTextModel`` lays it out (``clip_l.safetensors``), random weights."""
+    import comfy.clip_model
+    import comfy.ops
+    import comfy.sd1_clip
+
+    config = json.loads((Path(comfy.sd1_clip.__file__).parent / "sd1_clip_config.json").read_text())
+    with torch.device("meta"):
+        model = comfy.clip_model.CLIPTextModel(config, dtype, "meta", comfy.ops.manual_cast)
+    generator = torch.Generator().manual_seed(seed)
+    return {key: init_tensor(key, tuple(t.shape), generator).to(dtype) for key, t in model.state_dict().items()}
+
+
+def write_t5_fp8(path: Path, seed: int = 0, device="cpu") -> Path:
+    """The T5-XXL encoder as fp8 e4m3fn safetensors (HF names, ``t5xxl_fp8_e4m3fn.safetensors``), random weights."""
+    from safetensors.torch import save_file
+
+    from .text_encoders import t5_layout
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = {}
+    for key, shape in t5_layout():
+        value = init_tensor(key, shape, generator, device)
+        out[key] = value.to(torch.float8_e4m3fn if len(shape) == 2 else torch.float32).cpu()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(path))
+    return path
