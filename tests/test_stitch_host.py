@@ -488,3 +488,17 @@ def test_mismatched_batches_in_the_graph(comfy_host, files):
         comfy_host.run(g.prompt)
     assert "Kontext Context Stitcher" in info.value.exception_message
     assert "image_1 has 2, image_2 has 3" in info.value.exception_message
+
+
+def test_weights_work_with_compiled_blocks(comfy_host, files):
+    """Kontext Compile Blocks after the stitcher: the attention bias reaches the compiled blocks, so a weighted
+    reference samples what the eager model samples."""
+    g = Graph(files["vae"], steps=2)
+    node = g.stitcher("weighted", [(IMAGES[0], 1.0), (IMAGES[1], 0.5)])
+    g.sample("eager", [node, 0], [node, 1])
+    g.prompt["compile"] = {"class_type": "AtelierCompileBlocks", "inputs": {"model": [node, 0], "mode": "default"}}
+    g.sample("compiled", ["compile", 0], [node, 1])
+    g.stitched("unweighted", [(IMAGES[0], 1.0), (IMAGES[1], 1.0)])
+    out = sampled(comfy_host, g)
+    assert rel(out["eager"], out["unweighted"]) > 1e-3  # the weight acts ...
+    assert rel(out["compiled"], out["eager"]) < 1e-4  # ... and acts the same in the compiled blocks
