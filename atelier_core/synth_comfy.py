@@ -89,8 +89,9 @@ def clip_l_state_dict(seed: int = 0, dtype: torch.dtype = torch.float16) -> dict
     return {key: init_tensor(key, tuple(t.shape), generator).to(dtype) for key, t in model.state_dict().items()}
 
 
-def write_t5_fp8(path: Path, seed: int = 0, device="cpu") -> Path:
-    """The T5-XXL encoder as fp8 e4m3fn safetensors (HF names, ``t5xxl_fp8_e4m3fn.safetensors``), random weights."""
+def write_t5_fp8(path: Path, seed: int = 0, device="cpu", prefix: str = "") -> Path:
+    """The T5-XXL encoder as fp8 e4m3fn safetensors (HF names, ``t5xxl_fp8_e4m3fn.safetensors``), random weights;
+    ``prefix`` as files saved from a ComfyUI CLIP have it (``t5xxl.transformer.``)."""
     from safetensors.torch import save_file
 
     from .text_encoders import t5_layout
@@ -99,7 +100,7 @@ def write_t5_fp8(path: Path, seed: int = 0, device="cpu") -> Path:
     out = {}
     for key, shape in t5_layout():
         value = init_tensor(key, shape, generator, device)
-        out[key] = value.to(torch.float8_e4m3fn if len(shape) == 2 else torch.float32).cpu()
+        out[prefix + key] = value.to(torch.float8_e4m3fn if len(shape) == 2 else torch.float32).cpu()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(out, str(path))

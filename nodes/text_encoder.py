@@ -64,9 +64,12 @@ def _load_t5(path: Path) -> tuple[dict, str]:
         shapes = {names[k]: s for k, s in shapes.items() if k in names}
         text_encoders.check_t5_shapes(shapes, path.name)
         return sd, f"gguf ({stored})"
+    # Some T5 files are saved from a ComfyUI CLIP object, with its "t5xxl.transformer." prefix: read both.
+    prefix = "t5xxl.transformer."
     header = model_files.read_safetensors_header(path)
-    text_encoders.check_t5_shapes({k.removeprefix("t5xxl.transformer."): s for k, s in header.shapes().items()}, path.name)
-    return comfy.utils.load_torch_file(str(path), safe_load=True), "safetensors"
+    text_encoders.check_t5_shapes({k.removeprefix(prefix): s for k, s in header.shapes().items()}, path.name)
+    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
+    return {k.removeprefix(prefix): v for k, v in sd.items()}, "safetensors"
 
 
 def _load_clip_l(path: Path) -> dict:

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from atelier_core import synth, text_encoders
 from atelier_core.gguf.dequant import dequantize
-from atelier_core.synth_comfy import clip_l_state_dict
+from atelier_core.synth_comfy import clip_l_state_dict, write_t5_fp8
 
 NARROW = text_encoders.T5Config(d_model=256, d_ff=512, num_heads=4, d_kv=64, num_layers=2, vocab_size=512)
 
@@ -113,6 +113,18 @@ def test_full_size_t5_gguf_encodes_through_core_clip_text_encode(comfy_host, enc
     [[other, _]] = comfy_host.captured["cond"]
     n = min(tokens.shape[1], other.shape[1])
     assert not torch.allclose(tokens[:, :n], other[:, :n]), "the prompt did not change the T5 tokens"
+
+
+def test_t5_safetensors_with_comfyui_prefix_encodes(comfy_host, encoder_files):
+    """The T5 input also takes safetensors, including files saved from a ComfyUI CLIP (``t5xxl.transformer.``)."""
+    folder = comfy_host.model_path("text_encoders", "")
+    t5 = folder / "t5xxl_random_prefixed_fp8.safetensors"
+    if not t5.exists():
+        write_t5_fp8(t5, prefix="t5xxl.transformer.")
+    outputs = comfy_host.run(_encode_graph(encoder_files["clip_l"], t5.name, "paint the cloak deep crimson"))
+    [[tokens, extra]] = comfy_host.captured["cond"]
+    assert tokens.shape[2] == 4096 and torch.isfinite(tokens).all() and tokens.abs().sum() > 0
+    assert outputs["encoders"]["text"][0].endswith("safetensors")
 
 
 @pytest.mark.parametrize(
