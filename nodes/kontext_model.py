@@ -219,6 +219,10 @@ _GGUF_MODE_NOTES = {
 
 
 def _gguf_mode(mode: str, shapes: dict, compute: torch.dtype, device: torch.device) -> str:
+    if mode == "materialize_fp8" and device.type not in ("cuda", "cpu"):
+        # torch has no fp8 tensors on Apple (mps) and other backends: keep the weights in the compute dtype instead
+        log.warning("Kontext Loader: fp8 weights are not available on %s; materializing in %s", device.type, compute)
+        return "materialize"
     if mode in ("on_the_fly", "materialize", "materialize_fp8"):
         return mode
     if mode != "auto":

@@ -369,3 +369,15 @@ def test_gguf_fp8_layer_uses_rowwise_matmul_on_bf16_input(comfy_host, model_file
     assert rowwise == fp8_linear.rowwise_supported(torch.device("cpu"))
     assert y.dtype == torch.bfloat16
     assert rel_error(y, ref) < 0.06  # fp8 weight and activation rounding (measured ~0.03)
+
+
+def test_gguf_mode_choice(comfy_host):
+    """auto keeps the quantized bytes on a CPU run; fp8 weights fall back where torch has no fp8 (Apple's mps)."""
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    AtelierError = sys.modules[comfy_host.pack_module_name + ".atelier_core.errors"].AtelierError
+    cpu, mps = torch.device("cpu"), torch.device("mps")
+    assert kontext_model._gguf_mode("auto", {}, torch.float32, cpu) == "on_the_fly"
+    assert kontext_model._gguf_mode("materialize_fp8", {}, torch.float32, cpu) == "materialize_fp8"
+    assert kontext_model._gguf_mode("materialize_fp8", {}, torch.float16, mps) == "materialize"
+    with pytest.raises(AtelierError, match="unknown gguf_mode"):
+        kontext_model._gguf_mode("fastest", {}, torch.float32, cpu)
