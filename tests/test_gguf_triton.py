@@ -248,3 +248,53 @@ if __name__ == "__main__":
     # numpy warns when a float16 output overflows to inf, which the torch path does silently
     warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
     sys.stdout.write(json.dumps(_run_checks("cpu")))
+
+
+# -- ahead-of-time compilation for real GPUs (no GPU needed) --------------------------------------------------------
+
+# Hopper (H100/H200) and Ampere (A100, RTX 30xx); Triton's bundled ptxas compiles for them without a device.
+GPU_TARGETS = (90, 80)
+
+
+def _compile(t: GGMLType, out: str, arch: int, fusion: bool):
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel = triton_dequant._dequant_kernel
+    info = TYPE_INFO[t]
+    signature = {"raw_ptr": "*u8", "out_ptr": out, "table_ptr": "*fp32", "n_blocks": "i64"}
+    constants = {"TYPE": int(t), "TYPE_SIZE": info.type_size, "BLOCK_SIZE": info.block_size,
+                 "BLOCKS": triton_dequant._BLOCKS_PER_PROGRAM[info.block_size], "OUT_BF16": out == "*bf16"}  # fmt: skip
+    signature.update(dict.fromkeys(constants, "constexpr"))
+    source = ASTSource(fn=kernel, signature=signature,
+                       constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})  # fmt: skip
+    import triton
+
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"enable_fp_fusion": fusion})
+
+
+@pytest.fixture(scope="module")
+def gpu_compiler():
+    if triton_dequant._interpreted():
+        pytest.skip("TRITON_INTERPRET=1 is set for the whole run: the kernels are not compiled")
+    try:
+        _compile(GGMLType.Q8_0, "*fp32", 90, False)
+    except Exception as exc:  # no CUDA backend or ptxas in this Triton build
+        pytest.skip(f"Triton cannot compile for CUDA here ({type(exc).__name__}: {str(exc)[:120]})")
+
+
+@pytest.mark.parametrize("arch", GPU_TARGETS)
+@pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
+def test_kernels_compile_for_gpus_without_fused_multiply_add(gpu_compiler, t, arch):
+    """Every specialisation compiles to a cubin, and the PTX has no fma: `d * q + m` rounds twice on the GPU as
+    in ggml and on the CPU, so the compiled kernels can be bit-exact (the interpreter cannot show this)."""
+    for out in ("*bf16", "*fp16", "*fp32") if arch == 90 else ("*bf16",):
+        compiled = _compile(t, out, arch, fusion=False)
+        assert compiled.asm.get("cubin"), f"{t.name} {out}: no cubin for sm_{arch}"
+        ptx = compiled.asm["ptx"]
+        assert " fma." not in ptx and "\tfma." not in ptx, f"{t.name} {out} sm_{arch}: the PTX fuses multiply-adds"
+
+
+def test_fma_check_can_fail(gpu_compiler):
+    """The check above would see contraction: with fusion allowed, Q4_K's `dl * q - ml` becomes an fma."""
+    assert "fma." in _compile(GGMLType.Q4_K, "*fp32", 90, fusion=True).asm["ptx"]
