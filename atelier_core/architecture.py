@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .errors import UnsupportedModelError
-from .synth import HEAD_DIM, KontextShape, layout
+from .kontext_layout import HEAD_DIM, KontextShape, layout
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")
 Shapes = Mapping[str, tuple[int, ...]]
