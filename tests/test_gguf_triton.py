@@ -252,8 +252,9 @@ if __name__ == "__main__":
 
 # -- ahead-of-time compilation for real GPUs (no GPU needed) --------------------------------------------------------
 
-# Hopper (H100/H200) and Ampere (A100, RTX 30xx); Triton's bundled ptxas compiles for them without a device.
-GPU_TARGETS = (90, 80)
+# Hopper (H100/H200), Ampere (A100, RTX 30xx), Turing (T4, RTX 20xx), Ada (RTX 40xx), Blackwell (RTX 50xx):
+# Triton's bundled ptxas compiles for them without a device.
+GPU_TARGETS = (90, 80, 75, 89, 120)
 
 
 def _compile(t: GGMLType, out: str, arch: int, fusion: bool):
