@@ -20,10 +20,16 @@ FP8_MAX = float(torch.finfo(FP8).max)  # 448
 _TINY = 1e-12  # an all-zero row or token gets a harmless scale instead of a division by zero
 
 
+# A channel's largest weight is stored at 448 / WEIGHT_HEADROOM, not at 448: e4m3 is floating point, so the
+# smaller values keep their 3 mantissa bits (a channel's weights stay above e4m3's subnormals down to 1/2000 of
+# its maximum), and a LoRA patched in later with the scale kept fixed may grow the channel 4x before it clips.
+WEIGHT_HEADROOM = 4.0
+
+
 def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(out, in) weight -> (fp8 weight, float32 scales of shape (out, 1)) with weight ≈ fp8 * scale."""
     w = weight.to(torch.float32)
-    scale = w.abs().amax(dim=1, keepdim=True).clamp(min=_TINY) / FP8_MAX
+    scale = w.abs().amax(dim=1, keepdim=True).clamp(min=_TINY) * (WEIGHT_HEADROOM / FP8_MAX)
     return (w / scale).to(FP8), scale
 
 
@@ -52,10 +58,16 @@ def rowwise_supported(device: torch.device) -> bool:
         return False
 
 
-def use_rowwise(wq: torch.Tensor, dtype: torch.dtype) -> bool:
-    """Whether ``linear`` may use fp8 tensor cores for this weight (decide once, outside any compiled region)."""
+def use_rowwise(wq: torch.Tensor, dtype: torch.dtype, device: torch.device | None = None) -> bool:
+    """Whether ``linear`` may use fp8 tensor cores for this weight on ``device`` (default: the weight's); decide
+    once, outside any compiled region."""
     out_features, in_features = wq.shape
-    return dtype == torch.bfloat16 and in_features % 16 == 0 and out_features % 16 == 0 and rowwise_supported(wq.device)
+    return (
+        dtype == torch.bfloat16
+        and in_features % 16 == 0
+        and out_features % 16 == 0
+        and rowwise_supported(device if device is not None else wq.device)
+    )
 
 
 def linear(

@@ -125,7 +125,7 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
                 return ("fp8", wq, scale, fp8_linear.use_rowwise(wq, dtype))
             return ("dense", dense)
 
-        def prepare(self, device: torch.device, dtype: torch.dtype) -> None:
+        def atelier_prepare(self, device: torch.device, dtype: torch.dtype) -> None:
             """Materialize now (eagerly), so a compiled forward finds the weight ready instead of rebuilding it."""
             # Only what `_payload` would keep: lowvram layers (patched per forward, weights off the device) stay lazy.
             if mode != "on_the_fly" and not self.weight_function and self.weight is not None and self.weight.device == device:
@@ -190,11 +190,12 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
 
 
 def prepare_layers(diffusion_model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> int:
-    """Materialize every GGUF layer of a model that keeps materialized weights; returns how many were visited."""
+    """Let every layer of ours get ready for a (compiled) step eagerly: GGUF layers that keep materialized weights
+    build them, fp8 layers probe their matmul path. Returns how many layers were visited."""
     count = 0
     for module in diffusion_model.modules():
-        prepare = getattr(module, "prepare", None)
-        if callable(prepare) and hasattr(module, "ggml_shape"):
+        prepare = getattr(module, "atelier_prepare", None)
+        if callable(prepare):
             prepare(device, dtype)
             count += 1
     return count

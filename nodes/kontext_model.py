@@ -23,6 +23,7 @@ from ..atelier_core import architecture, fp8_linear, model_files
 from ..atelier_core.errors import AtelierError
 from ..atelier_core.gguf import reader as gguf_reader
 from ..atelier_core.gguf.types import GGMLType
+from .fp8_channel_ops import make_fp8_channel_ops
 from .gguf_ops import make_gguf_ops
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class LoadOptions:
     compute_dtype: str = "auto"  # auto | bf16 | fp16 | fp32
     gguf_mode: str = "auto"  # auto | on_the_fly | materialize | materialize_fp8
     fp8_matmul: bool = False
+    float_weights: str = "as_stored"  # as_stored | fp8_per_channel (bf16/fp16/fp32 files)
 
 
 @dataclass
@@ -175,7 +177,17 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
         if options.fp8_matmul and not fp8_compute:
             log.warning("Kontext Loader: this device has no fp8 matmul; computing in %s instead", compute)
             mode_note += " (fp8 matmul asked for; this device has none)"
+    elif options.float_weights == "fp8_per_channel":
+        # A float checkpoint stored as fp8 with a scale per output channel while it loads (fp8_channel_ops).
+        unet_dtype = compute
+        manual_cast = mm.unet_manual_cast(compute, load_device, supported) or compute
+        model_config.custom_operations = make_fp8_channel_ops(manual_cast)
+        mode_note = "fp8 weights (per-channel scales)" + (
+            ", fp8 matmul" if _fp8_rowwise(load_device, manual_cast) else ", upcast per layer (no fp8 matmul here)"
+        )
     else:
+        if options.float_weights not in ("as_stored", "fp8_per_channel"):
+            raise AtelierError(f"unknown float_weights '{options.float_weights}'; use as_stored or fp8_per_channel")
         if options.compute_dtype != "auto":
             unet_dtype = compute
         else:

@@ -13,6 +13,7 @@ def edit_graph(
     loras: tuple[tuple[str, float], ...] = (),
     seed: int = 7,
     compile_mode: str | None = None,
+    float_weights: str | None = None,
 ) -> dict:
     """A Kontext edit with one reference latent, sampled with ComfyUI's KSampler; the result is captured."""
     graph: dict = {
@@ -43,6 +44,8 @@ def edit_graph(
         },
         "capture": {"class_type": "AtelierTestCapture", "inputs": {"key": "latent", "value": ["sampler", 0]}},
     }
+    if float_weights is not None:
+        graph["loader"]["inputs"]["float_weights"] = float_weights
     model_ref = ["loader", 0]
     for i, (lora_name, strength) in enumerate(loras):
         node = f"lora{i}"

@@ -37,6 +37,19 @@ def test_weight_quantization_is_per_channel():
     assert float(row_err.max()) < 0.05
 
 
+def test_per_channel_keeps_small_channels_that_a_plain_cast_loses():
+    """Rows three decades apart: a plain e4m3 cast (ComfyUI's fp8 weight dtype) flushes the small ones towards
+    zero, a scale per channel keeps every row to e4m3's few percent."""
+    _, w, _ = _case(4)
+    w = w * 0.02  # Kontext's weight scale
+    wq, scale = fp8_linear.quantize_weight(w)
+    ours = (fp8_linear.dequantize_weight(wq, scale, torch.float32) - w).norm(dim=1) / w.norm(dim=1)
+    plain = (w.to(torch.float8_e4m3fn).float() - w).norm(dim=1) / w.norm(dim=1)
+    assert float(ours.max()) < 0.05
+    assert float(plain.max()) > 0.5  # the smallest channels lose most of their value
+    assert float(plain.median()) > 2 * float(ours.median())
+
+
 def test_zero_rows_and_tokens_stay_zero():
     w = torch.zeros(32, 64)
     w[1] = 1.0

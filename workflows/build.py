@@ -148,7 +148,13 @@ def _loaders(model: dict, x: int = -420, t5: dict = T5_FP8) -> list[Node]:
         Node(
             1,
             "AtelierKontextLoader",
-            {"model_name": model["name"], "compute_dtype": "auto", "gguf_mode": "auto", "fp8_matmul": False},
+            {
+                "model_name": model["name"],
+                "compute_dtype": "auto",
+                "gguf_mode": "auto",
+                "fp8_matmul": False,
+                "float_weights": "as_stored",
+            },
             title="Kontext model",
             pos=(x, 0),
             models=[model],
