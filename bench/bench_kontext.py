@@ -11,8 +11,8 @@ Run on the GPU machine; the machine is shared and absolute times drift, so compa
 Modes: ``comfy:bf16`` / ``comfy:fp8`` / ``comfy:fp8fast`` load through ComfyUI's ``load_diffusion_model`` exactly as
 core's UNETLoader does (weight_dtype default / fp8_e4m3fn / fp8_e4m3fn_fast); ``peer:q8_0`` / ``peer:q4_k`` through
 ComfyUI-GGUF's loader and operations (``--gguf-peer`` checkout); anything else is ours:
-``FORMAT[:on_the_fly|:materialize|:materialize_fp8][:fp8mm][:compile]`` with FORMAT one of bf16, fp8, scaled_fp8 or a
-GGUF type (q8_0, q4_k, ...). Each model file is written once into ``--workdir`` (GGUF as random valid blocks, see
+``FORMAT[:on_the_fly|:materialize|:materialize_fp8][:fp8mm][:fp8ch][:compile]`` with FORMAT one of bf16, fp8,
+scaled_fp8 or a GGUF type (q8_0, q4_k, ...); ``fp8ch`` loads a float file as per-channel fp8. Each model file is written once into ``--workdir`` (GGUF as random valid blocks, see
 ``synth.write_gguf_random_blocks``) and, unless ``--keep-files``, deleted after the last mode that reads it, so the
 disk holds one full-size file at a time. One JSON line per (mode, resolution, references), then a table with the
 ratio to ``comfy:bf16`` at the same size when that mode ran.
@@ -103,7 +103,8 @@ def load(kind: str, fmt: str, flags: list[str], path: Path, args):
         return load_peer(path, args), "ComfyUI-GGUF loader + GGMLOps"
     kontext_model = comfy_runtime.kontext_model_module()
     gguf_mode = next((f for f in flags if f in ("on_the_fly", "materialize", "materialize_fp8")), "on_the_fly")
-    options = kontext_model.LoadOptions("fp32" if args.tiny else "bf16", gguf_mode, "fp8mm" in flags)
+    float_weights = "fp8_per_channel" if "fp8ch" in flags else "as_stored"
+    options = kontext_model.LoadOptions("fp32" if args.tiny else "bf16", gguf_mode, "fp8mm" in flags, float_weights)
     loaded = kontext_model.load_kontext(path, options)
     patcher = loaded.patcher
     if "compile" in flags:

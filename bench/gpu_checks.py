@@ -141,7 +141,8 @@ def _accuracy_files(args, shape) -> dict[str, Path]:
 ACCURACY_MODES = [
     ("q8_0", "q8_0"), ("q8_0:torch_dequant", "q8_0"), ("q8_0:materialize", "q8_0"), ("q4_k", "q4_k"),
     ("q4_k:materialize", "q4_k"), ("q4_k:materialize_fp8", "q4_k"), ("q4_k:materialize:compile", "q4_k"),
-    ("bf16:compile", "bf16"), ("fp8", "fp8"), ("fp8:fp8mm", "fp8"), ("comfy:fp8fast", "fp8"),
+    ("bf16:compile", "bf16"), ("bf16:fp8ch", "bf16"), ("bf16:fp8ch:compile", "bf16"), ("fp8", "fp8"),
+    ("fp8:fp8mm", "fp8"), ("comfy:fp8fast", "fp8"),
 ]  # fmt: skip
 
 

@@ -89,3 +89,12 @@ def test_compiled_graphs_are_reused_by_the_next_queue_item(comfy_host, compile_f
     cached = {node for event, data in messages if event == "execution_cached" for node in data["nodes"]}
     assert {"loader", "compile"} <= cached, f"the compiled model was rebuilt; cached nodes: {sorted(cached)}"
     assert counters["stats"]["unique_graphs"] == graphs_after_first, "the second queue item compiled again"
+
+
+def test_compiled_blocks_with_per_channel_fp8_weights(comfy_host, compile_files):
+    """fp8 layers of a float file (float_weights = fp8_per_channel) probe their matmul path before the compiled step."""
+    eager, _ = _sample(comfy_host, edit_graph(compile_files["fp32"], float_weights="fp8_per_channel"))
+    graph = edit_graph(compile_files["fp32"], float_weights="fp8_per_channel", compile_mode="default")
+    compiled, _ = _sample(comfy_host, graph)
+    assert torch.isfinite(compiled).all()
+    assert _rel(compiled, eager) <= COMPILED_VS_EAGER, _rel(compiled, eager)
