@@ -449,7 +449,6 @@ def _write_safetensors_streaming(path: Path, shape: KontextShape, seed: int = 0)
 def test_multi_gb_conversion_keeps_memory_bounded(tmp_path):
     """A ~2.5 GB bf16 model (hidden 3072, 2 double + 4 single blocks) converts to Q8_0 in a child process whose
     peak RSS stays below the file size (measured: 1.1-2.0 GB for 2.6 GB, the largest tensor being 66M values)."""
-    import resource
     import subprocess
     import sys
 
@@ -478,4 +477,3 @@ def test_multi_gb_conversion_keeps_memory_bounded(tmp_path):
     with open_gguf(out) as gf:
         assert len(gf.tensors) == len(list(synth.layout(shape)))
         assert gf.tensors["single_blocks.3.linear1.weight"].ggml_type == GGMLType.Q8_0
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 < size  # the test process itself stayed small

@@ -145,3 +145,17 @@ def test_quantize_as_a_subprocess(tiny, tmp_path):
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert again.returncode == 2 and again.stderr.startswith("error:") and "already exists" in again.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux's /proc")
+def test_peak_rss_is_the_commands_own_not_its_parents():
+    """getrusage's ru_maxrss survives exec: a command started from a big process (a test runner, a ComfyUI server)
+    would report its parent's size. The converter's memory report must be its own."""
+    ballast = bytearray(2 * 1024**3)  # this process: at least 2 GB resident while the child starts
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1
+    code = "from atelier_core.cli.gguf_tools import peak_rss_bytes; print(peak_rss_bytes())"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    del ballast
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) < 1.5 * 1024**3, f"the child reported {int(run.stdout) / 1e9:.2f} GB"

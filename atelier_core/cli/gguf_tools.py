@@ -106,6 +106,16 @@ def register(subparsers) -> None:
 def peak_rss_bytes(who: str = "self") -> int | None:
     """Peak resident set size of this process (``who="self"``) or of its largest finished child process
     (``"children"``: the quantizer workers); None where the platform cannot tell."""
+    if who == "self":
+        # Linux: the high-water mark of this process image. getrusage's ru_maxrss survives exec, so a command
+        # started from a large process (a test runner, a ComfyUI server) would report its parent's size.
+        try:
+            with open("/proc/self/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
     try:
         import resource
     except ImportError:  # Windows
