@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 
@@ -306,6 +307,22 @@ def register_dequantizer(ggml_type: object, decoder: BlockDecoder) -> BlockDecod
     return previous
 
 
+def check_raw(raw: torch.Tensor, t: GGMLType, shape: Sequence[int]) -> tuple:
+    """(type info, shape as ints, element count) once `raw` is checked to be the uint8 bytes of a `t` tensor of
+    `shape`; raises an AtelierError saying what does not fit. Both dequantizers (torch and Triton) start here."""
+    info = TYPE_INFO[t]
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    if raw.dtype != torch.uint8:
+        raise AtelierError(f"dequantize expects the raw uint8 bytes of a tensor, got {raw.dtype}")
+    if n % info.block_size or raw.numel() != n // info.block_size * info.type_size:
+        raise AtelierError(
+            f"{raw.numel()} bytes do not hold a {info.name} tensor of shape {list(shape)} "
+            f"({n} elements in blocks of {info.block_size} = {info.type_size} bytes); the file is damaged"
+        )
+    return info, shape, n
+
+
 def dequantize(
     raw: torch.Tensor, ggml_type: object, shape: Sequence[int], dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
@@ -316,18 +333,7 @@ def dequantize(
     without arithmetic.
     """
     t = to_ggml_type(ggml_type)
-    info = TYPE_INFO[t]
-    shape = tuple(int(s) for s in shape)
-    n = 1
-    for s in shape:
-        n *= s
-    if raw.dtype != torch.uint8:
-        raise AtelierError(f"dequantize expects the raw uint8 bytes of a tensor, got {raw.dtype}")
-    if n % info.block_size or raw.numel() != n // info.block_size * info.type_size:
-        raise AtelierError(
-            f"{raw.numel()} bytes do not hold a {info.name} tensor of shape {list(shape)} "
-            f"({n} elements in blocks of {info.block_size} = {info.type_size} bytes); the file is damaged"
-        )
+    info, shape, n = check_raw(raw, t, shape)
     if n == 0:
         return torch.empty(shape, dtype=dtype, device=raw.device)
     storage = _FLOAT_STORAGE.get(t)

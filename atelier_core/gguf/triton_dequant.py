@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import AtelierError
-from .types import TYPE_INFO, GGMLType, to_ggml_type
+from .types import GGMLType, to_ggml_type
 
 try:
     import triton
@@ -316,23 +316,15 @@ def dequantize_triton(
     t = to_ggml_type(ggml_type)
     if t not in SUPPORTED_TYPES:
         raise AtelierError(f"no Triton dequantizer for {t.name}; use dequant.dequantize")
-    info = TYPE_INFO[t]
-    shape = tuple(int(s) for s in shape)
-    n = 1
-    for s in shape:
-        n *= s
-    if raw.dtype != torch.uint8:
-        raise AtelierError(f"dequantize_triton expects the raw uint8 bytes of a tensor, got {raw.dtype}")
-    if n % info.block_size or raw.numel() != n // info.block_size * info.type_size:
-        raise AtelierError(f"{raw.numel()} bytes do not hold a {info.name} tensor of shape {list(shape)}")
+    from .dequant import _const, check_raw  # lazy: dequant imports this module on first use
+
+    info, shape, n = check_raw(raw, t, shape)
     out_dtype = dtype if dtype in _OUT_DTYPES else torch.float32
     out = torch.empty(n, dtype=out_dtype, device=raw.device)
     n_blocks = n // info.block_size
     if n_blocks:
         # byte loads need no alignment, but the pointer arithmetic assumes one contiguous run of bytes
         flat = raw.reshape(-1).contiguous()
-        from .dequant import _const  # the IQ4 value table, cached per device (shared with the torch path)
-
         table = _const("iq4nl_values", raw.device)
         blocks = _BLOCKS_PER_PROGRAM[info.block_size]
         grid = (triton.cdiv(n_blocks, blocks),)
