@@ -4,48 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import folder_paths
 from comfy_api.latest import io, ui
 
 from ..atelier_core.errors import AtelierError
-from ..atelier_core.model_files import safe_join
+from . import model_folders
 from .kontext_model import LoadOptions, load_kontext
 
 MODEL_FOLDERS = ("diffusion_models", "unet")
 MODEL_EXTENSIONS = (".gguf", ".safetensors", ".sft")
 
 
-def model_folders() -> list[str]:
-    folders: list[str] = []
-    for name in MODEL_FOLDERS:
-        try:
-            for path in folder_paths.get_folder_paths(name):
-                if path not in folders:
-                    folders.append(path)
-        except KeyError:
-            continue
-    return folders
-
-
-def list_model_files() -> list[str]:
-    """Every .gguf/.safetensors under ComfyUI's diffusion_models/unet folders (extra_model_paths.yaml included)."""
-    names: set[str] = set()
-    for folder in model_folders():
-        if not Path(folder).is_dir():
-            continue
-        files, _ = folder_paths.recursive_search(folder, excluded_dir_names=[".git"])
-        names.update(f for f in files if f.lower().endswith(MODEL_EXTENSIONS))
-    return sorted(names)
-
-
 def resolve_model_file(name: str) -> Path:
-    for folder in model_folders():
-        candidate = safe_join(Path(folder), name)
-        if candidate.is_file():
-            return candidate
-    raise AtelierError(
-        f"Kontext Loader: model file '{name}' was not found in {', '.join(model_folders()) or 'any model folder'}; "
-        "put it in models/diffusion_models (or models/unet) and refresh the node list"
+    return model_folders.resolve(
+        name, MODEL_FOLDERS, "Kontext Loader: model file", "models/diffusion_models (or models/unet)"
     )
 
 
@@ -65,7 +36,7 @@ class AtelierKontextLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "model_name",
-                    options=list_model_files(),
+                    options=model_folders.list_files(MODEL_FOLDERS, MODEL_EXTENSIONS),
                     tooltip="The transformer file (.gguf or .safetensors) in models/diffusion_models or models/unet. "
                     "Kontext [dev] and FLUX.1-dev share one layout; both load.",
                 ),

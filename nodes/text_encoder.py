@@ -19,7 +19,7 @@ from comfy_api.latest import io, ui
 
 from ..atelier_core import model_files, text_encoders
 from ..atelier_core.errors import AtelierError
-from ..atelier_core.model_files import safe_join
+from . import model_folders
 from .gguf_ops import make_gguf_ops
 from .kontext_model import gguf_state_dict
 
@@ -28,31 +28,8 @@ FOLDERS = ("text_encoders", "clip")
 EXTENSIONS = (".safetensors", ".sft", ".gguf")
 
 
-def _folders() -> list[str]:
-    found: list[str] = []
-    for name in FOLDERS:
-        try:
-            found += [p for p in folder_paths.get_folder_paths(name) if p not in found]
-        except KeyError:
-            continue
-    return found
-
-
-def list_files(extensions: tuple[str, ...] = EXTENSIONS) -> list[str]:
-    names: set[str] = set()
-    for folder in _folders():
-        if Path(folder).is_dir():
-            files, _ = folder_paths.recursive_search(folder, excluded_dir_names=[".git"])
-            names.update(f for f in files if f.lower().endswith(extensions))
-    return sorted(names)
-
-
 def resolve(name: str) -> Path:
-    for folder in _folders():
-        candidate = safe_join(Path(folder), name)
-        if candidate.is_file():
-            return candidate
-    raise AtelierError(f"{NAME}: '{name}' was not found in {', '.join(_folders())}; put it in models/text_encoders")
+    return model_folders.resolve(name, FOLDERS, f"{NAME}:", "models/text_encoders")
 
 
 def _load_t5(path: Path) -> tuple[dict, str]:
@@ -96,12 +73,12 @@ class AtelierKontextTextEncoders(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "clip_l_name",
-                    options=list_files((".safetensors", ".sft")),
+                    options=model_folders.list_files(FOLDERS, (".safetensors", ".sft")),
                     tooltip="CLIP-L text encoder, e.g. clip_l.safetensors.",
                 ),
                 io.Combo.Input(
                     "t5_name",
-                    options=list_files(),
+                    options=model_folders.list_files(FOLDERS, EXTENSIONS),
                     tooltip="T5 v1.1 XXL encoder: a .gguf (e.g. t5-v1_1-xxl-encoder-Q5_K_M.gguf) or .safetensors.",
                 ),
                 io.Combo.Input(

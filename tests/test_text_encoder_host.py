@@ -149,3 +149,13 @@ def test_flux_gguf_in_the_t5_slot_is_refused(comfy_host, encoder_files):
         comfy_host.run(_encode_graph(encoder_files["clip_l"], flux.name, "x"))
     assert "architecture 'flux'" in info.value.exception_message
     assert "Kontext Text Encoders" in info.value.exception_message
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "not_there.gguf"])
+def test_unknown_or_escaping_t5_name_is_refused(comfy_host, encoder_files, name):
+    """ComfyUI 0.3.64 does not check V3 combo values: the node itself refuses names outside its folders."""
+    with pytest.raises(ExecutionFailed) as info:
+        comfy_host.run(_encode_graph(encoder_files["clip_l"], name, "x"))
+    message = info.value.exception_message
+    assert "Kontext Text Encoders" in message
+    assert "was not found" in message or "outside the model folder" in message, message
