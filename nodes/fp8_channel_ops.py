@@ -15,13 +15,12 @@ rounding, as its own scaled-fp8 layers do, so ComfyUI's backup restores the exac
 from __future__ import annotations
 
 import comfy.float
-import comfy.lora
 import comfy.model_management
 import comfy.ops
 import torch
-from comfy.model_patcher import LowVramPatch
 
 from ..atelier_core import fp8_linear
+from .gguf_ops import apply_weight_functions, patched_bias
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -91,18 +90,9 @@ def make_fp8_channel_ops(compute_dtype: torch.dtype):
             device = input.device
             weight = self.weight.to(device, non_blocking=comfy.model_management.device_supports_non_blocking(device))
             scale = self.weight_scale.to(device)
-            bias = None
-            if self.bias is not None:
-                bias = self.bias.to(device=device, dtype=dtype)
-                for fn in self.bias_function:
-                    bias = fn(bias)
+            bias = patched_bias(self, device, dtype)
             if self.weight_function:  # lowvram: ComfyUI asks each forward to apply the patches
-                dense = fp8_linear.dequantize_weight(weight, scale, dtype)
-                for fn in self.weight_function:
-                    if isinstance(fn, LowVramPatch):
-                        dense = comfy.lora.calculate_weight(fn.patches[fn.key], dense, fn.key, intermediate_dtype=dtype)
-                    else:
-                        dense = fn(dense)
+                dense = apply_weight_functions(self, fp8_linear.dequantize_weight(weight, scale, dtype), dtype)
                 return torch.nn.functional.linear(input.to(dtype), dense, bias)
             return fp8_linear.linear(input, weight, scale, bias, dtype, self._use_rowwise(device, dtype))
 

@@ -26,6 +26,28 @@ def _is_raw(weight: torch.Tensor | None) -> bool:
     return weight is not None and weight.dtype == torch.uint8
 
 
+def apply_weight_functions(module: torch.nn.Module, dense: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Apply what ComfyUI's lowvram mode hangs on a layer for each forward (``weight_function``: LoRA patches of a
+    weight kept off the device) to its dense weight; our layers' own weights are no plain parameters, so ComfyUI
+    cannot cast and patch them itself."""
+    for fn in module.weight_function:
+        if isinstance(fn, LowVramPatch):
+            dense = comfy.lora.calculate_weight(fn.patches[fn.key], dense, fn.key, intermediate_dtype=dtype)
+        else:
+            dense = fn(dense)
+    return dense
+
+
+def patched_bias(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.Tensor | None:
+    """The layer's bias on `device` in `dtype`, with ComfyUI's per-forward ``bias_function`` patches applied."""
+    if module.bias is None:
+        return None
+    bias = module.bias.to(device=device, dtype=dtype)
+    for fn in module.bias_function:
+        bias = fn(bias)
+    return bias
+
+
 MODES = ("on_the_fly", "materialize", "materialize_fp8")
 
 
@@ -90,12 +112,7 @@ class _GGUFWeight:
             dense = dequantize(raw, self.ggml_type, self.ggml_shape, dtype)
         else:
             dense = weight.to(device=device, dtype=dtype)
-        for fn in self.weight_function:
-            if isinstance(fn, LowVramPatch):
-                dense = comfy.lora.calculate_weight(fn.patches[fn.key], dense, fn.key, intermediate_dtype=dtype)
-            else:
-                dense = fn(dense)
-        return dense
+        return apply_weight_functions(self, dense, dtype)
 
 
 def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
@@ -146,11 +163,7 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
         def forward(self, input, *args, **kwargs):
             dtype = compute_dtype if input.dtype not in (torch.float16, torch.bfloat16, torch.float32) else input.dtype
             payload = self._payload(input.device, dtype)
-            bias = None
-            if self.bias is not None:
-                bias = self.bias.to(device=input.device, dtype=dtype)
-                for fn in self.bias_function:
-                    bias = fn(bias)
+            bias = patched_bias(self, input.device, dtype)
             if payload[0] == "fp8":
                 _, wq, scale, rowwise = payload
                 return fp8_linear.linear(input, wq, scale, bias, dtype, rowwise)
