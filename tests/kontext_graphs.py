@@ -1,6 +1,24 @@
-"""API-format graphs used by host tests: Kontext loader -> reference latent -> core KSampler."""
+"""What host tests run and compare: API-format graphs (Kontext loader -> reference latent -> core KSampler), one
+direct forward pass of a loaded model, and the relative error between two results."""
 
 from __future__ import annotations
+
+import torch
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative L2 distance of `a` from the reference `b`, in float32."""
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def forward_once(model, seed: int = 0) -> torch.Tensor:
+    """One call of a loaded model's diffusion model (a ComfyUI BaseModel) on fixed random inputs, 8x8 latent."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 16, 8, 8, generator=gen)
+    ctx = torch.randn(1, 8, 4096, generator=gen) * 0.5
+    y = torch.randn(1, 768, generator=gen) * 0.5
+    with torch.no_grad():
+        return model.diffusion_model(x, torch.tensor([0.6]), ctx, y=y, guidance=torch.tensor([2.5])).clone()
 
 
 def edit_graph(

@@ -11,7 +11,7 @@ import shutil
 import pytest
 import torch
 from atelier_host import ExecutionFailed
-from kontext_graphs import edit_graph
+from kontext_graphs import edit_graph, rel_error
 from safetensors.torch import save_file
 from torch._dynamo.utils import counters
 
@@ -39,10 +39,6 @@ def _sample(comfy_host, graph) -> tuple[torch.Tensor, dict]:
     return comfy_host.captured["latent"]["samples"].float(), outputs
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
-
-
 @pytest.mark.parametrize(
     "fmt, gguf_mode", [("fp32", "auto"), ("Q4_K", "on_the_fly"), ("Q4_K", "materialize"), ("Q4_K", "materialize_fp8")]
 )
@@ -52,7 +48,7 @@ def test_compiled_blocks_match_eager(comfy_host, compile_files, fmt, gguf_mode):
     compiled, outputs = _sample(comfy_host, edit_graph(compile_files[fmt], gguf_mode=gguf_mode, compile_mode="default"))
     assert counters["stats"]["unique_graphs"] > frames, "nothing was compiled"
     assert torch.isfinite(compiled).all()
-    assert _rel(compiled, eager) <= COMPILED_VS_EAGER, _rel(compiled, eager)
+    assert rel_error(compiled, eager) <= COMPILED_VS_EAGER, rel_error(compiled, eager)
     assert "compiling 4 blocks" in outputs["compile"]["text"][0]  # TINY: 2 double + 2 single
 
 
@@ -66,8 +62,8 @@ def test_compiled_model_still_takes_a_lora(comfy_host, compile_files):
     plain, _ = _sample(comfy_host, edit_graph(compile_files["Q4_K"], gguf_mode="on_the_fly"))
     graph = edit_graph(compile_files["Q4_K"], gguf_mode="on_the_fly", loras=((name, 0.8),), compile_mode="default")
     compiled, _ = _sample(comfy_host, graph)
-    assert _rel(eager, plain) > 0.05  # the LoRA changes the result ...
-    assert _rel(compiled, eager) <= COMPILED_VS_EAGER  # ... and the compiled model applies it the same way
+    assert rel_error(eager, plain) > 0.05  # the LoRA changes the result ...
+    assert rel_error(compiled, eager) <= COMPILED_VS_EAGER  # ... and the compiled model applies it the same way
 
 
 def test_unknown_mode_is_refused(comfy_host, compile_files):
@@ -97,4 +93,4 @@ def test_compiled_blocks_with_per_channel_fp8_weights(comfy_host, compile_files)
     graph = edit_graph(compile_files["fp32"], float_weights="fp8_per_channel", compile_mode="default")
     compiled, _ = _sample(comfy_host, graph)
     assert torch.isfinite(compiled).all()
-    assert _rel(compiled, eager) <= COMPILED_VS_EAGER, _rel(compiled, eager)
+    assert rel_error(compiled, eager) <= COMPILED_VS_EAGER, rel_error(compiled, eager)

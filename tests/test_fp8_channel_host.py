@@ -11,27 +11,14 @@ import sys
 
 import pytest
 import torch
-from kontext_graphs import edit_graph
+from kontext_graphs import edit_graph, forward_once, rel_error
 from safetensors.torch import save_file
 
 from atelier_core import synth
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
-
-
 def _kontext_model(comfy_host):
     return sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
-
-
-def _forward(model, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, 16, 8, 8, generator=gen)
-    ctx = torch.randn(1, 8, 4096, generator=gen) * 0.5
-    y = torch.randn(1, 768, generator=gen) * 0.5
-    with torch.no_grad():
-        return model.diffusion_model(x, torch.tensor([0.6]), ctx, y=y, guidance=torch.tensor([2.5])).clone()
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +42,7 @@ def test_samples_within_fp8_error_and_stores_fp8(comfy_host, files):
     reference = comfy_host.captured["latent"]["samples"].float()
     outputs = comfy_host.run(edit_graph(files["tiny_bf16"], float_weights="fp8_per_channel"))
     latent = comfy_host.captured["latent"]["samples"].float()
-    assert rel(latent, reference) < 0.08  # the fp8 e4m3fn file's bound in test_loader_host.py
+    assert rel_error(latent, reference) < 0.08  # the fp8 e4m3fn file's bound in test_loader_host.py
     assert "fp8 weights (per-channel scales)" in outputs["loader"]["text"][0]
 
     kontext_model = _kontext_model(comfy_host)
@@ -69,9 +56,9 @@ def test_per_channel_beats_plain_fp8_at_kontext_weight_scale(comfy_host, files):
     """Full width (weights of std 0.018): ComfyUI's plain e4m3 cast (the fp8 file) against our per-channel fp8."""
     kontext_model = _kontext_model(comfy_host)
     load = lambda path, **kw: kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", **kw)).patcher.model  # noqa: E731
-    reference = _forward(load(files["wide_fp32"]))
-    ours = rel(_forward(load(files["wide_fp32"], float_weights="fp8_per_channel")), reference)
-    plain = rel(_forward(load(files["wide_plain_fp8"])), reference)
+    reference = forward_once(load(files["wide_fp32"]))
+    ours = rel_error(forward_once(load(files["wide_fp32"], float_weights="fp8_per_channel")), reference)
+    plain = rel_error(forward_once(load(files["wide_plain_fp8"])), reference)
     # measured 0.049 vs 0.060: iid random weights have equal channels, so the gain is the subnormal range alone;
     # channels of unequal size (test_fp8_linear.py) are where a per-channel scale matters most
     assert ours < 0.9 * plain, f"per-channel fp8 {ours:.4f} vs plain fp8 {plain:.4f}"
@@ -95,7 +82,7 @@ def test_lora_applies_and_unpatches_exactly(comfy_host, files):
                 patched.load(cpu, lowvram_model_memory=1, full_load=False)
             else:
                 patched.load(cpu, full_load=True)
-            out = _forward(patched.model)
+            out = forward_once(patched.model)
             patched.detach()
         after = base.model.diffusion_model.double_blocks[0].img_attn.qkv.weight.detach()
         return out, before, after
@@ -103,6 +90,6 @@ def test_lora_applies_and_unpatches_exactly(comfy_host, files):
     exact, _, _ = patched_output("as_stored")
     ours, before, after = patched_output("fp8_per_channel")
     low, _, _ = patched_output("fp8_per_channel", lowvram=True)
-    assert rel(ours, exact) < 0.08  # LoRA on fp8 weights: fp8's error, not a missing or doubled LoRA
+    assert rel_error(ours, exact) < 0.08  # LoRA on fp8 weights: fp8's error, not a missing or doubled LoRA
     assert torch.equal(before.view(torch.uint8), after.view(torch.uint8)), "removing the LoRA did not restore the fp8 bytes"
-    assert rel(low, ours) < 0.08  # lowvram patches each forward on the dequantized weight: the same result
+    assert rel_error(low, ours) < 0.08  # lowvram patches each forward on the dequantized weight: the same result

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 from atelier_host import ExecutionFailed, PromptInvalid
-from kontext_graphs import edit_graph
+from kontext_graphs import edit_graph, forward_once, rel_error
 
 from atelier_core import synth
 
@@ -76,10 +76,6 @@ def reference_latent(comfy_host, model_files):
     assert latent.shape == (1, 16, 8, 8)
     assert torch.isfinite(latent).all()
     return latent
-
-
-def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
 
 
 @pytest.mark.parametrize("fmt", sorted(TOLERANCE))
@@ -306,15 +302,6 @@ def test_two_loaders_in_one_graph(comfy_host, model_files, reference_latent):
 
 # -- ComfyUI's partial (lowvram) loading ------------------------------------------------------------------------------
 
-def _forward(patcher, seed: int = 0) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, 16, 8, 8, generator=gen)
-    ctx = torch.randn(1, 8, 4096, generator=gen) * 0.5
-    y = torch.randn(1, 768, generator=gen) * 0.5
-    with torch.no_grad():
-        return patcher.model.diffusion_model(x, torch.tensor([0.6]), ctx, y=y, guidance=torch.tensor([2.5])).clone()
-
-
 # GGUF keeps a LoRA-patched weight dense in the compute dtype, so both paths agree to float error; ComfyUI's fp8
 # layers round the baked weight back to fp8 on a full load (measured 0.018 apart), so fp8 gets its format bound.
 LOWVRAM_TOLERANCE = {"gguf_Q4_K": 1e-3, "fp8_e4m3fn": TOLERANCE["fp8_e4m3fn"]}
@@ -336,13 +323,13 @@ def test_lowvram_partial_load_with_lora_matches_full_load(comfy_host, model_file
 
     with torch.no_grad():  # as in ComfyUI's sampling, where models are loaded without autograd
         base.load(cpu, full_load=True)
-        plain = _forward(base)
+        plain = forward_once(base.model)
         base.detach()
         patched.load(cpu, full_load=True)
-        full = _forward(patched)
+        full = forward_once(patched.model)
         patched.detach()
         patched.load(cpu, lowvram_model_memory=1, full_load=False)
-        partial = _forward(patched)
+        partial = forward_once(patched.model)
         lowvram_layers = sum(1 for m in patched.model.modules() if getattr(m, "weight_function", None))
         patched.detach()
 

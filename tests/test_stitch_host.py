@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from atelier_host import ExecutionFailed
+from kontext_graphs import rel_error
 from PIL import Image
 
 from atelier_core import stitch, synth
@@ -39,10 +40,6 @@ NODE = "AtelierContextStitcher"
 MODEL = "stitch_tiny_fp32.safetensors"
 SIZE = 64
 IMAGES = ("stitch_a.png", "stitch_b.png", "stitch_c.png", "stitch_d.png")
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.float() - b.float()).norm() / b.float().norm())
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +226,7 @@ def test_all_weights_one_is_bit_identical_to_core_reference_latent(comfy_host, f
     out = sampled(comfy_host, g)
     for method in ("offset", "index"):
         assert torch.equal(out[f"ours_{method}"], out[f"core_{method}"]), method
-    assert rel(out["ours_offset"], out["ours_index"]) > 1e-4  # the method reached the model
+    assert rel_error(out["ours_offset"], out["ours_index"]) > 1e-4  # the method reached the model
 
 
 @pytest.mark.parametrize("method", ["offset", "index"])
@@ -241,7 +238,7 @@ def test_weight_of_last_reference_is_zero_equal_then_monotone(comfy_host, files,
         g.stitched(f"w{w}", [(IMAGES[0], 1.0), (IMAGES[1], w)], method)
     out = sampled(comfy_host, g)
     left = out["left_out"]
-    distances = [rel(out[f"w{w}"], left) for w in weights]
+    distances = [rel_error(out[f"w{w}"], left) for w in weights]
     assert distances[0] == 0.0, "weight 0 must equal leaving the reference out"
     assert distances[1] < 1e-4, f"weight 1e-4 is {distances[1]:.3g} from left out: the limit is not continuous"
     assert all(a < b for a, b in zip(distances, distances[1:], strict=False)), distances
@@ -257,12 +254,12 @@ def test_weights_on_several_references_with_index(comfy_host, files):
         g.stitched(f"w{w}", [(IMAGES[0], 1.0), (IMAGES[1], w), (IMAGES[2], 1.0)], "index")
     g.stitched("both", [(IMAGES[0], 0.5), (IMAGES[1], 2.0), (IMAGES[2], 1.0)], "index")
     out = sampled(comfy_host, g)
-    distances = [rel(out[f"w{w}"], out["left_out"]) for w in weights]
+    distances = [rel_error(out[f"w{w}"], out["left_out"]) for w in weights]
     assert distances[0] == 0.0
     assert all(a < b for a, b in zip(distances, distances[1:], strict=False)), distances
     both = out["both"]
     assert torch.isfinite(both).all()
-    assert rel(both, out["w1.0"]) > 1e-3 and rel(both, out["w2.0"]) > 1e-3
+    assert rel_error(both, out["w1.0"]) > 1e-3 and rel_error(both, out["w2.0"]) > 1e-3
 
 
 def test_pixel_stitch_with_weights(comfy_host, files):
@@ -276,9 +273,9 @@ def test_pixel_stitch_with_weights(comfy_host, files):
     (latent,) = comfy_host.captured["cond"][0][1]["reference_latents"]
     assert tuple(latent.shape) == (1, 16, SIZE // 8, 2 * SIZE // 8)  # one latent, the two side by side
     assert torch.equal(out["w0.0"], out["alone"])
-    d = [rel(out[f"w{w}"], out["w1.0"]) for w in (0.5, 2.0)]
+    d = [rel_error(out[f"w{w}"], out["w1.0"]) for w in (0.5, 2.0)]
     assert min(d) > 1e-3, d
-    from_alone = [rel(out[f"w{w}"], out["alone"]) for w in (0.5, 1.0, 2.0)]  # measured 0.044, 0.053, 0.075
+    from_alone = [rel_error(out[f"w{w}"], out["alone"]) for w in (0.5, 1.0, 2.0)]  # measured 0.044, 0.053, 0.075
     assert from_alone == sorted(from_alone), from_alone
 
 
@@ -307,12 +304,12 @@ def test_weights_survive_gguf_bf16_and_a_lora_loader_after_the_stitcher(comfy_ho
             }
             g.sample(key, [f"lora_{key}", 0], [node, 1])
     out = sampled(comfy_host, g)
-    effect = rel(out["fp32_0.5"], out["fp32_1.0"])
+    effect = rel_error(out["fp32_0.5"], out["fp32_1.0"])
     assert effect > 1e-3
     # bf16 compute on the tiny random model drifts from fp32 by about 0.26 with or without weights; the patch must
     # add nothing to that drift, and the weight's effect must be the same size.
-    assert rel(out["gguf_0.5"], out["fp32_0.5"]) <= 1.1 * rel(out["gguf_1.0"], out["fp32_1.0"]) + 1e-3
-    assert abs(rel(out["gguf_0.5"], out["gguf_1.0"]) - effect) < 0.3 * effect  # the same weight effect
+    assert rel_error(out["gguf_0.5"], out["fp32_0.5"]) <= 1.1 * rel_error(out["gguf_1.0"], out["fp32_1.0"]) + 1e-3
+    assert abs(rel_error(out["gguf_0.5"], out["gguf_1.0"]) - effect) < 0.3 * effect  # the same weight effect
 
 
 def test_mask_at_weight_zero_equals_absent_last_reference(comfy_host, files):
@@ -339,7 +336,7 @@ def test_mask_at_weight_zero_equals_absent_last_reference(comfy_host, files):
         masked = flux(x, t, context, ref_latents=refs, atelier_reference_weights=((), ((0, 0, 99, 99, 0.0),)), **args)
         unmasked = flux(x, t, context, ref_latents=refs, **args)
     assert float((masked - absent).abs().max() / absent.abs().max()) < 1e-5
-    assert rel(unmasked, absent) > 1e-3
+    assert rel_error(unmasked, absent) > 1e-3
 
 
 def test_weights_need_the_model_output_and_chain(comfy_host, files):
@@ -500,5 +497,5 @@ def test_weights_work_with_compiled_blocks(comfy_host, files):
     g.sample("compiled", ["compile", 0], [node, 1])
     g.stitched("unweighted", [(IMAGES[0], 1.0), (IMAGES[1], 1.0)])
     out = sampled(comfy_host, g)
-    assert rel(out["eager"], out["unweighted"]) > 1e-3  # the weight acts ...
-    assert rel(out["compiled"], out["eager"]) < 1e-4  # ... and acts the same in the compiled blocks
+    assert rel_error(out["eager"], out["unweighted"]) > 1e-3  # the weight acts ...
+    assert rel_error(out["compiled"], out["eager"]) < 1e-4  # ... and acts the same in the compiled blocks
