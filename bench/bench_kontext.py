@@ -150,30 +150,43 @@ def conditioning(res: int, refs: int, tiny: bool):
     return positive, negative, torch.zeros(1, 16, lat, lat), tokens
 
 
-def time_mode(patcher, res: int, refs: int, args) -> dict:
+def sampler(patcher, res: int, refs: int, tiny: bool):
+    """(sample(steps) -> latent, synchronized on the GPU; tokens): euler/simple at cfg 1 with `refs` references."""
     import comfy.sample
     import torch
 
-    cuda = torch.cuda.is_available()
-    positive, negative, latent, tokens = conditioning(res, refs, args.tiny)
+    positive, negative, latent, tokens = conditioning(res, refs, tiny)
     noise = comfy.sample.prepare_noise(latent, 0)
 
     def sample(steps: int):
-        if cuda:
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
         out = comfy.sample.sample(
             patcher, noise, steps, 1.0, "euler", "simple", positive, negative, latent, denoise=1.0, seed=0,
             disable_pbar=True,
         )  # fmt: skip
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return out
+
+    return sample, tokens
+
+
+def time_mode(patcher, res: int, refs: int, args) -> dict:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    sample, tokens = sampler(patcher, res, refs, args.tiny)
+
+    def timed(steps: int):
         if cuda:
             torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = sample(steps)
         return time.perf_counter() - t0, out
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    first_s, _ = sample(1)  # loading to the device and any compilation: the latency before the first step
-    elapsed, out = sample(args.steps)
+    first_s, _ = timed(1)  # loading to the device and any compilation: the latency before the first step
+    elapsed, out = timed(args.steps)
     return {
         "res": res,
         "refs": refs,

@@ -107,14 +107,8 @@ def _time_ms(fn, *fn_args, repeat: int = 20) -> float:
 
 
 def _sample(patcher, args):
-    import comfy.sample
-
-    positive, negative, latent, _ = bench_kontext.conditioning(args.res, 1, args.tiny)
-    noise = comfy.sample.prepare_noise(latent, 0)
-    return comfy.sample.sample(
-        patcher, noise, args.steps, 1.0, "euler", "simple", positive, negative, latent, denoise=1.0, seed=0,
-        disable_pbar=True,
-    ).float()  # fmt: skip
+    sample, _ = bench_kontext.sampler(patcher, args.res, 1, args.tiny)
+    return sample(args.steps).float()
 
 
 def _accuracy_files(args, shape) -> dict[str, Path]:

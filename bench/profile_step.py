@@ -60,7 +60,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     comfy_runtime.boot(Path(args.comfy), cpu=args.tiny or None)
-    import comfy.sample
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -73,15 +72,7 @@ def main(argv=None) -> int:
     if not path.exists():
         bench_kontext.write_model(fmt, path, shape)
     patcher, how = bench_kontext.load(kind, fmt, flags, path, args)
-    positive, negative, latent, tokens = bench_kontext.conditioning(args.res, args.refs, args.tiny)
-    noise = comfy.sample.prepare_noise(latent, 0)
-
-    def sample(steps: int) -> None:
-        comfy.sample.sample(patcher, noise, steps, 1.0, "euler", "simple", positive, negative, latent, denoise=1.0,
-                            seed=0, disable_pbar=True)  # fmt: skip
-        if cuda:
-            torch.cuda.synchronize()
-
+    sample, tokens = bench_kontext.sampler(patcher, args.res, args.refs, args.tiny)
     sample(1)  # load, compile, autotune: not part of a step
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:

@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_kontext  # noqa: E402
+
 from atelier_core import comfy_runtime  # noqa: E402
 
 WORKFLOWS = ROOT / "workflows"
@@ -79,13 +82,9 @@ def write_models(models_dir: Path, workflows: list[str]) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
         name = model["name"].lower()
-        if model["directory"] == "diffusion_models" and name.endswith(".gguf"):
-            synth.write_gguf_random_blocks(path, synth.FULL, "Q4_K", device=device)
-        elif model["directory"] == "diffusion_models":
-            generator = torch.Generator(device=device).manual_seed(0)
-            sd = {k: synth.random_tensor(k, d, generator, device).to(torch.bfloat16).cpu() for k, d in synth.layout(synth.FULL)}
-            synth.write_scaled_fp8(path, sd) if "scaled" in name else synth.write_fp8(path, sd)
-            del sd
+        if model["directory"] == "diffusion_models":
+            fmt = "q4_k" if name.endswith(".gguf") else "scaled_fp8" if "scaled" in name else "fp8"
+            bench_kontext.write_model(fmt, path, synth.FULL)
         elif model["directory"] == "text_encoders" and name.endswith(".gguf"):
             synth.write_t5_gguf_random_blocks(path, "Q5_K")
         elif model["directory"] == "text_encoders" and "t5" in name:
