@@ -27,7 +27,7 @@ import os
 import numpy as np
 import torch
 
-from .quantize import GROUP_MAX_EPS, _as_blocks, _fp16_bits, _pack_crumbs, _pack_nibbles
+from .quantize import GROUP_MAX_EPS, _as_blocks, _fp16_bits, _pack_crumbs, pack_q3_k, pack_q4_k, pack_q5_k, pack_q6_k
 from .quantize import quantize as numpy_quantize
 from .types import QK_K, TYPE_INFO, GGMLType, to_ggml_type
 
@@ -250,27 +250,15 @@ def _k_scales(x, nmax, rmin, rdelta, nstep):
     xs = x.reshape(nb, 8, 32)
     requant = _nint((xs + dm[..., None]) / dq[..., None]).clamp_(0, nmax).to(F32)
     L = torch.where((dq != 0)[..., None], requant, L.reshape(nb, 8, 32)).reshape(nb, QK_K).to(torch.uint8)
-    ls, lm = _np(ls).astype(np.uint8), _np(lm).astype(np.uint8)
-    packed = np.empty((nb, 12), dtype=np.uint8)
-    packed[:, 0:4] = ls[:, 0:4] | ((ls[:, 4:8] >> 4) << 6)
-    packed[:, 4:8] = lm[:, 0:4] | ((lm[:, 4:8] >> 4) << 6)
-    packed[:, 8:12] = (ls[:, 4:8] & 0x0F) | ((lm[:, 4:8] & 0x0F) << 4)
-    return _np(d), _np(dmin), packed, _np(L)
+    return _np(d), _np(dmin), _np(ls).astype(np.uint8), _np(lm).astype(np.uint8), _np(L)
 
 
 def _q4_k(x: torch.Tensor) -> np.ndarray:
-    d, dmin, packed, L = _k_scales(x, 15, -1.0, 0.1, 20)
-    qs = _pack_nibbles(L.reshape(-1, 64), 64).reshape(x.shape[0], 128)
-    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), packed, qs], axis=1)
+    return pack_q4_k(*_k_scales(x, 15, -1.0, 0.1, 20))
 
 
 def _q5_k(x: torch.Tensor) -> np.ndarray:
-    nb = x.shape[0]
-    d, dmin, packed, L = _k_scales(x, 31, -0.5, 0.1, 15)
-    high = (L >> 4).reshape(nb, 8, 32)
-    qh = np.bitwise_or.reduce(high << np.arange(8, dtype=np.uint8)[None, :, None], axis=1)
-    qs = _pack_nibbles((L & 0x0F).reshape(-1, 64), 64).reshape(nb, 128)
-    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), packed, qh, qs], axis=1)
+    return pack_q5_k(*_k_scales(x, 31, -0.5, 0.1, 15))
 
 
 def _q2_k(x: torch.Tensor) -> np.ndarray:
@@ -314,16 +302,7 @@ def _q3_k(x: torch.Tensor) -> np.ndarray:
     dq = _fp16_round(d)[:, None] * sc.to(F32)
     requant = _nint(x.reshape(nb, 16, 16) / dq[..., None]).clamp_(-4, 3) + 4
     L = torch.where((dq != 0)[..., None], requant.to(F32), L).reshape(nb, QK_K).to(torch.uint8)
-    L, l6 = _np(L), _np(l6).astype(np.uint8)
-    packed = np.zeros((nb, 12), dtype=np.uint8)
-    packed[:, 0:8] = (l6[:, 0:8] & 0x0F) | ((l6[:, 8:16] & 0x0F) << 4)
-    hi = l6 >> 4
-    packed[:, 8:12] = hi[:, 0:4] | (hi[:, 4:8] << 2) | (hi[:, 8:12] << 4) | (hi[:, 12:16] << 6)
-    high = L > 3
-    L = np.where(high, L - 4, L)
-    hb = high.reshape(nb, 8, 32).astype(np.uint8) << np.arange(8, dtype=np.uint8)[None, :, None]
-    hmask = np.bitwise_or.reduce(hb, axis=1)
-    return np.concatenate([hmask, _pack_crumbs(L), packed, _fp16_bits(_np(d))], axis=1)
+    return pack_q3_k(_np(L), _np(l6).astype(np.uint8), _np(d))
 
 
 def _q6_k(x: torch.Tensor) -> np.ndarray:
@@ -339,14 +318,7 @@ def _q6_k(x: torch.Tensor) -> np.ndarray:
     dq = _fp16_round(d)[:, None] * sc.to(F32)
     requant = _nint(x.reshape(nb, 16, 16) / dq[..., None]).clamp_(-32, 31) + 32
     L = torch.where((dq != 0)[..., None], requant.to(F32), L).reshape(nb, 2, 4, 32).to(torch.uint8)
-    L, sc, empty = _np(L), _np(sc).astype(np.int8), _np(empty)
-    low = L & 0x0F
-    ql = np.concatenate([low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], axis=2)
-    hi = L >> 4
-    qh = hi[:, :, 0] | (hi[:, :, 1] << 2) | (hi[:, :, 2] << 4) | (hi[:, :, 3] << 6)
-    out = np.concatenate([ql.reshape(nb, 128), qh.reshape(nb, 64), sc.view(np.uint8), _fp16_bits(_np(d))], axis=1)
-    out[empty] = 0
-    return out
+    return pack_q6_k(_np(L), _np(sc).astype(np.int8), _np(d), _np(empty))
 
 
 TORCH_QUANTIZERS = {

@@ -464,15 +464,21 @@ def _q3_k(x: np.ndarray) -> np.ndarray:
         l6 = np.clip(_nint(iscale[:, None] * scales), -32, 31) + 32
         l6 = np.where(has[:, None], l6, 0).astype(np.uint8)
         d = np.where(has, F(1) / iscale, F(0)).astype(F)
-    packed = np.zeros((nb, 12), dtype=np.uint8)
-    packed[:, 0:8] = (l6[:, 0:8] & 0x0F) | ((l6[:, 8:16] & 0x0F) << 4)
-    hi = l6 >> 4
-    packed[:, 8:12] = hi[:, 0:4] | (hi[:, 4:8] << 2) | (hi[:, 8:12] << 4) | (hi[:, 12:16] << 6)
     sc = np.where(has[:, None], l6.astype(np.int32) - 32, -32)
     with _errstate():
         dq = _fp16_round(d)[:, None] * sc.astype(F)
         requant = np.clip(_nint(x.reshape(nb, 16, 16) / dq[..., None]), -4, 3) + 4
         L = np.where((dq != 0)[..., None], requant.astype(F), L).reshape(nb, QK_K).astype(np.uint8)
+    return pack_q3_k(L, l6, d)
+
+
+def pack_q3_k(L: np.ndarray, l6: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Q3_K blocks from the levels 0..7 (nb, 256), the 6-bit scale codes (nb, 16) and d (also `fast_quantize`'s)."""
+    nb = L.shape[0]
+    packed = np.zeros((nb, 12), dtype=np.uint8)
+    packed[:, 0:8] = (l6[:, 0:8] & 0x0F) | ((l6[:, 8:16] & 0x0F) << 4)
+    hi = l6 >> 4
+    packed[:, 8:12] = hi[:, 0:4] | (hi[:, 4:8] << 2) | (hi[:, 8:12] << 4) | (hi[:, 12:16] << 6)
     high = L > 3
     L = np.where(high, L - 4, L)
     hb = high.reshape(nb, 8, 32).astype(np.uint8) << np.arange(8, dtype=np.uint8)[None, :, None]
@@ -505,26 +511,39 @@ def _k_scales(x: np.ndarray, nmax: int, rmin: float, rdelta: float, nstep: int):
         np.add(xt, B, out=wt)
         wt /= _fill(B, dq)
         L = _requant_t(wt, 0, nmax, dq, levels)
-    packed = np.empty((nb, 12), dtype=np.uint8)
+    return d, dmin, ls, lm, _untranspose_levels(L, nb)
+
+
+def _pack_k4_scales(ls: np.ndarray, lm: np.ndarray) -> np.ndarray:
+    """The 12 bytes holding the 8 six-bit scale and min codes of a Q4_K / Q5_K block."""
+    packed = np.empty((ls.shape[0], 12), dtype=np.uint8)
     packed[:, 0:4] = ls[:, 0:4] | ((ls[:, 4:8] >> 4) << 6)
     packed[:, 4:8] = lm[:, 0:4] | ((lm[:, 4:8] >> 4) << 6)
     packed[:, 8:12] = (ls[:, 4:8] & 0x0F) | ((lm[:, 4:8] & 0x0F) << 4)
-    return d, dmin, packed, _untranspose_levels(L, nb)
+    return packed
 
 
-def _q4_k(x: np.ndarray) -> np.ndarray:
-    d, dmin, packed, L = _k_scales(x, 15, -1.0, 0.1, 20)
-    qs = _pack_nibbles(L.reshape(-1, 64), 64).reshape(x.shape[0], 128)
-    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), packed, qs], axis=1)
+def pack_q4_k(d: np.ndarray, dmin: np.ndarray, ls: np.ndarray, lm: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Q4_K blocks from d, dmin, the scale/min codes (nb, 8) and the levels 0..15 (also `fast_quantize`'s)."""
+    qs = _pack_nibbles(L.reshape(-1, 64), 64).reshape(L.shape[0], 128)
+    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), _pack_k4_scales(ls, lm), qs], axis=1)
 
 
-def _q5_k(x: np.ndarray) -> np.ndarray:
-    nb = x.shape[0]
-    d, dmin, packed, L = _k_scales(x, 31, -0.5, 0.1, 15)
+def pack_q5_k(d: np.ndarray, dmin: np.ndarray, ls: np.ndarray, lm: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Q5_K blocks from d, dmin, the scale/min codes (nb, 8) and the levels 0..31 (also `fast_quantize`'s)."""
+    nb = L.shape[0]
     high = (L >> 4).reshape(nb, 8, 32)  # sub-block s -> bit s of qh[l]
     qh = np.bitwise_or.reduce(high << np.arange(8, dtype=np.uint8)[None, :, None], axis=1)
     qs = _pack_nibbles((L & 0x0F).reshape(-1, 64), 64).reshape(nb, 128)
-    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), packed, qh, qs], axis=1)
+    return np.concatenate([_fp16_bits(d), _fp16_bits(dmin), _pack_k4_scales(ls, lm), qh, qs], axis=1)
+
+
+def _q4_k(x: np.ndarray) -> np.ndarray:
+    return pack_q4_k(*_k_scales(x, 15, -1.0, 0.1, 20))
+
+
+def _q5_k(x: np.ndarray) -> np.ndarray:
+    return pack_q5_k(*_k_scales(x, 31, -0.5, 0.1, 15))
 
 
 def _q6_k(x: np.ndarray) -> np.ndarray:
@@ -542,7 +561,14 @@ def _q6_k(x: np.ndarray) -> np.ndarray:
         v = np.divide(xt, _fill(np.empty_like(xt), dq))
         L = _requant_t(v, -32, 31, dq, levels)
     L += F(32)
-    L = _untranspose_levels(L, nb).reshape(nb, 2, 4, 32)
+    return pack_q6_k(_untranspose_levels(L, nb), sc, d, empty)
+
+
+def pack_q6_k(L: np.ndarray, sc: np.ndarray, d: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """Q6_K blocks from the levels 0..63 (nb, 256), the int8 scales (nb, 16), d, and the all-zero blocks (written
+    as zeros) (also `fast_quantize`'s)."""
+    nb = L.shape[0]
+    L = L.reshape(nb, 2, 4, 32)
     # element 128h + 32g + l: low nibble into ql[64h + 32(g%2) + l] (nibble g//2), high 2 bits into qh[32h + l]
     low = L & 0x0F
     ql = np.concatenate([low[:, :, 0] | (low[:, :, 2] << 4), low[:, :, 1] | (low[:, :, 3] << 4)], axis=2)
