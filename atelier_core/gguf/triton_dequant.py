@@ -153,24 +153,23 @@ if triton is not None:
         return dl * q.to(tl.float32)
 
     @triton.jit
-    def _k4_scale_min(sc_base, s, mask):
-        """The 6-bit scale and min of sub-block s (0..7) of Q4_K / Q5_K from their 12 bytes a|b|c at `sc_base`."""
-        a = _byte(sc_base + (s & 3), mask)
-        b = _byte(sc_base + 4 + (s & 3), mask)
-        c = _byte(sc_base + 8 + (s & 3), mask)
+    def _k4_dl_ml(base, s, mask):
+        """Q4_K / Q5_K: sub-block s's scale d * sc and offset dmin * mn (each product rounded, as in ggml), from
+        d, dmin and the 6-bit codes in the 12 bytes a|b|c after them."""
+        d = _f16(base, mask)
+        dmin = _f16(base + 2, mask)
+        a = _byte(base + 4 + (s & 3), mask)
+        b = _byte(base + 8 + (s & 3), mask)
+        c = _byte(base + 12 + (s & 3), mask)
         scale = tl.where(s < 4, a & 63, (c & 0x0F) | ((a >> 6) << 4))
         mn = tl.where(s < 4, b & 63, (c >> 4) | ((b >> 6) << 4))
-        return scale, mn
+        return d * scale.to(tl.float32), dmin * mn.to(tl.float32)
 
     @triton.jit
     def _q4_k(base, e, mask):
         s = e >> 5  # 8 sub-blocks of 32; sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c : 32c+32]
         i = e & 31
-        d = _f16(base, mask)
-        dmin = _f16(base + 2, mask)
-        sc, mn = _k4_scale_min(base + 4, s, mask)
-        dl = d * sc.to(tl.float32)
-        ml = dmin * mn.to(tl.float32)
+        dl, ml = _k4_dl_ml(base, s, mask)
         q = (_byte(base + 16 + 32 * (s >> 1) + i, mask) >> (4 * (s & 1))) & 0x0F
         return dl * q.to(tl.float32) - ml
 
@@ -178,11 +177,7 @@ if triton is not None:
     def _q5_k(base, e, mask):
         s = e >> 5
         i = e & 31
-        d = _f16(base, mask)
-        dmin = _f16(base + 2, mask)
-        sc, mn = _k4_scale_min(base + 4, s, mask)
-        dl = d * sc.to(tl.float32)
-        ml = dmin * mn.to(tl.float32)
+        dl, ml = _k4_dl_ml(base, s, mask)
         ql = (_byte(base + 48 + 32 * (s >> 1) + i, mask) >> (4 * (s & 1))) & 0x0F
         hb = (_byte(base + 16 + i, mask) >> s) & 1  # the fifth bit of sub-block s is bit s of qh[i]
         q = ql | (hb << 4)
