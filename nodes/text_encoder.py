@@ -1,6 +1,7 @@
 """Kontext Text Encoders: CLIP-L plus a T5-XXL encoder from GGUF (or safetensors) as one ComfyUI CLIP.
 
-A quantized T5 (Q4_K ≈ 2.9 GB, Q8_0 ≈ 5 GB instead of 9.5 GB in fp16) is what lets Kontext run on 8-12 GB cards.
+A quantized T5 (4.76 B weights: Q4_K 2.7 GB, Q8_0 5.1 GB, instead of 9.5 GB in fp16) is what lets Kontext run on
+8-12 GB cards.
 The GGUF's tensors stay raw bytes in a memory map and are dequantized layer by layer by the same operations the
 Kontext Loader uses (token embeddings row by row); ComfyUI's own FLUX text-encoder model, tokenizers and memory
 management do the rest, so the CLIP output works with every core text node (CLIPTextEncode, FluxGuidance, ...).

@@ -289,7 +289,7 @@ def single_reference(name: str, model: dict, kind: str, t5: dict = T5_FP8) -> Wo
         "**Restore size** puts the edit back at your photo's exact size.\n"
         "Change `size` to a ratio or `keep input ratio` for other shapes."
         + (
-            "\n3. **Text encoders (GGUF T5)** reads the T5-XXL encoder from a GGUF (Q5_K_M: 3.4 GB instead of 4.9 GB "
+            "\n3. **Text encoders (GGUF T5)** reads the T5-XXL encoder from a GGUF (Q5_K: 3.3 GB instead of 4.8 GB "
             "fp8 or 9.5 GB fp16); any city96 / llama.cpp T5-XXL encoder GGUF works. For low-VRAM cards."
             if gguf_t5
             else ""
