@@ -123,6 +123,8 @@ def _dense_bytes(shapes: dict, dtype: torch.dtype) -> int:
 def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
     """Load a Kontext/FLUX.1 transformer (GGUF, fp8, scaled fp8, bf16/fp16/fp32) as a ComfyUI MODEL."""
     path = Path(path)
+    if options.float_weights not in ("as_stored", "fp8_per_channel"):
+        raise AtelierError(f"unknown float_weights '{options.float_weights}'; use as_stored or fp8_per_channel")
     fmt = model_files.sniff_format(path)
     if fmt == "gguf":
         sd, shapes, stored = gguf_state_dict(path)
@@ -186,8 +188,6 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
             ", fp8 matmul" if _fp8_rowwise(load_device, manual_cast) else ", upcast per layer (no fp8 matmul here)"
         )
     else:
-        if options.float_weights not in ("as_stored", "fp8_per_channel"):
-            raise AtelierError(f"unknown float_weights '{options.float_weights}'; use as_stored or fp8_per_channel")
         if options.compute_dtype != "auto":
             unet_dtype = compute
         else:

@@ -94,3 +94,25 @@ def test_compiled_blocks_with_per_channel_fp8_weights(comfy_host, compile_files)
     compiled, _ = _sample(comfy_host, graph)
     assert torch.isfinite(compiled).all()
     assert rel_error(compiled, eager) <= COMPILED_VS_EAGER, rel_error(compiled, eager)
+
+
+def test_compilation_failure_names_the_node(comfy_host, compile_files, monkeypatch):
+    """When inductor fails (no compiler, a broken Triton), the run stops with the node's name and what to do,
+    not a traceback from inside torch; the next item without the node still runs."""
+    import torch._inductor.compile_fx
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    torch._dynamo.reset()  # otherwise the blocks' code compiled by earlier tests is reused and nothing compiles
+    monkeypatch.setattr(torch._inductor.compile_fx, "compile_fx", broken)
+    graph = edit_graph(compile_files["fp32"], compile_mode="default", seed=11)
+    with pytest.raises(ExecutionFailed) as info:
+        comfy_host.run(graph)
+    message = info.value.exception_message
+    assert "Kontext Compile Blocks: torch.compile could not compile the blocks" in message, message
+    assert "Bypass the node" in message
+    monkeypatch.undo()
+    torch._dynamo.reset()
+    latent, _ = _sample(comfy_host, edit_graph(compile_files["fp32"], seed=11))
+    assert torch.isfinite(latent).all()

@@ -93,3 +93,13 @@ def test_lora_applies_and_unpatches_exactly(comfy_host, files):
     assert rel_error(ours, exact) < 0.08  # LoRA on fp8 weights: fp8's error, not a missing or doubled LoRA
     assert torch.equal(before.view(torch.uint8), after.view(torch.uint8)), "removing the LoRA did not restore the fp8 bytes"
     assert rel_error(low, ours) < 0.08  # lowvram patches each forward on the dequantized weight: the same result
+
+
+def test_unknown_float_weights_value_is_refused(comfy_host, files):
+    """ComfyUI 0.3.64 does not check V3 combo values; the loader names the input and the values it takes."""
+    from atelier_host import ExecutionFailed
+
+    with pytest.raises(ExecutionFailed) as info:
+        comfy_host.run(edit_graph(files["tiny_bf16"], float_weights="fp4"))
+    message = info.value.exception_message
+    assert "Kontext Loader" in message and "unknown float_weights 'fp4'" in message, message
