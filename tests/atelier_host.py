@@ -41,6 +41,29 @@ def find_comfyui() -> tuple[Path | None, str]:
     return None, f"no ComfyUI: set {COMFYUI_ENV} to a ComfyUI checkout or put this pack in ComfyUI/custom_nodes"
 
 
+def new_executor(execution, server):
+    """A ``PromptExecutor`` with the classic cache, built with the arguments this ComfyUI's main.py passes.
+
+    0.3.64 takes ``cache_size``; 0.3.75 and later take ``cache_args`` and read ``cache_args["ram"]`` while executing,
+    so leaving it out crashes every prompt there.
+    """
+    import inspect
+
+    from comfy.cli_args import args
+
+    params = inspect.signature(execution.PromptExecutor.__init__).parameters
+    classic = execution.CacheType.CLASSIC
+    if "cache_args" in params:
+        cache_args = {"lru": getattr(args, "cache_lru", 0), "ram": getattr(args, "cache_ram", 0)}
+        return execution.PromptExecutor(server, cache_type=classic, cache_args=cache_args)
+    if "cache_size" in params:
+        return execution.PromptExecutor(server, cache_type=classic, cache_size=getattr(args, "cache_lru", 0))
+    raise RuntimeError(
+        f"this ComfyUI's PromptExecutor takes ({', '.join(params)}); the test harness knows cache_args (0.3.75+) "
+        "and cache_size (0.3.64): teach tests/atelier_host.py::new_executor this version"
+    )
+
+
 class HostImportFailed(RuntimeError):
     """ComfyUI's loader reported IMPORT FAILED for this pack."""
 
@@ -157,7 +180,7 @@ class ComfyHost:
         host_nodes.register(nodes.NODE_CLASS_MAPPINGS)
         self.captured = host_nodes.CAPTURED
         self.sink = _MessageSink()
-        self.executor = execution.PromptExecutor(self.sink, cache_type=False)
+        self.executor = new_executor(execution, self.sink)
 
     # -- registry -------------------------------------------------------------------------------------------------
     def pack_node_ids(self) -> list[str]:
@@ -206,7 +229,7 @@ class ComfyHost:
 
     def fresh_executor(self) -> None:
         """Drop every cached node output (as a server restart would)."""
-        self.executor = self.execution.PromptExecutor(self.sink, cache_type=False)
+        self.executor = new_executor(self.execution, self.sink)
 
 
 def iter_pack_node_classes(host: ComfyHost) -> Iterator[tuple[str, Any]]:
