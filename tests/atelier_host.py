@@ -43,7 +43,9 @@ def new_executor(execution, server, version: str | None = None):
     params = inspect.signature(execution.PromptExecutor.__init__).parameters
     classic = execution.CacheType.CLASSIC
     if "cache_args" in params:
-        cache_args = {"lru": getattr(args, "cache_lru", 0), "ram": getattr(args, "cache_ram", 0)}
+        # Only the classic cache is used, so the RAM-pressure settings are 0 (no headroom to keep), and they are
+        # never taken from args: newer releases made --cache-ram a list and added "ram_inactive".
+        cache_args = {"lru": int(getattr(args, "cache_lru", 0) or 0), "ram": 0.0, "ram_inactive": 0.0}
         return execution.PromptExecutor(server, cache_type=classic, cache_args=cache_args)
     if "cache_size" in params:
         return execution.PromptExecutor(server, cache_type=classic, cache_size=getattr(args, "cache_lru", 0))
