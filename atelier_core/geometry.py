@@ -80,7 +80,11 @@ KONTEXT_RESOLUTIONS: tuple[tuple[int, int], ...] = (
 )
 
 RATIO_PRESETS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "5:4", "4:5", "21:9")
-MODES: tuple[str, ...] = ("kontext", "keep") + RATIO_PRESETS  # any other "W:H" is accepted as a custom ratio
+# Model-preferred sizes beside Kontext's (see atelier_core.model_families for their sources): "qwen" is the nearest
+# of Qwen-Image's seven sizes (chosen like Kontext's), "flux2" the image's own ratio at 1 MP in multiples of 16.
+MODEL_MODES: tuple[str, ...] = ("flux2", "qwen")
+# Kontext's own modes; plan() also takes MODEL_MODES, and any other "W:H" as a custom ratio.
+MODES: tuple[str, ...] = ("kontext", "keep") + RATIO_PRESETS
 FITS: tuple[str, ...] = ("crop", "pad", "stretch")
 ANCHORS: tuple[str, ...] = (
     "center",
@@ -329,12 +333,22 @@ def parse_color(text: str, who: str = "Kontext Aspect-Ratio Lock") -> tuple[floa
     return values
 
 
-def nearest_kontext_resolution(width: int, height: int) -> Size:
+def nearest_kontext_resolution(width: int, height: int, sizes: tuple[Size, ...] = KONTEXT_RESOLUTIONS) -> Size:
     """The preferred Kontext size for an image, chosen exactly as core's ``FluxKontextImageScale`` does
-    (smallest absolute difference of width/height ratios), so the same input lands in the same bucket."""
+    (smallest absolute difference of width/height ratios), so the same input lands in the same bucket. ``sizes``
+    picks from another model's list the same way."""
     aspect = width / height
-    _, w, h = min((abs(aspect - w / h), w, h) for w, h in KONTEXT_RESOLUTIONS)
+    _, w, h = min((abs(aspect - w / h), w, h) for w, h in sizes)
     return w, h
+
+
+def model_preferred_size(width: int, height: int, mode: str) -> Size:
+    """The preferred size of a model mode (:data:`MODEL_MODES`) for a ``width x height`` image."""
+    from .model_families import QWEN_IMAGE_RESOLUTIONS
+
+    if mode == "qwen":
+        return nearest_kontext_resolution(width, height, QWEN_IMAGE_RESOLUTIONS)
+    return target_for_ratio(min(max(width / height, 1.0 / MAX_RATIO), MAX_RATIO), "megapixels", 1.0)
 
 
 def _round16(value: float) -> int:
@@ -489,8 +503,8 @@ def plan(
         raise AtelierError(f"{who}: the padding colour needs finite numbers (0..1 per channel); got {pad_color!r}.")
 
     mode = str(mode).strip().lower()
-    if mode == "kontext":
-        tw, th = nearest_kontext_resolution(width, height)
+    if mode == "kontext" or mode in MODEL_MODES:
+        tw, th = nearest_kontext_resolution(width, height) if mode == "kontext" else model_preferred_size(width, height, mode)
         requested = tw / th
     else:
         requested = width / height if mode == "keep" else parse_ratio(mode, who)
