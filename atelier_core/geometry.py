@@ -81,7 +81,8 @@ KONTEXT_RESOLUTIONS: tuple[tuple[int, int], ...] = (
 
 RATIO_PRESETS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "5:4", "4:5", "21:9")
 # Model-preferred sizes beside Kontext's (see atelier_core.model_families for their sources): "qwen" is the nearest
-# of Qwen-Image's seven sizes (chosen like Kontext's), "flux2" the image's own ratio at 1 MP in multiples of 16.
+# of Qwen-Image's seven sizes (chosen like Kontext's); "flux2" (FLUX.2 has no list) the image's own ratio in
+# multiples of 16 at the requested size (1 MP by default), i.e. "keep" under FLUX.2's name.
 MODEL_MODES: tuple[str, ...] = ("flux2", "qwen")
 # Kontext's own modes; plan() also takes MODEL_MODES, and any other "W:H" as a custom ratio.
 MODES: tuple[str, ...] = ("kontext", "keep") + RATIO_PRESETS
@@ -342,15 +343,6 @@ def nearest_kontext_resolution(width: int, height: int, sizes: tuple[Size, ...] 
     return w, h
 
 
-def model_preferred_size(width: int, height: int, mode: str) -> Size:
-    """The preferred size of a model mode (:data:`MODEL_MODES`) for a ``width x height`` image."""
-    from .model_families import QWEN_IMAGE_RESOLUTIONS
-
-    if mode == "qwen":
-        return nearest_kontext_resolution(width, height, QWEN_IMAGE_RESOLUTIONS)
-    return target_for_ratio(min(max(width / height, 1.0 / MAX_RATIO), MAX_RATIO), "megapixels", 1.0)
-
-
 def _round16(value: float) -> int:
     return max(MULTIPLE, int(round(value / MULTIPLE)) * MULTIPLE)
 
@@ -503,11 +495,14 @@ def plan(
         raise AtelierError(f"{who}: the padding colour needs finite numbers (0..1 per channel); got {pad_color!r}.")
 
     mode = str(mode).strip().lower()
-    if mode == "kontext" or mode in MODEL_MODES:
-        tw, th = nearest_kontext_resolution(width, height) if mode == "kontext" else model_preferred_size(width, height, mode)
+    if mode in ("kontext", "qwen"):
+        from .model_families import QWEN_IMAGE_RESOLUTIONS
+
+        sizes = KONTEXT_RESOLUTIONS if mode == "kontext" else QWEN_IMAGE_RESOLUTIONS
+        tw, th = nearest_kontext_resolution(width, height, sizes)
         requested = tw / th
     else:
-        requested = width / height if mode == "keep" else parse_ratio(mode, who)
+        requested = width / height if mode in ("keep", "flux2") else parse_ratio(mode, who)
         clamped = min(max(requested, 1.0 / MAX_RATIO), MAX_RATIO)
         if clamped != requested:
             log.info("%s: ratio %.3f is outside 1:4..4:1; using %.3f", who, requested, clamped)

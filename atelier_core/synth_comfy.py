@@ -187,3 +187,40 @@ def write_state_dict(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
     tmp.replace(path)
     return path
+
+
+# -- Qwen-Image ---------------------------------------------------------------------------------------------------------
+# ComfyUI 0.3.75 detects Qwen-Image by txt_norm.weight and reads only the input channels and the block count; the
+# widths are Qwen-Image's (24 heads of 128, Qwen2.5-VL context of 3584), so narrow test files load through the test
+# harness's AtelierTestNarrowUNETLoader, which reads them from img_in / txt_in.
+
+
+def qwen_image_state_dict(seed: int = 0, heads: int = 2, layers: int = 1, context_dim: int = 64) -> dict[str, torch.Tensor]:
+    """Random float32 weights with the key names of ComfyUI's Qwen-Image transformer (16-channel latents, patch 2)."""
+    import comfy.ldm.qwen_image.model
+    import comfy.ops
+
+    with torch.device("meta"):
+        model = comfy.ldm.qwen_image.model.QwenImageTransformer2DModel(
+            num_layers=layers,
+            num_attention_heads=heads,
+            joint_attention_dim=context_dim,
+            operations=comfy.ops.disable_weight_init,
+            device="meta",
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return {key: init_tensor(key, tuple(t.shape), generator) for key, t in model.state_dict().items()}
+
+
+def wan21_vae_state_dict(seed: int = 0, dim: int = 16, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """A random Wan 2.1 VAE (what Qwen-Image uses: 16 channels at 1/8), ``dim`` wide; ComfyUI reads the width from
+    ``decoder.head.0.gamma``."""
+    import comfy.ldm.wan.vae
+
+    with torch.device("meta"):
+        model = comfy.ldm.wan.vae.WanVAE(
+            dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+            temperal_downsample=[False, True, True],
+        )  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    return {key: init_tensor(key, tuple(t.shape), generator).to(dtype) for key, t in model.state_dict().items()}

@@ -28,7 +28,7 @@ const ANCHOR_FRACTIONS = {
 const SIZE_KONTEXT = "Kontext preferred (17 sizes)";
 const SIZE_KEEP = "keep input ratio";
 const SIZE_CUSTOM = "custom W:H";
-const SIZE_MODELS = { "FLUX.2 (input ratio at 1 MP)": "flux2", "Qwen-Image preferred (7 sizes)": "qwen" };
+const SIZE_MODELS = { "FLUX.2 (input ratio, 128-ch latent)": "flux2", "Qwen-Image preferred (7 sizes)": "qwen" };
 const SIZE_BY = { megapixels: "megapixels", "long side": "long_side" };
 
 /** Python's round(): halves go to the even neighbour (JS Math.round sends them up). */
@@ -155,13 +155,10 @@ export function planGeometry(width, height, mode = "kontext", options = {}) {
     if (!known) return null;
     [tw, th] = nearestKontextResolution(width, height, mode === "qwen" ? QWEN_IMAGE_RESOLUTIONS : KONTEXT_RESOLUTIONS);
     requested = tw / th;
-  } else if (mode === "flux2") {
-    if (!known) return null;
-    [tw, th] = targetForRatio(Math.min(Math.max(width / height, 1.0 / MAX_RATIO), MAX_RATIO), "megapixels", 1.0, 1024);
-    requested = tw / th;
   } else {
-    if (mode === "keep" && !known) return null;
-    requested = mode === "keep" ? width / height : parseRatio(mode);
+    const own = mode === "keep" || mode === "flux2"; // FLUX.2 has no size list: the input's ratio at the set size
+    if (own && !known) return null;
+    requested = own ? width / height : parseRatio(mode);
     if (requested === null) throw new Error(`cannot read the ratio ${mode}; write it as W:H`);
     requested = Math.min(Math.max(requested, 1.0 / MAX_RATIO), MAX_RATIO);
     [tw, th] = targetForRatio(requested, sizeBy, megapixels, longSide);

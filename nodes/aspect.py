@@ -16,7 +16,7 @@ SIZE_KONTEXT = "Kontext preferred (17 sizes)"
 SIZE_KEEP = "keep input ratio"
 SIZE_CUSTOM = "custom W:H"
 # Other models' preferred sizes (sources in atelier_core.model_families); Kontext's stays the first and default.
-SIZE_FLUX2 = "FLUX.2 (input ratio at 1 MP)"
+SIZE_FLUX2 = "FLUX.2 (input ratio, 128-ch latent)"
 SIZE_QWEN = "Qwen-Image preferred (7 sizes)"
 SIZE_MODELS = {SIZE_FLUX2: "flux2", SIZE_QWEN: "qwen"}
 SIZE_OPTIONS = [SIZE_KONTEXT, SIZE_KEEP, *geometry.RATIO_PRESETS, SIZE_CUSTOM, *SIZE_MODELS]
@@ -60,7 +60,7 @@ class AtelierAspectLock(io.ComfyNode):
                         "Target shape. 'Kontext preferred' snaps to the nearest of the 17 ~1 MP sizes Kontext was "
                         "trained on (same choice as FluxKontextImageScale). A ratio or 'keep input ratio' uses "
                         "megapixels / long side below. Ratios are limited to 1:4 .. 4:1. 'FLUX.2' keeps the input's "
-                        "ratio at 1 MP (FLUX.2 has no fixed list); 'Qwen-Image preferred' snaps to the nearest of "
+                        "ratio at megapixels / long side (FLUX.2 has no fixed list; 1 MP is its default); 'Qwen-Image preferred' snaps to the nearest of "
                         "Qwen-Image's 7 published sizes."
                     ),
                 ),

@@ -47,13 +47,15 @@ def test_qwen_mode_snaps_to_the_nearest_published_size(size, expected):
 
 @pytest.mark.parametrize("size", [(1000, 1000), (1920, 1080), (451, 300), (300, 1200), (5000, 500)])
 def test_flux2_mode_keeps_the_ratio_at_one_megapixel(size):
-    geo = geometry.plan(*size, "flux2", size_by="long_side", long_side=4096)  # size_by is ignored, as for Kontext
+    geo = geometry.plan(*size, "flux2")
     tw, th = geo.target_size
     assert tw % 16 == 0 and th % 16 == 0
     assert abs(tw * th / geometry.MEGAPIXEL - 1) < 0.05
     ratio = min(max(size[0] / size[1], 0.25), 4.0)
     assert abs(tw / th / ratio - 1) < 0.03
     assert geo.target_size == geometry.plan(*size, "keep").target_size  # the input's ratio at the 1 MP default
+    small = geometry.plan(*size, "flux2", megapixels=0.25)
+    assert small.target_size == geometry.plan(*size, "keep", megapixels=0.25).target_size
 
 
 def test_model_modes_round_trip_through_restore():
