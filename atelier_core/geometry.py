@@ -462,7 +462,8 @@ def plan(
 ) -> Geometry:
     """Plan how a ``width x height`` image becomes a Kontext-friendly size; pure arithmetic, no pixels.
 
-    ``mode``: ``"kontext"`` (nearest of the 17 preferred sizes, as core picks it; ``size_by`` is ignored),
+    ``mode``: ``"kontext"`` (nearest of the 17 preferred sizes, as core picks it; ``size_by`` is ignored; ``"qwen"``
+    picks from Qwen-Image's 7 sizes the same way, ``"flux2"`` sizes like ``"keep"``; see :data:`MODEL_MODES`),
     ``"keep"`` (the input's own ratio) or a ratio ``"W:H"`` (the presets in :data:`RATIO_PRESETS` or any custom
     one). Ratios are clamped to 1:4 .. 4:1. ``size_by`` ``"megapixels"`` (1 MP = 1024 x 1024, at most 2.25) or
     ``"long_side"`` (pixels, at least 256); the target area is capped to 1536 x 1536.

@@ -191,3 +191,75 @@ def test_a_model_the_stitcher_does_not_serve_is_named_in_the_error(comfy_host, f
     text = [[torch.zeros(1, 8, CONTEXT), {}]]
     with pytest.raises(pack_error, match=message):
         comfy_host.node_class(NODE).execute(model, text, object(), image_1=torch.full((1, 64, 64, 3), 0.5))
+
+
+LOCK = {
+    "fit": "crop",
+    "anchor": "center",
+    "size_by": "megapixels",
+    "megapixels": 0.0625,
+    "long_side": 1024,
+    "custom_width": 3,
+    "custom_height": 2,
+    "pad_mode": "edge",
+    "pad_color": "#000000",
+}
+
+
+@pytest.mark.parametrize(
+    ("size", "latent"),
+    [("FLUX.2 (input ratio, 128-ch latent)", (128, 16)), ("Qwen-Image preferred (7 sizes)", (16, 8))],
+)
+def test_lock_gives_each_models_latent(comfy_host, files, size, latent):
+    out = comfy_host.node_class("AtelierAspectLock").execute(torch.rand(1, 300, 451, 3), size, **LOCK)
+    _, width, height, _, geo, empty = out.args
+    channels, downscale = latent
+    assert tuple(empty["samples"].shape) == (1, channels, height // downscale, width // downscale)
+    if size.startswith("Qwen"):
+        assert (width, height) == (1584, 1056)  # Qwen-Image's 3:2 size (megapixels does not apply to a size list)
+    else:
+        assert abs(width / height - 451 / 300) < 0.05 and 0.75 * 2**16 <= width * height <= 1.25 * 2**16
+
+
+def test_restore_and_diff_merge_on_a_flux2_edit(comfy_host, files):
+    """Lock (FLUX.2 size, crop) -> stitcher -> FLUX.2 sampling on the lock's latent -> decode -> restore -> merge:
+    both come back at the original's size. The random model changes every pixel, so the merge is then also fed the
+    restored edit with its left half put back to the original: it must keep exactly that half and take the rest."""
+    original = "flux2_wide.png"
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(comfy_host.input_path(original))
+    g = base_graph()
+    g["orig"] = {"class_type": "LoadImage", "inputs": {"image": original}}
+    g["lock"] = {"class_type": "AtelierAspectLock", "inputs": {"image": ["orig", 0], "size": "FLUX.2 (input ratio, 128-ch latent)", **LOCK}}
+    g["stitch"] = {
+        "class_type": NODE,
+        "inputs": {"model": ["loader", 0], "conditioning": ["text", 0], "vae": ["vae", 0], "position_method": "auto",
+                   "sizing": "keep", "fit": "crop", "token_budget": 4096, "image_1": ["lock", 0], "weight_1": 1.0},
+    }  # fmt: skip
+    add_sampler(g, "edit", ["stitch", 0], ["stitch", 1])
+    g["sampler_edit"]["inputs"]["latent_image"] = ["lock", 5]
+    g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler_edit", 0], "vae": ["vae", 0]}}
+    g["restore"] = {"class_type": "AtelierRestoreSize", "inputs": {"edited": ["decode", 0], "geometry": ["lock", 4], "original": ["orig", 0]}}
+    g["merge"] = {
+        "class_type": "AtelierDiffMerge",
+        "inputs": {"original": ["orig", 0], "edited": ["restore", 0], "threshold": 6.0, "formula": "ciede2000",
+                   "auto_threshold": False, "min_area": 64, "grow": 6, "feather": 12, "blend": "alpha", "align": False,
+                   "match_color": False, "mask_mode": "add", "geometry": ["lock", 4]},
+    }  # fmt: skip
+    for key, source in (("decoded", ["decode", 0]), ("restored", ["restore", 0]), ("merged", ["merge", 0]),
+                        ("hard", ["merge", 1]), ("soft", ["merge", 2]), ("orig", ["orig", 0])):  # fmt: skip
+        g[f"cap_{key}"] = {"class_type": "AtelierTestCapture", "inputs": {"key": key, "value": source}}
+    comfy_host.run(g)
+    c = comfy_host.captured
+    assert c["decoded"].shape[1:3] != c["orig"].shape[1:3]  # the edit came out at the lock's size
+    assert c["restored"].shape == c["merged"].shape == c["orig"].shape == (1, 64, 96, 3)
+    assert float(c["hard"].mean()) > 0.9  # a random model's "edit" differs everywhere
+    half = c["restored"].clone()
+    half[:, :, :48] = c["orig"][:, :, :48]
+    inputs = {k: v for k, v in g["merge"]["inputs"].items() if not isinstance(v, list)}
+    with torch.inference_mode():
+        merged, hard, soft = comfy_host.node_class("AtelierDiffMerge").execute(c["orig"], half, **inputs).args[:3]
+    kept = soft[0] == 0
+    assert kept[:, :24].all() and not kept[:, 72:].any(), "the reverted half must be kept, the edited half taken"
+    assert torch.equal(merged[0][kept], c["orig"][0][kept])
+    assert torch.allclose(merged[0][:, 72:], half[0][:, 72:], atol=1e-6)
