@@ -299,3 +299,62 @@ def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20
     if problem:
         return ColorTransform.identity(f"colour drift fit rejected ({problem}): no colour correction applied")
     return ColorTransform(np.diag(gain), offset)
+
+
+MAX_CURVE_CORRECTION = 0.08  # sRGB units: a tone curve moving a value further is fitting an edit, not a drift
+_CURVE_BINS = 48
+_CURVE_MIN_COUNT = 40
+
+
+@dataclass
+class ToneCurves:
+    """Per-channel monotone curves on sRGB values (``knots`` -> ``values[c]``), the drift left after the linear
+    gain/offset: clipping of highlights and shadows and a gamma change, which a gain in linear light cannot
+    express."""
+
+    knots: np.ndarray
+    values: np.ndarray  # (3, len(knots))
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(np.abs(self.values - self.knots[None]).max() < 1e-4)
+
+    def apply(self, srgb: np.ndarray) -> np.ndarray:
+        out = np.empty(srgb.shape, np.float32)
+        for c in range(3):
+            out[..., c] = np.interp(srgb[..., c], self.knots, self.values[c])
+        return out
+
+
+def _channel_curve(mov: np.ndarray, ref: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Median reference value per bin of moving values (robust: an edit is a minority of most bins), bins with
+    too few samples filled by interpolation, made monotone and held within MAX_CURVE_CORRECTION of identity."""
+    bins = np.clip((mov * (len(knots) - 1)).round().astype(np.int64), 0, len(knots) - 1)
+    order = np.argsort(bins, kind="stable")
+    counts = np.bincount(bins, minlength=len(knots))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    sorted_ref = ref[order]
+    have = counts >= _CURVE_MIN_COUNT
+    medians = np.zeros(len(knots))
+    for k in np.flatnonzero(have):
+        medians[k] = float(np.median(sorted_ref[starts[k] : starts[k] + counts[k]]))
+    if have.sum() < 2:
+        return knots.copy()
+    delta = np.interp(knots, knots[have], medians[have] - knots[have])
+    curve = knots + np.clip(delta, -MAX_CURVE_CORRECTION, MAX_CURVE_CORRECTION)
+    return np.maximum.accumulate(curve)
+
+
+def fit_tone_curves(reference: np.ndarray, moving: np.ndarray, samples: int = 200000, seed: int = 1) -> ToneCurves:
+    """Per-channel curves taking ``moving``'s sRGB values to ``reference``'s (both (H, W, 3), aligned)."""
+    ref = np.asarray(reference, np.float32).reshape(-1, 3)
+    mov = np.asarray(moving, np.float32).reshape(-1, 3)
+    if ref.shape[0] > samples:
+        idx = np.random.default_rng(seed).integers(0, ref.shape[0], samples)
+        ref, mov = ref[idx], mov[idx]
+    # Only pixels already close after the linear fit: a recoloured region must not bend the curves toward it.
+    close = (np.abs(ref - mov) < MAX_CURVE_CORRECTION).all(axis=1)
+    ref, mov = ref[close], mov[close]
+    knots = np.linspace(0.0, 1.0, _CURVE_BINS + 1)
+    values = np.stack([_channel_curve(mov[:, c], ref[:, c], knots) for c in range(3)])
+    return ToneCurves(knots, values)

@@ -36,6 +36,9 @@ _DE2000_OVER_DE76 = 2.1
 # And ΔE2000 >= |ΔL| / S_L, since its chroma/hue part (with the rotation term, |R_T| <= 2) is never negative;
 # S_L = 1 + 0.015 (L - 50)^2 / sqrt(20 + (L - 50)^2) is at most 1.747 for L in 0..100.
 _MAX_S_L = 1.75
+# The envelope tolerance never moves a colour by more than this (Lab units per channel): enough for the
+# residual misregistration of an edge, too little to hide a darkened or recoloured region in a textured area.
+_ENVELOPE_CAP = 5.0
 
 
 @dataclass
@@ -55,6 +58,7 @@ class MergeOptions:
     user_mask_mode: str = "add"
     detect_megapixels: float = 1.0
     denoise_sigma: float = 1.0
+    envelope: int = 1  # detection pixels: tolerance for residual misalignment and softening at edges
 
     def validate(self) -> None:
         if self.formula.lower() not in _color.DELTA_E_FORMULAS:
@@ -163,7 +167,12 @@ def _auto_threshold(values: np.ndarray, floor: float) -> float:
 
 
 def delta_e_map(
-    original_rgb: np.ndarray, edit_rgb: np.ndarray, formula: str, threshold: float | None, sigma: float
+    original_rgb: np.ndarray,
+    edit_rgb: np.ndarray,
+    formula: str,
+    threshold: float | None,
+    sigma: float,
+    envelope: int = 0,
 ) -> np.ndarray:
     """ΔE between two sRGB images after a light Gaussian (sigma px) that evens out noise and softening.
 
@@ -176,6 +185,8 @@ def delta_e_map(
         edit_rgb = cv2.GaussianBlur(edit_rgb, (0, 0), sigma)
     lab_o = _color.srgb_to_lab(np.clip(original_rgb, 0, 1))
     lab_e = _color.srgb_to_lab(np.clip(edit_rgb, 0, 1))
+    if envelope > 0:
+        lab_o = _envelope_nearest(lab_o, lab_e, envelope)
     de76 = _color.delta_e_cie76(lab_o, lab_e)
     if formula.lower() == "cie76":
         return de76
@@ -194,6 +205,18 @@ def delta_e_map(
         exact = _color.delta_e_ciede2000(np.take(flat_o, idx, axis=0), np.take(flat_e, idx, axis=0))
         np.put(out.reshape(-1), idx, exact)
     return out
+
+
+def _envelope_nearest(lab_o: np.ndarray, lab_e: np.ndarray, radius: int) -> np.ndarray:
+    """Per pixel, the point nearest the edit's colour in the box spanned by the original's colours within
+    ``radius`` px: a residual sub-pixel misalignment or a softer re-render moves an edge's values between its
+    neighbours' values, which stays inside that box, while a real edit leaves it."""
+    kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
+    lo = cv2.erode(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
+    hi = cv2.dilate(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
+    np.maximum(lo, lab_o - _ENVELOPE_CAP, out=lo)
+    np.minimum(hi, lab_o + _ENVELOPE_CAP, out=hi)
+    return np.clip(lab_e, lo, hi)
 
 
 def _remove_small(mask: np.ndarray, min_area: float) -> np.ndarray:
@@ -360,15 +383,18 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
             log.info("Kontext Diff-Merge: %s", color_fix.note)
         if not color_fix.is_identity:
             e_s = color_fix.apply(e_s)
+        curves = _align.fit_tone_curves(o_s, e_s)
+        if not curves.is_identity:
+            e_s = curves.apply(e_s)
 
     formula = opts.formula.lower()
     sigma = opts.denoise_sigma
     if opts.auto_threshold:
-        de = delta_e_map(o_s, e_s, formula, None, sigma)
+        de = delta_e_map(o_s, e_s, formula, None, sigma, opts.envelope)
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     else:
         threshold = float(opts.threshold)
-        de = delta_e_map(o_s, e_s, formula, threshold, sigma)
+        de = delta_e_map(o_s, e_s, formula, threshold, sigma, opts.envelope)
     if has_alpha:
         e_alpha_s = small(e_alpha[..., None]).reshape(dh, dw, 1)
         if alignment.ok and not alignment.is_identity:
