@@ -200,6 +200,16 @@ class ColorTransform:
         out = cv2.transform(lin.reshape(-1, 1, 3), affine).reshape(lin.shape)
         return np.clip(linear_to_srgb(out), 0.0, 1.0).astype(np.float32)
 
+    def apply_inverse(self, srgb: np.ndarray) -> np.ndarray:
+        """The drift itself, applied to the reference: predicts the moving image, clipping included (a
+        brightened re-render clips highlights the reference still resolves; undoing the drift on the moving
+        image cannot bring that detail back, predicting it from the reference loses the same detail)."""
+        lin = srgb_to_linear(np.asarray(srgb, np.float32))
+        inv = np.linalg.inv(self.matrix)
+        affine = np.hstack([inv, (-inv @ self.offset)[:, None]]).astype(np.float32)
+        out = cv2.transform(lin.reshape(-1, 1, 3), affine).reshape(lin.shape)
+        return linear_to_srgb(np.clip(out, 0.0, 1.0)).astype(np.float32)
+
 
 # A re-render's colour drift is a white-balance/exposure cast: per-channel gains near 1 and small offsets.
 # Anything outside these bounds is not drift but a fit that latched onto the edit (or an edit of most of

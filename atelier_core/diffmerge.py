@@ -49,7 +49,7 @@ class MergeOptions:
     formula: str = "ciede2000"
     auto_threshold: bool = False
     min_area: int = 64
-    grow: int = 6
+    grow: int = 4
     feather: int = 12
     blend: str = "poisson"
     align: bool = True
@@ -382,10 +382,10 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
             notes.append(color_fix.note)
             log.info("Kontext Diff-Merge: %s", color_fix.note)
         if not color_fix.is_identity:
-            e_s = color_fix.apply(e_s)
-        curves = _align.fit_tone_curves(o_s, e_s)
+            o_s = color_fix.apply_inverse(o_s)
+        curves = _align.fit_tone_curves(e_s, o_s)
         if not curves.is_identity:
-            e_s = curves.apply(e_s)
+            o_s = curves.apply(o_s)
 
     formula = opts.formula.lower()
     sigma = opts.denoise_sigma

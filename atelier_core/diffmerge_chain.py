@@ -71,7 +71,8 @@ def apply_edit(image: np.ndarray, region: np.ndarray, kind: str, rng: np.random.
     """The edit itself: changes ``image`` inside ``region`` only (with a 1 px anti-aliased edge inside it)."""
     h, w = region.shape
     if kind == "recolour":
-        new = image[..., ::-1] * 0.8 + np.float32(0.1)
+        hue = rng.uniform(0.1, 0.9, 3).astype(np.float32)
+        new = image.mean(axis=2, keepdims=True) * np.float32(0.4) + hue * np.float32(0.6)
     elif kind == "pattern":
         yy, xx = np.mgrid[:h, :w].astype(np.float32)
         phase = float(rng.uniform(0, 6.28))
