@@ -98,6 +98,7 @@ class ChainFigures:
     band: list[float] = field(default_factory=list)  # per turn: farthest changed px from that turn's edit
     identical_outside: float = 0.0  # fraction bit-identical to the original outside the dilated edits
     psnr_outside: float = 0.0  # dB against the ideal chain outside the dilated edits
+    psnr_edits: float = 0.0  # dB against the ideal chain inside the edits (shrunk by 3 px): the edits were taken
     spurious: np.ndarray | None = None  # (H, W) bool: every pixel that ever changed farther than ``far`` px
 
 
@@ -142,6 +143,8 @@ def run_chain(
     outside = ~_dm.grow_mask(edits, dilate)
     figures.identical_outside = float((merged[outside] == photo[outside]).all(axis=1).mean())
     figures.psnr_outside = _psnr(merged[outside], ideal[outside])
+    inside = _dm.grow_mask(edits, -3)
+    figures.psnr_edits = _psnr(merged[inside], ideal[inside])
     return figures
 
 
