@@ -115,8 +115,16 @@ def run_chain(
     options: _dm.MergeOptions | None = None,
     far: float = 20.0,
     dilate: int = 8,
+    merge=None,
 ) -> ChainFigures:
-    """Chain ``turns`` edits on ``photo`` (H, W, 3 float in 0..1), merging each back; see the module docstring."""
+    """Chain ``turns`` edits on ``photo`` (H, W, 3 float in 0..1), merging each back; see the module docstring.
+
+    ``merge(original, render) -> merged`` replaces our diff-merge (the benchmark runs a peer's node through it).
+    """
+    if merge is None:
+        def merge(original, render):
+            return _dm.diff_merge(original, render, options).merged
+
     rng = np.random.default_rng(seed)
     h, w = photo.shape[:2]
     merged = np.array(photo, np.float32)
@@ -131,14 +139,14 @@ def run_chain(
         ideal = np.where(region[..., None], apply_edit(ideal, region, kind, edit_rng), ideal)
         wanted = apply_edit(merged, region, kind, np.random.default_rng(seed * 1000 + turn))
         render = drift_for(drift_size, rng).apply(wanted, rng)
-        result = _dm.diff_merge(merged, render, options)
-        changed = (result.merged != merged).any(axis=2)
+        merged_now = np.asarray(merge(merged, render), np.float32)
+        changed = (merged_now != merged).any(axis=2)
         dist = cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         figures.far_changed.append(int((changed & (dist > far)).sum()))
         figures.beyond50.append(int((changed & (dist > 50)).sum()))
         figures.band.append(float(dist[changed].max()) if changed.any() else 0.0)
         figures.spurious |= changed & (dist > far)
-        merged = result.merged
+        merged = merged_now
         edits |= region
     outside = ~_dm.grow_mask(edits, dilate)
     figures.identical_outside = float((merged[outside] == photo[outside]).all(axis=1).mean())
