@@ -309,6 +309,10 @@ class _Scale:
     @classmethod
     def of(cls, h: int, w: int, megapixels: float) -> _Scale:
         factor = min(1.0, float(np.sqrt(megapixels * 1e6 / (h * w))))
+        # Snap to 1/k when within 10 %: an integer-ratio area resize is several times faster than a fractional one.
+        k = round(1.0 / factor)
+        if k >= 1 and abs(k * factor - 1.0) < 0.1:
+            factor = 1.0 / k
         return cls(h, w, max(1, round(h * factor)), max(1, round(w * factor)))
 
     @property

@@ -97,6 +97,7 @@ class ChainFigures:
     beyond50: list[int] = field(default_factory=list)  # per turn: changed px farther than 50 px
     band: list[float] = field(default_factory=list)  # per turn: farthest changed px from that turn's edit
     identical_outside: float = 0.0  # fraction bit-identical to the original outside the dilated edits
+    identical_beyond_far: float = 0.0  # the same outside the edits grown by ``far`` px
     psnr_outside: float = 0.0  # dB against the ideal chain outside the dilated edits
     psnr_edits: float = 0.0  # dB against the ideal chain inside the edits (shrunk by 3 px): the edits were taken
     spurious: np.ndarray | None = None  # (H, W) bool: every pixel that ever changed farther than ``far`` px
@@ -151,6 +152,8 @@ def run_chain(
     outside = ~_dm.grow_mask(edits, dilate)
     figures.identical_outside = float((merged[outside] == photo[outside]).all(axis=1).mean())
     figures.psnr_outside = _psnr(merged[outside], ideal[outside])
+    beyond = ~_dm.grow_mask(edits, int(far))
+    figures.identical_beyond_far = float((merged[beyond] == photo[beyond]).all(axis=1).mean())
     inside = _dm.grow_mask(edits, -3)
     figures.psnr_edits = _psnr(merged[inside], ideal[inside])
     return figures
