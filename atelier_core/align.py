@@ -231,6 +231,66 @@ def _tukey_loss(resid: np.ndarray, scale: float) -> float:
     return float((1.0 - (1.0 - u2) ** 3).sum())
 
 
+def _residual(ref: np.ndarray, mov: np.ndarray, g, o) -> np.ndarray:
+    return np.sqrt(((g * mov + o - ref) ** 2).sum(axis=1))
+
+
+def _robust_start(ref: np.ndarray, mov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel median ratio on pixels bright enough for a stable ratio, then median offset (breakdown 50%)."""
+    gain = np.ones(3)
+    for c in range(3):
+        lit = mov[:, c] > 0.02
+        if lit.sum() >= 16:
+            gain[c] = float(np.median(ref[lit, c] / mov[lit, c]))
+    gain = np.clip(gain, *GAIN_RANGE)
+    return gain, np.median(ref - gain * mov, axis=0)
+
+
+def _reweighted_fit(ref: np.ndarray, mov: np.ndarray, gain: np.ndarray, offset: np.ndarray):
+    """Tukey-reweighted least squares for per-channel (gain, offset): -> (gain, offset, resid, scale, weights)."""
+    resid = _residual(ref, mov, gain, offset)
+    # The noise scale is fixed from the start (median residual of the better of start and identity), so a
+    # shrinking scale cannot talk the fit into ever fewer inliers; 1e-4 floors it for noiseless inputs.
+    scale = max(float(min(np.median(resid), np.median(_residual(ref, mov, 1.0, 0.0)))) * 1.4826, 1e-4)
+    wts = _tukey(resid, scale)
+    for _ in range(10):
+        sw = wts.sum()
+        if sw < 16:
+            break
+        # Weighted least squares per channel for (gain, offset): closed-form 2x2 normal equations.
+        mx = (wts @ mov) / sw
+        my = (wts @ ref) / sw
+        dx, dy = mov - mx, ref - my
+        var = wts @ (dx * dx)
+        new_gain = np.where(var > 1e-12, (wts @ (dx * dy)) / np.maximum(var, 1e-12), 1.0)
+        new_offset = my - new_gain * mx
+        done = np.abs(new_gain - gain).max() < 1e-5 and np.abs(new_offset - offset).max() < 1e-6
+        gain, offset = new_gain, new_offset
+        resid = _residual(ref, mov, gain, offset)
+        wts = _tukey(resid, scale)
+        if done:
+            break
+    return gain, offset, resid, scale, wts
+
+
+def _implausible(ref, mov, gain, offset, resid, scale, wts) -> str:
+    """Why the fitted drift is not a drift ("" when it is plausible)."""
+    inliers = float((wts > 0).mean())
+    if not np.all(np.isfinite(gain)) or not np.all(np.isfinite(offset)):
+        return "not finite"
+    if gain.min() < GAIN_RANGE[0] or gain.max() > GAIN_RANGE[1]:
+        return "gains " + ", ".join(f"{g:.3f}" for g in gain) + f" outside {GAIN_RANGE[0]}..{GAIN_RANGE[1]}"
+    if np.abs(offset).max() > MAX_OFFSET:
+        return "offsets " + ", ".join(f"{o:+.3f}" for o in offset) + " too large"
+    if inliers < MIN_INLIERS:
+        return f"only {100 * inliers:.0f}% of the pixels agree with it"
+    # Compared on the robust objective: when more pixels agree with "no drift" than with the fit (an edit
+    # covering most of the frame), the fit is explaining the edit, not a drift.
+    if _tukey_loss(resid, scale) > _tukey_loss(_residual(ref, mov, 1.0, 0.0), scale):
+        return "fewer pixels agree with it than with no correction"
+    return ""
+
+
 def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20000, seed: int = 0) -> ColorTransform:
     """Robust per-channel gain and offset in linear RGB taking ``moving`` to ``reference``.
 
@@ -254,58 +314,9 @@ def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20
         return ColorTransform.identity("colour drift not fitted: too few unclipped pixels")
     ref = srgb_to_linear(ref[unclipped]).astype(np.float64)
     mov = srgb_to_linear(mov[unclipped]).astype(np.float64)
-
-    # Robust start: per-channel median ratio on pixels bright enough for a stable ratio, then median offset.
-    gain = np.ones(3)
-    for c in range(3):
-        lit = mov[:, c] > 0.02
-        if lit.sum() >= 16:
-            gain[c] = float(np.median(ref[lit, c] / mov[lit, c]))
-    gain = np.clip(gain, *GAIN_RANGE)
-    offset = np.median(ref - gain * mov, axis=0)
-
-    def residual(g, o):
-        return np.sqrt(((g * mov + o - ref) ** 2).sum(axis=1))
-
-    resid = residual(gain, offset)
-    # The noise scale is fixed from the start (median residual of the better of start and identity), so a
-    # shrinking scale cannot talk the fit into ever fewer inliers; 1e-4 floors it for noiseless inputs.
-    scale = max(float(min(np.median(resid), np.median(residual(1.0, 0.0)))) * 1.4826, 1e-4)
-    wts = _tukey(resid, scale)
-    for _ in range(10):
-        sw = wts.sum()
-        if sw < 16:
-            break
-        # Weighted least squares per channel for (gain, offset): closed-form 2x2 normal equations.
-        mx = (wts @ mov) / sw
-        my = (wts @ ref) / sw
-        dx, dy = mov - mx, ref - my
-        var = wts @ (dx * dx)
-        new_gain = np.where(var > 1e-12, (wts @ (dx * dy)) / np.maximum(var, 1e-12), 1.0)
-        new_offset = my - new_gain * mx
-        done = np.abs(new_gain - gain).max() < 1e-5 and np.abs(new_offset - offset).max() < 1e-6
-        gain, offset = new_gain, new_offset
-        resid = residual(gain, offset)
-        wts = _tukey(resid, scale)
-        if done:
-            break
-
-    inliers = float((wts > 0).mean())
-    # Compared on the robust objective: when more pixels agree with "no drift" than with the fit (an edit
-    # covering most of the frame), the fit is explaining the edit, not a drift.
-    fitted_cost = _tukey_loss(resid, scale)
-    identity_cost = _tukey_loss(residual(1.0, 0.0), scale)
-    problem = ""
-    if not np.all(np.isfinite(gain)) or not np.all(np.isfinite(offset)):
-        problem = "not finite"
-    elif gain.min() < GAIN_RANGE[0] or gain.max() > GAIN_RANGE[1]:
-        problem = "gains " + ", ".join(f"{g:.3f}" for g in gain) + f" outside {GAIN_RANGE[0]}..{GAIN_RANGE[1]}"
-    elif np.abs(offset).max() > MAX_OFFSET:
-        problem = "offsets " + ", ".join(f"{o:+.3f}" for o in offset) + " too large"
-    elif inliers < MIN_INLIERS:
-        problem = f"only {100 * inliers:.0f}% of the pixels agree with it"
-    elif fitted_cost > identity_cost:
-        problem = "fewer pixels agree with it than with no correction"
+    gain, offset = _robust_start(ref, mov)
+    gain, offset, resid, scale, wts = _reweighted_fit(ref, mov, gain, offset)
+    problem = _implausible(ref, mov, gain, offset, resid, scale, wts)
     if problem:
         return ColorTransform.identity(f"colour drift fit rejected ({problem}): no colour correction applied")
     return ColorTransform(np.diag(gain), offset)
