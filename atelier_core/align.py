@@ -200,6 +200,16 @@ class ColorTransform:
         out = cv2.transform(lin.reshape(-1, 1, 3), affine).reshape(lin.shape)
         return np.clip(linear_to_srgb(out), 0.0, 1.0).astype(np.float32)
 
+    def apply_inverse(self, srgb: np.ndarray) -> np.ndarray:
+        """The drift itself, applied to the reference: predicts the moving image, clipping included (a
+        brightened re-render clips highlights the reference still resolves; undoing the drift on the moving
+        image cannot bring that detail back, predicting it from the reference loses the same detail)."""
+        lin = srgb_to_linear(np.asarray(srgb, np.float32))
+        inv = np.linalg.inv(self.matrix)
+        affine = np.hstack([inv, (-inv @ self.offset)[:, None]]).astype(np.float32)
+        out = cv2.transform(lin.reshape(-1, 1, 3), affine).reshape(lin.shape)
+        return linear_to_srgb(np.clip(out, 0.0, 1.0)).astype(np.float32)
+
 
 # A re-render's colour drift is a white-balance/exposure cast: per-channel gains near 1 and small offsets.
 # Anything outside these bounds is not drift but a fit that latched onto the edit (or an edit of most of
@@ -219,6 +229,66 @@ def _tukey_loss(resid: np.ndarray, scale: float) -> float:
     """Tukey's biweight objective (each pixel costs 0..1): what the reweighting minimises."""
     u2 = np.minimum((resid / (_TUKEY_C * scale)) ** 2, 1.0)
     return float((1.0 - (1.0 - u2) ** 3).sum())
+
+
+def _residual(ref: np.ndarray, mov: np.ndarray, g, o) -> np.ndarray:
+    return np.sqrt(((g * mov + o - ref) ** 2).sum(axis=1))
+
+
+def _robust_start(ref: np.ndarray, mov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel median ratio on pixels bright enough for a stable ratio, then median offset (breakdown 50%)."""
+    gain = np.ones(3)
+    for c in range(3):
+        lit = mov[:, c] > 0.02
+        if lit.sum() >= 16:
+            gain[c] = float(np.median(ref[lit, c] / mov[lit, c]))
+    gain = np.clip(gain, *GAIN_RANGE)
+    return gain, np.median(ref - gain * mov, axis=0)
+
+
+def _reweighted_fit(ref: np.ndarray, mov: np.ndarray, gain: np.ndarray, offset: np.ndarray):
+    """Tukey-reweighted least squares for per-channel (gain, offset): -> (gain, offset, resid, scale, weights)."""
+    resid = _residual(ref, mov, gain, offset)
+    # The noise scale is fixed from the start (median residual of the better of start and identity), so a
+    # shrinking scale cannot talk the fit into ever fewer inliers; 1e-4 floors it for noiseless inputs.
+    scale = max(float(min(np.median(resid), np.median(_residual(ref, mov, 1.0, 0.0)))) * 1.4826, 1e-4)
+    wts = _tukey(resid, scale)
+    for _ in range(10):
+        sw = wts.sum()
+        if sw < 16:
+            break
+        # Weighted least squares per channel for (gain, offset): closed-form 2x2 normal equations.
+        mx = (wts @ mov) / sw
+        my = (wts @ ref) / sw
+        dx, dy = mov - mx, ref - my
+        var = wts @ (dx * dx)
+        new_gain = np.where(var > 1e-12, (wts @ (dx * dy)) / np.maximum(var, 1e-12), 1.0)
+        new_offset = my - new_gain * mx
+        done = np.abs(new_gain - gain).max() < 1e-5 and np.abs(new_offset - offset).max() < 1e-6
+        gain, offset = new_gain, new_offset
+        resid = _residual(ref, mov, gain, offset)
+        wts = _tukey(resid, scale)
+        if done:
+            break
+    return gain, offset, resid, scale, wts
+
+
+def _implausible(ref, mov, gain, offset, resid, scale, wts) -> str:
+    """Why the fitted drift is not a drift ("" when it is plausible)."""
+    inliers = float((wts > 0).mean())
+    if not np.all(np.isfinite(gain)) or not np.all(np.isfinite(offset)):
+        return "not finite"
+    if gain.min() < GAIN_RANGE[0] or gain.max() > GAIN_RANGE[1]:
+        return "gains " + ", ".join(f"{g:.3f}" for g in gain) + f" outside {GAIN_RANGE[0]}..{GAIN_RANGE[1]}"
+    if np.abs(offset).max() > MAX_OFFSET:
+        return "offsets " + ", ".join(f"{o:+.3f}" for o in offset) + " too large"
+    if inliers < MIN_INLIERS:
+        return f"only {100 * inliers:.0f}% of the pixels agree with it"
+    # Compared on the robust objective: when more pixels agree with "no drift" than with the fit (an edit
+    # covering most of the frame), the fit is explaining the edit, not a drift.
+    if _tukey_loss(resid, scale) > _tukey_loss(_residual(ref, mov, 1.0, 0.0), scale):
+        return "fewer pixels agree with it than with no correction"
+    return ""
 
 
 def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20000, seed: int = 0) -> ColorTransform:
@@ -244,58 +314,74 @@ def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20
         return ColorTransform.identity("colour drift not fitted: too few unclipped pixels")
     ref = srgb_to_linear(ref[unclipped]).astype(np.float64)
     mov = srgb_to_linear(mov[unclipped]).astype(np.float64)
-
-    # Robust start: per-channel median ratio on pixels bright enough for a stable ratio, then median offset.
-    gain = np.ones(3)
-    for c in range(3):
-        lit = mov[:, c] > 0.02
-        if lit.sum() >= 16:
-            gain[c] = float(np.median(ref[lit, c] / mov[lit, c]))
-    gain = np.clip(gain, *GAIN_RANGE)
-    offset = np.median(ref - gain * mov, axis=0)
-
-    def residual(g, o):
-        return np.sqrt(((g * mov + o - ref) ** 2).sum(axis=1))
-
-    resid = residual(gain, offset)
-    # The noise scale is fixed from the start (median residual of the better of start and identity), so a
-    # shrinking scale cannot talk the fit into ever fewer inliers; 1e-4 floors it for noiseless inputs.
-    scale = max(float(min(np.median(resid), np.median(residual(1.0, 0.0)))) * 1.4826, 1e-4)
-    wts = _tukey(resid, scale)
-    for _ in range(10):
-        sw = wts.sum()
-        if sw < 16:
-            break
-        # Weighted least squares per channel for (gain, offset): closed-form 2x2 normal equations.
-        mx = (wts @ mov) / sw
-        my = (wts @ ref) / sw
-        dx, dy = mov - mx, ref - my
-        var = wts @ (dx * dx)
-        new_gain = np.where(var > 1e-12, (wts @ (dx * dy)) / np.maximum(var, 1e-12), 1.0)
-        new_offset = my - new_gain * mx
-        done = np.abs(new_gain - gain).max() < 1e-5 and np.abs(new_offset - offset).max() < 1e-6
-        gain, offset = new_gain, new_offset
-        resid = residual(gain, offset)
-        wts = _tukey(resid, scale)
-        if done:
-            break
-
-    inliers = float((wts > 0).mean())
-    # Compared on the robust objective: when more pixels agree with "no drift" than with the fit (an edit
-    # covering most of the frame), the fit is explaining the edit, not a drift.
-    fitted_cost = _tukey_loss(resid, scale)
-    identity_cost = _tukey_loss(residual(1.0, 0.0), scale)
-    problem = ""
-    if not np.all(np.isfinite(gain)) or not np.all(np.isfinite(offset)):
-        problem = "not finite"
-    elif gain.min() < GAIN_RANGE[0] or gain.max() > GAIN_RANGE[1]:
-        problem = "gains " + ", ".join(f"{g:.3f}" for g in gain) + f" outside {GAIN_RANGE[0]}..{GAIN_RANGE[1]}"
-    elif np.abs(offset).max() > MAX_OFFSET:
-        problem = "offsets " + ", ".join(f"{o:+.3f}" for o in offset) + " too large"
-    elif inliers < MIN_INLIERS:
-        problem = f"only {100 * inliers:.0f}% of the pixels agree with it"
-    elif fitted_cost > identity_cost:
-        problem = "fewer pixels agree with it than with no correction"
+    gain, offset = _robust_start(ref, mov)
+    gain, offset, resid, scale, wts = _reweighted_fit(ref, mov, gain, offset)
+    problem = _implausible(ref, mov, gain, offset, resid, scale, wts)
     if problem:
         return ColorTransform.identity(f"colour drift fit rejected ({problem}): no colour correction applied")
     return ColorTransform(np.diag(gain), offset)
+
+
+MAX_CURVE_CORRECTION = 0.08  # sRGB units: a tone curve moving a value further is fitting an edit, not a drift
+_CURVE_BINS = 48
+_CURVE_MIN_COUNT = 40
+
+
+@dataclass
+class ToneCurves:
+    """Per-channel monotone curves on sRGB values (``knots`` -> ``values[c]``), the drift left after the linear
+    gain/offset: clipping of highlights and shadows and a gamma change, which a gain in linear light cannot
+    express."""
+
+    knots: np.ndarray
+    values: np.ndarray  # (3, len(knots))
+
+    @property
+    def is_identity(self) -> bool:
+        return bool(np.abs(self.values - self.knots[None]).max() < 1e-4)
+
+    def apply(self, srgb: np.ndarray) -> np.ndarray:
+        # Uniform knots: a linear lookup is a 1-row remap (multithreaded, unlike np.interp).
+        h, w = srgb.shape[:2]
+        n = len(self.knots) - 1
+        zero = np.zeros((h, w), np.float32)
+        out = np.empty((h, w, 3), np.float32)
+        for c in range(3):
+            lut = self.values[c].astype(np.float32)[None, :]
+            pos = np.clip(srgb[..., c], 0.0, 1.0) * np.float32(n)
+            out[..., c] = cv2.remap(lut, pos, zero, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return out
+
+
+def _channel_curve(mov: np.ndarray, ref: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Median reference value per bin of moving values (robust: an edit is a minority of most bins), bins with
+    too few samples filled by interpolation, made monotone and held within MAX_CURVE_CORRECTION of identity."""
+    bins = np.clip((mov * (len(knots) - 1)).round().astype(np.int64), 0, len(knots) - 1)
+    order = np.argsort(bins, kind="stable")
+    counts = np.bincount(bins, minlength=len(knots))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    sorted_ref = ref[order]
+    have = counts >= _CURVE_MIN_COUNT
+    medians = np.zeros(len(knots))
+    for k in np.flatnonzero(have):
+        medians[k] = float(np.median(sorted_ref[starts[k] : starts[k] + counts[k]]))
+    if have.sum() < 2:
+        return knots.copy()
+    delta = np.interp(knots, knots[have], medians[have] - knots[have])
+    curve = knots + np.clip(delta, -MAX_CURVE_CORRECTION, MAX_CURVE_CORRECTION)
+    return np.maximum.accumulate(curve)
+
+
+def fit_tone_curves(reference: np.ndarray, moving: np.ndarray, samples: int = 200000, seed: int = 1) -> ToneCurves:
+    """Per-channel curves taking ``moving``'s sRGB values to ``reference``'s (both (H, W, 3), aligned)."""
+    ref = np.asarray(reference, np.float32).reshape(-1, 3)
+    mov = np.asarray(moving, np.float32).reshape(-1, 3)
+    if ref.shape[0] > samples:
+        idx = np.random.default_rng(seed).integers(0, ref.shape[0], samples)
+        ref, mov = ref[idx], mov[idx]
+    # Only pixels already close after the linear fit: a recoloured region must not bend the curves toward it.
+    close = (np.abs(ref - mov) < MAX_CURVE_CORRECTION).all(axis=1)
+    ref, mov = ref[close], mov[close]
+    knots = np.linspace(0.0, 1.0, _CURVE_BINS + 1)
+    values = np.stack([_channel_curve(mov[:, c], ref[:, c], knots) for c in range(3)])
+    return ToneCurves(knots, values)

@@ -23,9 +23,13 @@ import numpy as np
 from . import align as _align
 from . import color as _color
 from . import poisson as _poisson
+from .diffmerge_mask import _bbox, _fill_holes, _outline_preview, _remove_small, feather_mask, grow_mask
 from .errors import AtelierError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["MergeOptions", "MergeResult", "delta_e_map", "diff_merge", "diff_merge_batch", "feather_mask",
+           "fit_to_size", "format_report", "grow_mask"]
 
 BLEND_MODES = ("poisson", "multiband", "alpha")
 USER_MASK_MODES = ("add", "subtract", "replace")
@@ -36,6 +40,9 @@ _DE2000_OVER_DE76 = 2.1
 # And ΔE2000 >= |ΔL| / S_L, since its chroma/hue part (with the rotation term, |R_T| <= 2) is never negative;
 # S_L = 1 + 0.015 (L - 50)^2 / sqrt(20 + (L - 50)^2) is at most 1.747 for L in 0..100.
 _MAX_S_L = 1.75
+# The envelope tolerance never moves a colour by more than this (Lab units per channel): enough for the
+# residual misregistration of an edge, too little to hide a darkened or recoloured region in a textured area.
+_ENVELOPE_CAP = 5.0
 
 
 @dataclass
@@ -46,7 +53,7 @@ class MergeOptions:
     formula: str = "ciede2000"
     auto_threshold: bool = False
     min_area: int = 64
-    grow: int = 6
+    grow: int = 4
     feather: int = 12
     blend: str = "poisson"
     align: bool = True
@@ -55,6 +62,7 @@ class MergeOptions:
     user_mask_mode: str = "add"
     detect_megapixels: float = 1.0
     denoise_sigma: float = 1.0
+    envelope: int = 1  # detection pixels: tolerance for residual misalignment and softening at edges
 
     def validate(self) -> None:
         if self.formula.lower() not in _color.DELTA_E_FORMULAS:
@@ -163,7 +171,12 @@ def _auto_threshold(values: np.ndarray, floor: float) -> float:
 
 
 def delta_e_map(
-    original_rgb: np.ndarray, edit_rgb: np.ndarray, formula: str, threshold: float | None, sigma: float
+    original_rgb: np.ndarray,
+    edit_rgb: np.ndarray,
+    formula: str,
+    threshold: float | None,
+    sigma: float,
+    envelope: int = 0,
 ) -> np.ndarray:
     """ΔE between two sRGB images after a light Gaussian (sigma px) that evens out noise and softening.
 
@@ -176,6 +189,8 @@ def delta_e_map(
         edit_rgb = cv2.GaussianBlur(edit_rgb, (0, 0), sigma)
     lab_o = _color.srgb_to_lab(np.clip(original_rgb, 0, 1))
     lab_e = _color.srgb_to_lab(np.clip(edit_rgb, 0, 1))
+    if envelope > 0:
+        lab_o = _envelope_nearest(lab_o, lab_e, envelope)
     de76 = _color.delta_e_cie76(lab_o, lab_e)
     if formula.lower() == "cie76":
         return de76
@@ -196,85 +211,16 @@ def delta_e_map(
     return out
 
 
-def _remove_small(mask: np.ndarray, min_area: float) -> np.ndarray:
-    if min_area <= 1 or not mask.any():
-        return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False
-    return keep[labels]
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions that do not touch the image border."""
-    if not mask.any():
-        return mask
-    inv = (~mask).astype(np.uint8)
-    n, labels = cv2.connectedComponents(inv, connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    outside = np.isin(labels, border[border > 0])
-    return mask | (~outside & (labels > 0))
-
-
-def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
-    """Bounding box of a mask grown by ``pad`` pixels (clipped), or None when the mask is empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return (
-        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, h)),
-        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + pad + 1, w)),
-    )
-
-
-def _distance_outside(mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each pixel outside ``mask`` to the nearest mask pixel (0 inside)."""
-    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-
-
-def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """Grow (pixels > 0) or shrink (< 0) by a Euclidean distance, exact for any radius."""
-    if pixels == 0 or not mask.any():
-        return mask
-    if pixels > 0:
-        box = _bbox(mask, pixels + 1)
-        out = np.zeros_like(mask)
-        out[box] = _distance_outside(mask[box]) <= pixels
-        return out
-    if mask.all():
-        return mask
-    return ~grow_mask(~mask, -pixels)
-
-
-def feather_mask(hard: np.ndarray, feather: int) -> np.ndarray:
-    """1 on the hard mask, a smoothstep falling to exactly 0 at ``feather`` px outside it."""
-    if feather <= 0 or not hard.any() or hard.all():
-        return hard.astype(np.float32)
-    box = _bbox(hard, feather + 1)
-    d = _distance_outside(hard[box])
-    t = np.clip(1.0 - d / float(feather + 1), 0.0, 1.0)
-    soft = np.zeros(hard.shape, np.float32)
-    soft[box] = t * t * (3.0 - 2.0 * t)
-    return soft
-
-
-def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
-    """The merged image with changed regions tinted red and outlined in yellow."""
-    preview = np.array(image_rgb, np.float32)  # a copy; merged values outside the mask are already in range
-    width = max(1, round(max(hard.shape) / 512))
-    box = _bbox(hard, width + 1)
-    if box is None:
-        return preview
-    crop = preview[box]
-    np.clip(crop, 0.0, 1.0, out=crop)
-    m = hard[box].astype(np.uint8)
-    # 60% image + 40% red, written in place under the mask (masked OpenCV ops leave the other pixels alone).
-    cv2.add(crop * np.float32(0.6), (0.4, 0.06, 0.04, 0.0), dst=crop, mask=m)
-    edge = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((2 * width + 1,) * 2, np.uint8))
-    np.copyto(crop, np.array([1.0, 0.9, 0.0], np.float32), where=edge.view(bool)[..., None])
-    return preview
+def _envelope_nearest(lab_o: np.ndarray, lab_e: np.ndarray, radius: int) -> np.ndarray:
+    """Per pixel, the point nearest the edit's colour in the box spanned by the original's colours within
+    ``radius`` px: a residual sub-pixel misalignment or a softer re-render moves an edge's values between its
+    neighbours' values, which stays inside that box, while a real edit leaves it."""
+    kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
+    lo = cv2.erode(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
+    hi = cv2.dilate(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
+    np.maximum(lo, lab_o - _ENVELOPE_CAP, out=lo)
+    np.minimum(hi, lab_o + _ENVELOPE_CAP, out=hi)
+    return np.clip(lab_e, lo, hi)
 
 
 def _composite_into(out: np.ndarray, original: np.ndarray, blended: np.ndarray, soft: np.ndarray) -> None:
@@ -308,164 +254,249 @@ def _aligned_crop(image: np.ndarray, shift: _align.Alignment, box: tuple[slice, 
     return out.reshape(ch, cw, image.shape[2])
 
 
-def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=None) -> MergeResult:
-    """Merge one edit into one original; see the module docstring."""
-    t0 = time.perf_counter()
-    opts = options or MergeOptions()
-    opts.validate()
+@dataclass
+class _Inputs:
+    """The checked pair on the original's grid, split into colour and alpha."""
+
+    o_rgb: np.ndarray
+    e_rgb: np.ndarray
+    o_alpha: np.ndarray | None
+    e_alpha: np.ndarray | None
+    grey: bool  # both were grey: the result is grey too
+    valid: np.ndarray | None  # pixels an edit of another aspect ratio covers (None: all)
+    notes: list[str]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.o_rgb.shape[:2]
+
+    def stacks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Colour and alpha as one array each, blended together as channels."""
+        if self.o_alpha is None:
+            return self.o_rgb, self.e_rgb
+        return (
+            np.concatenate([self.o_rgb, self.o_alpha[..., None]], axis=2),
+            np.concatenate([self.e_rgb, self.e_alpha[..., None]], axis=2),
+        )
+
+
+def _prepare(original, edited) -> _Inputs:
     orig = _check_image("original", original)
     edit = _check_image("edited", edited)
     h, w = orig.shape[:2]
     notes: list[str] = []
-
     edit, valid, note = fit_to_size(edit, h, w)
     if note:
         notes.append(note)
         log.info("Kontext Diff-Merge: %s", note)
     o_rgb, o_alpha, o_grey = _split(orig)
     e_rgb, e_alpha, e_grey = _split(edit)
-    has_alpha = o_alpha is not None or e_alpha is not None
-    if has_alpha:
+    if o_alpha is not None or e_alpha is not None:
         o_alpha = np.ones((h, w), np.float32) if o_alpha is None else o_alpha
         e_alpha = o_alpha if e_alpha is None else e_alpha
+    return _Inputs(o_rgb, e_rgb, o_alpha, e_alpha, o_grey and e_grey, valid, notes)
 
-    # Detection copy at about detect_megapixels.
-    factor = min(1.0, float(np.sqrt(opts.detect_megapixels * 1e6 / (h * w))))
-    dh, dw = max(1, round(h * factor)), max(1, round(w * factor))
 
-    def small(img):
-        if (dh, dw) == img.shape[:2]:
+@dataclass
+class _Scale:
+    """The detection copy's grid: about ``detect_megapixels``, never larger than the original."""
+
+    h: int
+    w: int
+    dh: int
+    dw: int
+
+    @classmethod
+    def of(cls, h: int, w: int, megapixels: float) -> _Scale:
+        factor = min(1.0, float(np.sqrt(megapixels * 1e6 / (h * w))))
+        # Snap to 1/k when within 10 %: an integer-ratio area resize is several times faster than a fractional one.
+        k = round(1.0 / factor)
+        if k >= 1 and abs(k * factor - 1.0) < 0.1:
+            factor = 1.0 / k
+        return cls(h, w, max(1, round(h * factor)), max(1, round(w * factor)))
+
+    @property
+    def factor(self) -> float:
+        return self.dw / self.w
+
+    def small(self, img: np.ndarray) -> np.ndarray:
+        if (self.dh, self.dw) == img.shape[:2]:
             return img
-        return cv2.resize(img, (dw, dh), interpolation=cv2.INTER_AREA).reshape(dh, dw, *img.shape[2:])
+        return cv2.resize(img, (self.dw, self.dh), interpolation=cv2.INTER_AREA).reshape(
+            self.dh, self.dw, *img.shape[2:]
+        )
 
-    o_s, e_s = small(o_rgb), small(e_rgb)
+    def small_plane(self, plane: np.ndarray) -> np.ndarray:
+        return self.small(np.asarray(plane, np.float32)[..., None]).reshape(self.dh, self.dw)
 
+
+def _align_step(o_s, e_s, inputs: _Inputs, scale: _Scale, enabled: bool):
+    """-> (alignment at detection scale, aligned e_s, shift at full scale); warps ``inputs.valid`` too."""
     alignment = _align.Alignment(ok=False, note="alignment off")
-    if opts.align:
+    if enabled:
         alignment = _align.estimate_alignment(o_s, e_s)
         if alignment.ok and not alignment.is_identity:
             e_s = _align.warp_image(e_s, alignment)
-            if valid is not None:
-                full = alignment.scaled(w / dw)
-                valid = _align.warp_image(valid.astype(np.float32)[..., None], full)[..., 0] > 0.999
+            if inputs.valid is not None:
+                full = alignment.scaled(scale.w / scale.dw)
+                inputs.valid = _align.warp_image(inputs.valid.astype(np.float32)[..., None], full)[..., 0] > 0.999
         elif not alignment.ok:
-            notes.append(alignment.note)
-    shift = alignment.scaled(w / dw) if alignment.ok else _align.Alignment()
+            inputs.notes.append(alignment.note)
+    shift = alignment.scaled(scale.w / scale.dw) if alignment.ok else _align.Alignment()
+    return alignment, e_s, shift
 
-    color_fix = None
-    if opts.match_color and dh * dw >= 16:
-        color_fix = _align.fit_color_drift(o_s, e_s)
-        if color_fix.note:
-            notes.append(color_fix.note)
-            log.info("Kontext Diff-Merge: %s", color_fix.note)
-        if not color_fix.is_identity:
-            e_s = color_fix.apply(e_s)
 
+def _colour_step(o_s: np.ndarray, e_s: np.ndarray, notes: list[str]):
+    """Predict the re-render's colours from the original (linear gain/offset with clipping, then tone curves):
+    -> (fit, predicted o_s)."""
+    color_fix = _align.fit_color_drift(o_s, e_s)
+    if color_fix.note:
+        notes.append(color_fix.note)
+        log.info("Kontext Diff-Merge: %s", color_fix.note)
+    if not color_fix.is_identity:
+        o_s = color_fix.apply_inverse(o_s)
+    curves = _align.fit_tone_curves(e_s, o_s)
+    if not curves.is_identity:
+        o_s = curves.apply(o_s)
+    return color_fix, o_s
+
+
+def _difference_map(o_s, e_s, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions):
+    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold)."""
     formula = opts.formula.lower()
-    sigma = opts.denoise_sigma
     if opts.auto_threshold:
-        de = delta_e_map(o_s, e_s, formula, None, sigma)
+        de = delta_e_map(o_s, e_s, formula, None, opts.denoise_sigma, opts.envelope)
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     else:
         threshold = float(opts.threshold)
-        de = delta_e_map(o_s, e_s, formula, threshold, sigma)
-    if has_alpha:
-        e_alpha_s = small(e_alpha[..., None]).reshape(dh, dw, 1)
+        de = delta_e_map(o_s, e_s, formula, threshold, opts.denoise_sigma, opts.envelope)
+    if inputs.o_alpha is not None:
+        e_alpha_s = scale.small(inputs.e_alpha[..., None]).reshape(scale.dh, scale.dw, 1)
         if alignment.ok and not alignment.is_identity:
             e_alpha_s = _align.warp_image(e_alpha_s, alignment)
-        de = np.maximum(de, 100.0 * np.abs(small(o_alpha[..., None]).reshape(dh, dw) - e_alpha_s[..., 0]))
-    if valid is not None:
-        de = np.where(small(valid.astype(np.float32)[..., None]).reshape(dh, dw) > 0.999, de, 0.0)
+        de = np.maximum(de, 100.0 * np.abs(scale.small_plane(inputs.o_alpha) - e_alpha_s[..., 0]))
+    if inputs.valid is not None:
+        de = np.where(scale.small_plane(inputs.valid) > 0.999, de, 0.0)
+    return de, threshold
 
+
+def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions) -> np.ndarray:
+    """Threshold and clean the ΔE map, then bring it to full resolution and grow it: the hard mask."""
     # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges.
-    if min(dh, dw) >= 5:
+    if min(scale.dh, scale.dw) >= 5:
         de = cv2.medianBlur(np.ascontiguousarray(de, np.float32), 5)
     detected = de > threshold
-    detected = _remove_small(detected, opts.min_area * factor * factor)
+    detected = _remove_small(detected, opts.min_area * scale.factor**2)
     if opts.fill_holes:
         detected = _fill_holes(detected)
-    if (dh, dw) != (h, w):
-        detected = cv2.resize(detected.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5
-    hard = grow_mask(detected, int(opts.grow))
+    if (scale.dh, scale.dw) != (scale.h, scale.w):
+        detected = cv2.resize(detected.astype(np.float32), (scale.w, scale.h), interpolation=cv2.INTER_LINEAR) > 0.5
+    return grow_mask(detected, int(opts.grow))
 
-    if user_mask is not None:
-        um = np.asarray(user_mask, np.float32)
-        if um.ndim == 3:
-            um = um[..., 0]
-        if not np.isfinite(um).all():
-            raise AtelierError("Kontext Diff-Merge: the mask contains NaN or infinite values")
-        if um.shape != (h, w):
-            um = cv2.resize(um, (w, h), interpolation=cv2.INTER_LINEAR)
-            notes.append("user mask resized to the original's size")
-        um = um > 0.5
-        if opts.user_mask_mode == "add":
-            hard = hard | um
-        elif opts.user_mask_mode == "subtract":
-            hard = hard & ~um
-        else:
-            hard = um
-    if valid is not None:
-        hard = hard & valid
-    soft = feather_mask(hard, int(opts.feather))
-    if valid is not None:
-        soft = np.where(valid, soft, 0.0).astype(np.float32)
 
-    # Blend colour and alpha together as channels, only inside the bounding box of the soft mask (plus a
-    # one-pixel ring of original pixels that the Poisson solve uses as its boundary).
-    o_stack = np.concatenate([o_rgb, o_alpha[..., None]], axis=2) if has_alpha else o_rgb
-    e_stack = np.concatenate([e_rgb, e_alpha[..., None]], axis=2) if has_alpha else e_rgb
-    poisson_info = None
+def _with_user_mask(hard: np.ndarray, user_mask, mode: str, notes: list[str]) -> np.ndarray:
+    if user_mask is None:
+        return hard
+    um = np.asarray(user_mask, np.float32)
+    if um.ndim == 3:
+        um = um[..., 0]
+    if not np.isfinite(um).all():
+        raise AtelierError("Kontext Diff-Merge: the mask contains NaN or infinite values")
+    h, w = hard.shape
+    if um.shape != (h, w):
+        um = cv2.resize(um, (w, h), interpolation=cv2.INTER_LINEAR)
+        notes.append("user mask resized to the original's size")
+    um = um > 0.5
+    if mode == "add":
+        return hard | um
+    if mode == "subtract":
+        return hard & ~um
+    return um
+
+
+def _blend_crop(o_crop, e_crop, region, hard, opts: MergeOptions):
+    """-> (blended crop, Poisson info or None) for the bounding box of the soft mask."""
+    if opts.blend == "poisson" and region.all():
+        return np.array(e_crop, np.float32), None  # no boundary to meet: the edit itself
+    if opts.blend == "poisson":
+        # The correction lives on the region's box plus its ring, which is exactly the crop.
+        correction, _, info = _poisson.poisson_correction(o_crop, e_crop, region)
+        return np.add(e_crop, correction, dtype=np.float32), info
+    if opts.blend == "multiband":
+        # Band count follows the feather: the coarsest band blends over about the feather width, so the
+        # original's low frequencies do not leak into the middle of a small edited region.
+        levels = int(np.clip(np.ceil(np.log2(max(opts.feather, 1) + 1)), 1, 6))
+        return _poisson.multiband_blend(o_crop, e_crop, hard.astype(np.float32), levels), None
+    return np.array(e_crop, np.float32), None
+
+
+def _blend(o_stack, e_stack, shift, hard, soft, opts: MergeOptions):
+    """-> (merged, Poisson info or None). Works only inside the bounding box of the soft mask plus a
+    one-pixel ring of original pixels (the Poisson boundary); everything else is the original's."""
+    merged = o_stack.copy()
     region = soft > 0
     box = _bbox(region, 1)
     if box is None:
-        merged = o_stack.copy()
-    else:
-        e_crop = _aligned_crop(e_stack, shift, box)
-        o_crop, soft_crop = o_stack[box], soft[box]
-        merged = o_stack.copy()
-        if (soft_crop >= 1).all() and soft_crop.shape == soft.shape:
-            merged[box] = e_crop  # the whole image is taken from the edit
-        else:
-            if opts.blend == "poisson" and region[box].all():
-                blended = np.array(e_crop, np.float32)  # no boundary to meet: the edit itself
-            elif opts.blend == "poisson":
-                # The correction lives on the region's box plus its ring, which is exactly ``box``.
-                correction, _, poisson_info = _poisson.poisson_correction(o_crop, e_crop, region[box])
-                blended = np.add(e_crop, correction, dtype=np.float32)
-            elif opts.blend == "multiband":
-                # Band count follows the feather: the coarsest band blends over about the feather width, so the
-                # original's low frequencies do not leak into the middle of a small edited region.
-                levels = int(np.clip(np.ceil(np.log2(max(opts.feather, 1) + 1)), 1, 6))
-                blended = _poisson.multiband_blend(o_crop, e_crop, hard[box].astype(np.float32), levels)
-            else:
-                blended = np.array(e_crop, np.float32)
-            _composite_into(merged[box], o_crop, blended, soft_crop)
+        return merged, None
+    e_crop = _aligned_crop(e_stack, shift, box)
+    o_crop, soft_crop = o_stack[box], soft[box]
+    if (soft_crop >= 1).all() and soft_crop.shape == soft.shape:
+        merged[box] = e_crop  # the whole image is taken from the edit
+        return merged, None
+    blended, info = _blend_crop(o_crop, e_crop, region[box], hard[box], opts)
+    _composite_into(merged[box], o_crop, blended, soft_crop)
+    return merged, info
 
-    grey_out = o_grey and e_grey
-    merged_out = np.concatenate([merged[..., :1], merged[..., 3:]], axis=2) if grey_out else merged
 
-    preview = _outline_preview(merged[..., :3], hard)
-    changed = float(hard.mean())
-    report = {
+def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, notes, t0) -> dict:
+    return {
         "shift_x": round(shift.dx, 3),
         "shift_y": round(shift.dy, 3),
         "scale": round(shift.scale, 5),
         "aligned": bool(alignment.ok),
         "color_corrected": bool(color_fix is not None and not color_fix.is_identity),
         "color_gain": [round(float(v), 4) for v in np.diag(color_fix.matrix)] if color_fix is not None else None,
-        "formula": formula,
+        "formula": opts.formula.lower(),
         "threshold": round(float(threshold), 3),
         "auto_threshold": bool(opts.auto_threshold),
-        "changed_fraction": round(changed, 5),
+        "changed_fraction": round(float(hard.mean()), 5),
         "changed_pixels": int(hard.sum()),
         "regions": int(cv2.connectedComponents(hard.astype(np.uint8))[0] - 1) if hard.any() else 0,
         "blend": opts.blend,
         "poisson": asdict(poisson_info) if poisson_info is not None else None,
-        "detect_size": [dw, dh],
-        "size": [w, h],
+        "detect_size": [scale.dw, scale.dh],
+        "size": [scale.w, scale.h],
         "notes": notes,
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=None) -> MergeResult:
+    """Merge one edit into one original; see the module docstring."""
+    t0 = time.perf_counter()
+    opts = options or MergeOptions()
+    opts.validate()
+    inputs = _prepare(original, edited)
+    h, w = inputs.shape
+    scale = _Scale.of(h, w, opts.detect_megapixels)
+    o_s, e_s = scale.small(inputs.o_rgb), scale.small(inputs.e_rgb)
+    alignment, e_s, shift = _align_step(o_s, e_s, inputs, scale, opts.align)
+    color_fix = None
+    if opts.match_color and scale.dh * scale.dw >= 16:
+        color_fix, o_s = _colour_step(o_s, e_s, inputs.notes)
+    de, threshold = _difference_map(o_s, e_s, inputs, alignment, scale, opts)
+
+    hard = _with_user_mask(_detect(de, threshold, scale, opts), user_mask, opts.user_mask_mode, inputs.notes)
+    if inputs.valid is not None:
+        hard = hard & inputs.valid
+    soft = feather_mask(hard, int(opts.feather))
+    if inputs.valid is not None:
+        soft = np.where(inputs.valid, soft, 0.0).astype(np.float32)
+
+    merged, poisson_info = _blend(*inputs.stacks(), shift, hard, soft, opts)
+    merged_out = np.concatenate([merged[..., :1], merged[..., 3:]], axis=2) if inputs.grey else merged
+    preview = _outline_preview(merged[..., :3], hard)
+    report = _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, inputs.notes, t0)
     return MergeResult(merged_out, hard.astype(np.float32), soft, preview, report)
 
 

@@ -74,3 +74,29 @@ def test_colour_drift_fit_recovers_gains_and_ignores_the_edit(photo):
     keep = np.ones(photo.shape[:2], bool)
     keep[50:200, 50:200] = False
     assert np.abs(restored - photo)[keep].mean() < 0.01
+
+
+def test_colour_fit_inverse_predicts_the_drift_with_its_clipping(photo):
+    gains = np.array([1.12, 1.0, 0.9])
+    lin = align.srgb_to_linear(photo)
+    drifted = align.linear_to_srgb(np.clip(lin * gains + 0.01, 0, 1)).astype(np.float32)
+    fix = align.fit_color_drift(photo, drifted)
+    assert not fix.is_identity
+    predicted = fix.apply_inverse(photo)
+    # Forward prediction clips where the re-render clipped; undoing the drift on the re-render cannot.
+    assert np.abs(predicted - drifted).max() < 0.01
+    assert np.abs(fix.apply(drifted) - photo).max() > 0.02  # the highlights the drift clipped are lost that way
+
+
+def test_tone_curves_fit_a_gamma_drift_and_ignore_a_recoloured_region(photo):
+    moved = np.clip(photo, 0, 1) ** 1.15
+    moved[100:300, 100:300] = moved[100:300, 100:300][..., ::-1]  # 15 % of the frame recoloured
+    curves = align.fit_tone_curves(photo, moved)
+    assert not curves.is_identity
+    out = curves.apply(moved)
+    outside = np.ones(photo.shape[:2], bool)
+    outside[100:300, 100:300] = False
+    assert np.abs(out[outside] - photo[outside]).mean() < 0.25 * np.abs(moved[outside] - photo[outside]).mean()
+    # Within MAX_CURVE_CORRECTION of identity everywhere, and monotone.
+    assert np.abs(curves.values - curves.knots).max() <= align.MAX_CURVE_CORRECTION + 1e-9
+    assert (np.diff(curves.values, axis=1) >= 0).all()

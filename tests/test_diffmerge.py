@@ -310,3 +310,17 @@ def test_implausible_colour_fit_is_rejected_and_reported(photo):
     assert fix.is_identity and "no colour correction" in fix.note
     r = diffmerge.diff_merge(photo, inverted)
     assert not r.report["color_corrected"] and any("no colour correction" in n for n in r.report["notes"])
+
+
+def test_envelope_absorbs_residual_misregistration_at_edges(photo):
+    # A third of a pixel of misalignment left over and a softer re-render light up the photo's sharp edges
+    # without the neighbourhood tolerance; with it (the default) nothing is detected, and a real edit still is.
+    soft = cv2.GaussianBlur(align.warp_image(photo, align.Alignment(0.35, -0.3)), (0, 0), 0.7)
+    strict = diffmerge.diff_merge(photo, soft, diffmerge.MergeOptions(align=False, envelope=0))
+    tolerant = diffmerge.diff_merge(photo, soft, diffmerge.MergeOptions(align=False))
+    assert strict.report["changed_pixels"] > 200
+    assert tolerant.report["changed_pixels"] == 0
+    edited = soft.copy()
+    edited[200:260, 200:260] = (0.1, 0.7, 0.2)
+    found = diffmerge.diff_merge(photo, edited, diffmerge.MergeOptions(align=False)).hard_mask > 0
+    assert found[210:250, 210:250].all() and found.sum() < 2 * (60 + 2 * 4) ** 2

@@ -1,0 +1,88 @@
+"""Mask steps of the diff-merge: clean-up (specks, holes), exact Euclidean grow/shrink, feathering, and the
+outlined preview. Masks are (H, W) bool arrays; see atelier_core.diffmerge for the pipeline."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def _remove_small(mask: np.ndarray, min_area: float) -> np.ndarray:
+    if min_area <= 1 or not mask.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False
+    return keep[labels]
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill background regions that do not touch the image border."""
+    if not mask.any():
+        return mask
+    inv = (~mask).astype(np.uint8)
+    n, labels = cv2.connectedComponents(inv, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    outside = np.isin(labels, border[border > 0])
+    return mask | (~outside & (labels > 0))
+
+
+def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
+    """Bounding box of a mask grown by ``pad`` pixels (clipped), or None when the mask is empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (
+        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, h)),
+        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + pad + 1, w)),
+    )
+
+
+def _distance_outside(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each pixel outside ``mask`` to the nearest mask pixel (0 inside)."""
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """Grow (pixels > 0) or shrink (< 0) by a Euclidean distance, exact for any radius."""
+    if pixels == 0 or not mask.any():
+        return mask
+    if pixels > 0:
+        box = _bbox(mask, pixels + 1)
+        out = np.zeros_like(mask)
+        out[box] = _distance_outside(mask[box]) <= pixels
+        return out
+    if mask.all():
+        return mask
+    return ~grow_mask(~mask, -pixels)
+
+
+def feather_mask(hard: np.ndarray, feather: int) -> np.ndarray:
+    """1 on the hard mask, a smoothstep falling to exactly 0 at ``feather`` px outside it."""
+    if feather <= 0 or not hard.any() or hard.all():
+        return hard.astype(np.float32)
+    box = _bbox(hard, feather + 1)
+    d = _distance_outside(hard[box])
+    t = np.clip(1.0 - d / float(feather + 1), 0.0, 1.0)
+    soft = np.zeros(hard.shape, np.float32)
+    soft[box] = t * t * (3.0 - 2.0 * t)
+    return soft
+
+
+def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
+    """The merged image with changed regions tinted red and outlined in yellow."""
+    preview = np.array(image_rgb, np.float32)  # a copy; merged values outside the mask are already in range
+    width = max(1, round(max(hard.shape) / 512))
+    box = _bbox(hard, width + 1)
+    if box is None:
+        return preview
+    crop = preview[box]
+    np.clip(crop, 0.0, 1.0, out=crop)
+    m = hard[box].astype(np.uint8)
+    # 60% image + 40% red, written in place under the mask (masked OpenCV ops leave the other pixels alone).
+    cv2.add(crop * np.float32(0.6), (0.4, 0.06, 0.04, 0.0), dst=crop, mask=m)
+    edge = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((2 * width + 1,) * 2, np.uint8))
+    np.copyto(crop, np.array([1.0, 0.9, 0.0], np.float32), where=edge.view(bool)[..., None])
+    return preview
