@@ -13,17 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .kontext_layout import FULL, HEAD_DIM, TINY, KontextShape, layout  # noqa: F401 (part of synth's API)
-
-
-def parameter_count(shape: KontextShape = FULL) -> int:
-    total = 0
-    for _, dims in layout(shape):
-        n = 1
-        for d in dims:
-            n *= d
-        total += n
-    return total
+from .kontext_layout import FULL, HEAD_DIM, TINY, KontextShape, layout, parameter_count  # noqa: F401 (part of synth's API)
 
 
 def random_tensor(key: str, dims: tuple[int, ...], generator: torch.Generator, device="cpu") -> torch.Tensor:

@@ -66,7 +66,7 @@ import torch
 
 from .. import __version__, architecture, model_files
 from ..errors import AtelierError, UnsupportedModelError
-from ..synth import KontextShape, layout
+from ..kontext_layout import KontextShape, layout
 from .types import GGMLType, tensor_nbytes
 from .writer import QUANTIZATION_VERSION, _check_f16_range, atomic_gguf, default_type_for
 
