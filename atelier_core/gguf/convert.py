@@ -408,7 +408,9 @@ class LoraMerge:
                         f"which does not make the model's {weight}; the LoRA is for another model"
                     )
             if p.diff is not None and tuple(p.diff.shape) != weight:
-                raise AtelierError(f"LoRA '{self.path.name}': '{stem}.diff' has shape {tuple(p.diff.shape)}, not {weight}")
+                raise AtelierError(
+                    f"LoRA '{self.path.name}': '{stem}.diff' has shape {tuple(p.diff.shape)}, not {weight}"
+                )
             if p.diff_b is not None and tuple(p.diff_b.shape) != tuple(shapes.get(f"{stem}.bias", ())):
                 raise AtelierError(f"LoRA '{self.path.name}': '{stem}.diff_b' does not match the bias")
 
@@ -587,11 +589,7 @@ def convert(
     """
     recipe = parse_recipe(type_name)
     out = Path(output)
-    if out.exists() and not overwrite:
-        raise AtelierError(f"{out} already exists; choose another output name or pass --force to replace it")
-    out_dir = out.absolute().parent
-    if not out_dir.is_dir():
-        raise AtelierError(f"{out}: the folder {out_dir} does not exist; create it first")
+    _check_output(out, overwrite)
     src = SafetensorsSource(source)
     if out.exists() and out.resolve() == src.path.resolve():
         raise AtelierError(f"{out} is the source file; write the GGUF under another name")
@@ -599,27 +597,10 @@ def convert(
     model = check_architecture(src.shapes, src.path.name)
     merge = LoraMerge.load(lora, lora_strength, src.shapes) if lora else None
     tensors = plan(recipe, src.shapes, model)
-    data_bytes = sum(t.nbytes + 32 for t in tensors)
-    free = shutil.disk_usage(out_dir).free
-    if free < data_bytes + (1 << 20):
-        raise AtelierError(
-            f"{out}: the GGUF needs about {data_bytes / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free in "
-            f"{out_dir}; free some space or write elsewhere"
-        )
+    _check_space(out, tensors)
     if src.skipped:
         logger.info("skipping %d tensors outside %s (VAE / text encoders)", len(src.skipped), src.prefix)
-
-    metadata: dict = {
-        "general.quantization_version": QUANTIZATION_VERSION,
-        "general.file_type": recipe.file_type,
-        "general.name": out.stem,
-        "general.quantized_by": f"kontext-atelier {__version__}",
-        "kontext_atelier.recipe": recipe.name,
-        "kontext_atelier.source": src.path.name,
-    }
-    if merge is not None:
-        metadata["kontext_atelier.lora"] = f"{merge.path.name} @ {merge.strength:g}"
-    metadata.update(extra_metadata or {})
+    metadata = _metadata(recipe, out, src, merge, extra_metadata)
     total_bytes = sum(_source_bytes(src, t.name) for t in tensors)
     started = time.perf_counter()
 
@@ -630,42 +611,10 @@ def convert(
             quantizer, pool = _default_quantizer(tensors, workers)
         infos = [(t.name, tuple(t.shape), t.ggml_type) for t in tensors]
         with atomic_gguf(out, "flux", metadata, infos) as writer:
-            done_bytes = 0
             submit = pool.submit if pool is not None else (lambda a, gt: _ready(quantizer(a, gt)))
-            pending: list[tuple[int, PlannedTensor, Callable[[], np.ndarray]]] = []
-
-            def write_oldest() -> None:
-                nonlocal done_bytes
-                done, t, fetch = pending.pop(0)
-                try:
-                    raw = fetch()
-                except AtelierError as e:
-                    raise AtelierError(f"tensor '{t.name}': {e}") from None
-                writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
-                del raw
-                done_bytes += _source_bytes(src, t.name)
-                if progress is not None:
-                    progress(done, len(tensors), done_bytes, total_bytes, t.name)
-
-            for done, t in enumerate(tensors, start=1):
-                value = src.read(t.name)
-                if merge is not None:
-                    value = merge.apply(t.name, value)
-                array = value.reshape(t.shape).numpy()
-                del value
-                try:
-                    if t.ggml_type == GGMLType.F16:
-                        _check_f16_range(str(out), t.name, array)
-                    fetch = submit(array, t.ggml_type)
-                except AtelierError as e:
-                    raise AtelierError(f"tensor '{t.name}': {e}") from None
-                del array
-                pending.append((done, t, fetch))
-                # with workers, this tensor is quantized while the next one is read; at most two are in memory
-                if len(pending) > 1 or pool is None:
-                    write_oldest()
-            while pending:
-                write_oldest()
+            _Pipeline(writer, src, tensors, total_bytes, progress).run(
+                submit, merge, str(out), pipelined=pool is not None
+            )
     finally:
         if pool is not None:
             pool.close()
@@ -680,6 +629,89 @@ def convert(
         lora_targets=merge.targets if merge else 0,
         skipped=src.skipped,
     )
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an existing output (without ``overwrite``) or a missing folder."""
+    if out.exists() and not overwrite:
+        raise AtelierError(f"{out} already exists; choose another output name or pass --force to replace it")
+    out_dir = out.absolute().parent
+    if not out_dir.is_dir():
+        raise AtelierError(f"{out}: the folder {out_dir} does not exist; create it first")
+
+
+def _check_space(out: Path, tensors: list[PlannedTensor]) -> None:
+    out_dir = out.absolute().parent
+    data_bytes = sum(t.nbytes + 32 for t in tensors)
+    free = shutil.disk_usage(out_dir).free
+    if free < data_bytes + (1 << 20):
+        raise AtelierError(
+            f"{out}: the GGUF needs about {data_bytes / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free in "
+            f"{out_dir}; free some space or write elsewhere"
+        )
+
+
+def _metadata(recipe: Recipe, out: Path, src: SafetensorsSource, merge, extra: dict | None) -> dict:
+    metadata: dict = {
+        "general.quantization_version": QUANTIZATION_VERSION,
+        "general.file_type": recipe.file_type,
+        "general.name": out.stem,
+        "general.quantized_by": f"kontext-atelier {__version__}",
+        "kontext_atelier.recipe": recipe.name,
+        "kontext_atelier.source": src.path.name,
+    }
+    if merge is not None:
+        metadata["kontext_atelier.lora"] = f"{merge.path.name} @ {merge.strength:g}"
+    metadata.update(extra or {})
+    return metadata
+
+
+class _Pipeline:
+    """Read, (merge,) quantize and write the tensors in plan order. With worker processes a tensor is quantized
+    while the next one is read; at most two are in memory."""
+
+    def __init__(self, writer, src: SafetensorsSource, tensors: list[PlannedTensor], total_bytes: int, progress):
+        self.writer, self.src, self.tensors, self.total_bytes, self.progress = (
+            writer,
+            src,
+            tensors,
+            total_bytes,
+            progress,
+        )
+        self.done_bytes = 0
+        self.pending: list[tuple[int, PlannedTensor, Callable[[], np.ndarray]]] = []
+
+    def run(self, submit, merge, out_name: str, pipelined: bool) -> None:
+        for done, t in enumerate(self.tensors, start=1):
+            value = self.src.read(t.name)
+            if merge is not None:
+                value = merge.apply(t.name, value)
+            array = value.reshape(t.shape).numpy()
+            del value
+            try:
+                if t.ggml_type == GGMLType.F16:
+                    _check_f16_range(out_name, t.name, array)
+                fetch = submit(array, t.ggml_type)
+            except AtelierError as e:
+                raise AtelierError(f"tensor '{t.name}': {e}") from None
+            del array
+            self.pending.append((done, t, fetch))
+            if len(self.pending) > 1 or not pipelined:
+                self._write_oldest()
+        while self.pending:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        done, t, fetch = self.pending.pop(0)
+        try:
+            raw = fetch()
+        except AtelierError as e:
+            raise AtelierError(f"tensor '{t.name}': {e}") from None
+        self.writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
+        del raw
+        self.done_bytes += _source_bytes(self.src, t.name)
+        if self.progress is not None:
+            self.progress(done, len(self.tensors), self.done_bytes, self.total_bytes, t.name)
 
 
 def describe_plan(tensors: Iterable[PlannedTensor]) -> str:
