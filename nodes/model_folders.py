@@ -1,8 +1,10 @@
-"""Model files in ComfyUI's model folders (``extra_model_paths.yaml`` included), for the loader nodes' combos.
+"""Model files through ComfyUI's ``folder_paths``, for the loader nodes' combos.
 
-A loader names the ComfyUI folder kinds it reads (``diffusion_models`` + ``unet``, ``text_encoders`` + ``clip``):
-``list_files`` fills its combo, ``resolve`` finds the chosen file again without ever leaving those folders
-(``ComfyUI 0.3.64`` does not check V3 combo values, so a name with ``../`` reaches the node).
+Each loader registers one folder key that shares the folder list of a ComfyUI kind (``diffusion_models``, which
+holds ``models/unet`` too; ``text_encoders``, which holds ``models/clip``), so ``extra_model_paths.yaml`` and
+folders added later apply, but lists its own extensions (ComfyUI's kinds do not list ``.gguf``). Listing, its
+cache, symlinked files and the guard against ``../`` names (ComfyUI 0.3.64 does not check V3 combo values, so
+such a name reaches the node) are ``folder_paths``'s.
 """
 
 from __future__ import annotations
@@ -12,39 +14,31 @@ from pathlib import Path
 import folder_paths
 
 from ..atelier_core.errors import AtelierError
-from ..atelier_core.model_files import safe_join
 
 
-def folders(kinds: tuple[str, ...]) -> list[str]:
-    """Every folder ComfyUI knows for these kinds, first occurrence first."""
-    found: list[str] = []
-    for kind in kinds:
-        try:
-            found += [path for path in folder_paths.get_folder_paths(kind) if path not in found]
-        except KeyError:
-            continue
-    return found
+def register(key: str, base: str, extensions: tuple[str, ...]) -> str:
+    """Register ``key`` (once) as a folder kind over ``base``'s folders listing ``extensions``; return ``key``."""
+    if key not in folder_paths.folder_names_and_paths:
+        paths = folder_paths.folder_names_and_paths[folder_paths.map_legacy(base)][0]  # shared, not copied
+        folder_paths.folder_names_and_paths[key] = (paths, set(extensions))
+    return key
 
 
-def list_files(kinds: tuple[str, ...], extensions: tuple[str, ...]) -> list[str]:
-    """The files with these extensions under the kinds' folders (subfolders included), as relative names."""
-    names: set[str] = set()
-    for folder in folders(kinds):
-        if Path(folder).is_dir():
-            files, _ = folder_paths.recursive_search(folder, excluded_dir_names=[".git"])
-            names.update(f for f in files if f.lower().endswith(extensions))
-    return sorted(names)
+def list_files(key: str, extensions: tuple[str, ...] | None = None) -> list[str]:
+    """The files of a registered key (subfolders included) as relative names, optionally only ``extensions``."""
+    names = folder_paths.get_filename_list(key)
+    return [n for n in names if n.lower().endswith(extensions)] if extensions else names
 
 
-def resolve(name: str, kinds: tuple[str, ...], what: str, where: str) -> Path:
-    """The file `name` in the kinds' folders; else an AtelierError starting with `what` and telling to put it
-    `where`."""
-    searched = folders(kinds)
-    for folder in searched:
-        candidate = safe_join(Path(folder), name)
-        if candidate.is_file():
-            return candidate
-    raise AtelierError(
-        f"{what} '{name}' was not found in {', '.join(searched) or 'any model folder'}; put it in {where} and "
-        "refresh the node list"
-    )
+def resolve(key: str, name: str, what: str, where: str) -> Path:
+    """The file ``name`` in the key's folders; else an AtelierError starting with ``what`` and telling to put it
+    ``where``."""
+    if not name:
+        raise AtelierError(f"{what} no file name given; pick a file in the list")
+    try:
+        return Path(folder_paths.get_full_path_or_raise(key, name))
+    except FileNotFoundError:
+        searched = ", ".join(folder_paths.get_folder_paths(key)) or "any model folder"
+        raise AtelierError(
+            f"{what} '{name}' was not found in {searched}; put it in {where} and refresh the node list"
+        ) from None

@@ -136,6 +136,37 @@ def test_unknown_or_escaping_name_is_refused(comfy_host, name):
         assert name in message
 
 
+def test_symlinked_model_file_on_another_disk_loads(comfy_host, tiny_sd, reference_latent, tmp_path_factory):
+    """A model folder entry that links to a file elsewhere (another disk) is listed and loads, as in ComfyUI."""
+    elsewhere = tmp_path_factory.mktemp("other_disk") / "kontext_fp32.safetensors"
+    synth.write_float(elsewhere, tiny_sd, "fp32")
+    link = comfy_host.model_path("diffusion_models", "linked_fp32.safetensors")
+    link.symlink_to(elsewhere)
+    try:
+        options = comfy_host.object_info("AtelierKontextLoader")["input"]["required"]["model_name"]
+        assert "linked_fp32.safetensors" in str(options)
+        comfy_host.run(edit_graph("linked_fp32.safetensors"))
+        assert rel_error(comfy_host.captured["latent"]["samples"], reference_latent) < 1e-6
+    finally:
+        link.unlink()
+
+
+def test_dotdot_name_never_reads_a_file_above_the_folder(comfy_host, tiny_sd):
+    """A valid model one level above the model folder is not reachable with ``../`` (ComfyUI 0.3.64 passes
+    unchecked V3 combo values to the node)."""
+    above = comfy_host.model_path("diffusion_models", "").parent / "above_fp32.safetensors"
+    synth.write_float(above, tiny_sd, "fp32")
+    try:
+        with pytest.raises((PromptInvalid, ExecutionFailed)) as info:
+            comfy_host.run(edit_graph("../above_fp32.safetensors"))
+        if isinstance(info.value, ExecutionFailed):
+            assert "Kontext Loader: model file '../above_fp32.safetensors' was not found" in (
+                info.value.exception_message
+            )
+    finally:
+        above.unlink()
+
+
 def test_bad_file_gives_one_clear_error_and_next_item_works(comfy_host, model_files, reference_latent):
     folder = comfy_host.model_path("diffusion_models", "")
     bad = folder / "pickle_renamed.safetensors"
