@@ -7,27 +7,22 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
 
 from .errors import AtelierError
+from .runtime import hosts
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 
 
 def find_comfyui(explicit: str | None = None) -> Path:
-    """The ComfyUI root from ``explicit``, ``COMFYUI_PATH``, the pack's parent ``custom_nodes``, or ~/ComfyUI."""
-    candidates = [explicit, os.environ.get("COMFYUI_PATH")]
-    if PACK_DIR.parent.name == "custom_nodes":
-        candidates.append(str(PACK_DIR.parent.parent))
-    candidates.append(str(Path.home() / "ComfyUI"))
-    for candidate in filter(None, candidates):
-        root = Path(candidate).expanduser()
-        if (root / "comfy" / "sd.py").is_file() and (root / "nodes.py").is_file():
-            return root.resolve()
-    raise AtelierError("no ComfyUI found: pass --comfyui PATH or set COMFYUI_PATH to a ComfyUI checkout")
+    """The ComfyUI root the project's one host finder picks (``runtime.hosts``), or an error saying where to point."""
+    search = hosts.find_comfyui(explicit)
+    if search.root is None:
+        raise AtelierError(f"{search.reason} (or pass --comfyui PATH)")
+    return search.root
 
 
 def boot(root: Path, cpu: bool | None = None) -> None:

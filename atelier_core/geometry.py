@@ -80,7 +80,12 @@ KONTEXT_RESOLUTIONS: tuple[tuple[int, int], ...] = (
 )
 
 RATIO_PRESETS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "5:4", "4:5", "21:9")
-MODES: tuple[str, ...] = ("kontext", "keep") + RATIO_PRESETS  # any other "W:H" is accepted as a custom ratio
+# Model-preferred sizes beside Kontext's (see atelier_core.model_families for their sources): "qwen" is the nearest
+# of Qwen-Image's seven sizes (chosen like Kontext's); "flux2" (FLUX.2 has no list) the image's own ratio in
+# multiples of 16 at the requested size (1 MP by default), i.e. "keep" under FLUX.2's name.
+MODEL_MODES: tuple[str, ...] = ("flux2", "qwen")
+# Kontext's own modes; plan() also takes MODEL_MODES, and any other "W:H" as a custom ratio.
+MODES: tuple[str, ...] = ("kontext", "keep") + RATIO_PRESETS
 FITS: tuple[str, ...] = ("crop", "pad", "stretch")
 ANCHORS: tuple[str, ...] = (
     "center",
@@ -329,11 +334,12 @@ def parse_color(text: str, who: str = "Kontext Aspect-Ratio Lock") -> tuple[floa
     return values
 
 
-def nearest_kontext_resolution(width: int, height: int) -> Size:
+def nearest_kontext_resolution(width: int, height: int, sizes: tuple[Size, ...] = KONTEXT_RESOLUTIONS) -> Size:
     """The preferred Kontext size for an image, chosen exactly as core's ``FluxKontextImageScale`` does
-    (smallest absolute difference of width/height ratios), so the same input lands in the same bucket."""
+    (smallest absolute difference of width/height ratios), so the same input lands in the same bucket. ``sizes``
+    picks from another model's list the same way."""
     aspect = width / height
-    _, w, h = min((abs(aspect - w / h), w, h) for w, h in KONTEXT_RESOLUTIONS)
+    _, w, h = min((abs(aspect - w / h), w, h) for w, h in sizes)
     return w, h
 
 
@@ -456,7 +462,8 @@ def plan(
 ) -> Geometry:
     """Plan how a ``width x height`` image becomes a Kontext-friendly size; pure arithmetic, no pixels.
 
-    ``mode``: ``"kontext"`` (nearest of the 17 preferred sizes, as core picks it; ``size_by`` is ignored),
+    ``mode``: ``"kontext"`` (nearest of the 17 preferred sizes, as core picks it; ``size_by`` is ignored; ``"qwen"``
+    picks from Qwen-Image's 7 sizes the same way, ``"flux2"`` sizes like ``"keep"``; see :data:`MODEL_MODES`),
     ``"keep"`` (the input's own ratio) or a ratio ``"W:H"`` (the presets in :data:`RATIO_PRESETS` or any custom
     one). Ratios are clamped to 1:4 .. 4:1. ``size_by`` ``"megapixels"`` (1 MP = 1024 x 1024, at most 2.25) or
     ``"long_side"`` (pixels, at least 256); the target area is capped to 1536 x 1536.
@@ -489,11 +496,14 @@ def plan(
         raise AtelierError(f"{who}: the padding colour needs finite numbers (0..1 per channel); got {pad_color!r}.")
 
     mode = str(mode).strip().lower()
-    if mode == "kontext":
-        tw, th = nearest_kontext_resolution(width, height)
+    if mode in ("kontext", "qwen"):
+        from .model_families import QWEN_IMAGE_RESOLUTIONS
+
+        sizes = KONTEXT_RESOLUTIONS if mode == "kontext" else QWEN_IMAGE_RESOLUTIONS
+        tw, th = nearest_kontext_resolution(width, height, sizes)
         requested = tw / th
     else:
-        requested = width / height if mode == "keep" else parse_ratio(mode, who)
+        requested = width / height if mode in ("keep", "flux2") else parse_ratio(mode, who)
         clamped = min(max(requested, 1.0 / MAX_RATIO), MAX_RATIO)
         if clamped != requested:
             log.info("%s: ratio %.3f is outside 1:4..4:1; using %.3f", who, requested, clamped)

@@ -8,8 +8,9 @@ Tokens. FLUX patches a latent (1/8 of the pixels) in 2x2 cells, so one token cov
 
 Sizing, per reference (the three ``SIZINGS``):
 
-* ``bucket``: the nearest of Kontext's 17 preferred ~1 MP sizes, chosen exactly as core's
-  ``FluxKontextImageScale`` and the Aspect-Ratio Lock choose it (:func:`atelier_core.geometry.plan`).
+* ``bucket``: the model's preferred size (``size_mode``, from :mod:`atelier_core.model_families`). For Kontext the
+  nearest of its 17 preferred ~1 MP sizes, chosen exactly as core's ``FluxKontextImageScale`` and the Aspect-Ratio
+  Lock choose it (:func:`atelier_core.geometry.plan`); for FLUX.2 the image's own ratio at 1 MP.
 * ``token budget``: the budget is the total for all references; each reference gets an equal share and the
   largest multiple-of-16 size of its own ratio (clamped to 1:4..4:1) within that share, never larger than the image
   itself (no upscaling). The total never exceeds the budget.
@@ -144,11 +145,13 @@ def reference_geometry(
     fit: str = "crop",
     tokens: int | None = None,
     fingerprint: str | None = None,
+    size_mode: str = "kontext",
 ) -> geometry.Geometry:
-    """How one reference is sized: ``sizing`` is one of :data:`SIZINGS`; ``tokens`` is its share of the budget."""
+    """How one reference is sized: ``sizing`` is one of :data:`SIZINGS`; ``tokens`` is its share of the budget;
+    ``size_mode`` the geometry mode of the model's preferred sizes (``bucket`` sizing)."""
     geometry.check_image_size(width, height, NODE_NAME)
     if sizing == "bucket":
-        return geometry.plan(width, height, "kontext", fit=fit, fingerprint=fingerprint, who=NODE_NAME)
+        return geometry.plan(width, height, size_mode, fit=fit, fingerprint=fingerprint, who=NODE_NAME)
     if sizing == "token budget":
         if tokens is None:
             raise AtelierError(f"{NODE_NAME}: 'token budget' sizing needs a token budget.")
@@ -225,6 +228,7 @@ def plan_references(
     layout: str = "offset",
     fingerprints: list[str | None] | None = None,
     slots: list[int] | None = None,
+    size_mode: str = "kontext",
 ) -> tuple[StitchPlan, geometry.Geometry]:
     """Plan every reference; returns the plan (weight-0 references left out) and the first reference's geometry.
 
@@ -256,10 +260,10 @@ def plan_references(
     share = max(1, int(token_budget) // max(1, len(active)))
 
     if layout == "pixel_stitch":
-        return plan_pixel_stitch(sizes, weights, slots, fingerprints, sizing, fit, int(token_budget))
+        return plan_pixel_stitch(sizes, weights, slots, fingerprints, sizing, fit, int(token_budget), size_mode)
 
     def geo(i: int) -> geometry.Geometry:
-        return reference_geometry(*sizes[i], sizing, fit, tokens=share, fingerprint=fingerprints[i])
+        return reference_geometry(*sizes[i], sizing, fit, tokens=share, fingerprint=fingerprints[i], size_mode=size_mode)
 
     placements = tuple(Placement(slots[i], weights[i], geo(i)) for i in active)
     first = placements[0].geometry if active and active[0] == 0 else geo(0)
@@ -274,6 +278,7 @@ def plan_pixel_stitch(
     sizing: str,
     fit: str,
     token_budget: int,
+    size_mode: str = "kontext",
 ) -> tuple[StitchPlan, geometry.Geometry]:
     """All references with weight > 0 in one row at a common height (multiples of 16, so each piece owns whole
     tokens and its weight can be applied to exactly its region).
@@ -288,11 +293,13 @@ def plan_pixel_stitch(
         return [max(MULTIPLE, round(height * _clamped_ratio(*sizes[i]) / MULTIPLE) * MULTIPLE) for i in active]
 
     if not active:
-        first = reference_geometry(*sizes[0], "keep" if sizing == "keep" else "bucket", fit, fingerprint=fingerprints[0])
+        first = reference_geometry(
+            *sizes[0], "keep" if sizing == "keep" else "bucket", fit, fingerprint=fingerprints[0], size_mode=size_mode
+        )
         return StitchPlan("pixel_stitch", (), None), first
     lead = sizes[active[0]]
     if sizing == "bucket":
-        height = geometry.nearest_kontext_resolution(*lead)[1]
+        height = geometry.plan(*lead, size_mode, who=NODE_NAME).target_size[1]
     elif sizing == "keep":
         height = keep_size(*lead)[1]
     else:

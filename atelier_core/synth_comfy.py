@@ -105,3 +105,122 @@ def write_t5_fp8(path: Path, seed: int = 0, device="cpu", prefix: str = "") -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(out, str(path))
     return path
+
+
+# -- FLUX.2 ------------------------------------------------------------------------------------------------------------
+# FLUX.2 [dev] as ComfyUI 0.3.75 detects it (comfy/model_detection.py, the "flux2" branch keyed on
+# double_stream_modulation_img.lin.weight): 128 latent channels, patch 1, four RoPE axes of 32, global modulation,
+# SiLU-gated MLP of ratio 3, no biases, guidance embedding. Widths and depths below are the tiny test shape; the
+# text width is free (read from txt_in.weight; the real Mistral-3 context is 15360).
+FLUX2_HEAD_DIM = 128  # sum of the four RoPE axes
+FLUX2_LATENT_CHANNELS = 128
+FLUX2_VAE_DOWNSCALE = 16
+
+
+def flux2_unet_config(hidden: int = 256, depth: int = 1, depth_single: int = 1, context_dim: int = 64) -> dict:
+    """The ``unet_config`` of a FLUX.2 transformer of this width (heads of 128 channels)."""
+    return {
+        "image_model": "flux2",
+        "in_channels": FLUX2_LATENT_CHANNELS,
+        "out_channels": FLUX2_LATENT_CHANNELS,
+        "vec_in_dim": None,
+        "context_in_dim": context_dim,
+        "hidden_size": hidden,
+        "mlp_ratio": 3.0,
+        "num_heads": hidden // FLUX2_HEAD_DIM,
+        "depth": depth,
+        "depth_single_blocks": depth_single,
+        "axes_dim": [32, 32, 32, 32],
+        "theta": 2000,
+        "patch_size": 1,
+        "qkv_bias": False,
+        "guidance_embed": True,
+        "global_modulation": True,
+        "mlp_silu_act": True,
+        "ops_bias": False,
+        "default_ref_method": "index",
+        "ref_index_scale": 10.0,
+    }
+
+
+def flux2_state_dict(seed: int = 0, **shape) -> dict[str, torch.Tensor]:
+    """Random float32 weights with the key names of ComfyUI's FLUX.2 transformer (built on the meta device)."""
+    import comfy.ldm.flux.model
+    import comfy.ops
+
+    config = flux2_unet_config(**shape)
+    with torch.device("meta"):
+        model = comfy.ldm.flux.model.Flux(operations=comfy.ops.disable_weight_init, device="meta", **config)
+    generator = torch.Generator().manual_seed(seed)
+    return {key: init_tensor(key, tuple(t.shape), generator) for key, t in model.state_dict().items()}
+
+
+def flux2_vae_state_dict(seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """A random FLUX.2 VAE as ComfyUI 0.3.75 detects it: the FLUX VAE widths with 32 latent channels, quant convs
+    and a batch-norm over 2x2-patchified latents (``bn.running_mean``), hence 128 channels at 1/16."""
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    ddconfig = dict(FLUX_VAE_DDCONFIG, z_channels=32, batch_norm_latent=True)
+    with torch.device("meta"):
+        model = AutoencoderKL(ddconfig=ddconfig, embed_dim=32)
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, t in model.state_dict().items():
+        if key.endswith("num_batches_tracked"):
+            out[key] = torch.zeros((), dtype=torch.long)
+        elif key == "bn.running_var":
+            out[key] = torch.ones(t.shape, dtype=dtype)
+        elif key == "bn.running_mean":
+            out[key] = torch.zeros(t.shape, dtype=dtype)
+        else:
+            out[key] = init_tensor(key, tuple(t.shape), generator).to(dtype)
+    return out
+
+
+def write_state_dict(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
+    """Save ``tensors`` as safetensors at ``path`` atomically (never a half-written file where a loader looks)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+    return path
+
+
+# -- Qwen-Image ---------------------------------------------------------------------------------------------------------
+# ComfyUI 0.3.75 detects Qwen-Image by txt_norm.weight and reads only the input channels and the block count; the
+# widths are Qwen-Image's (24 heads of 128, Qwen2.5-VL context of 3584), so narrow test files load through the test
+# harness's AtelierTestNarrowUNETLoader, which reads them from img_in / txt_in.
+
+
+def qwen_image_state_dict(seed: int = 0, heads: int = 2, layers: int = 1, context_dim: int = 64) -> dict[str, torch.Tensor]:
+    """Random float32 weights with the key names of ComfyUI's Qwen-Image transformer (16-channel latents, patch 2)."""
+    import comfy.ldm.qwen_image.model
+    import comfy.ops
+
+    with torch.device("meta"):
+        model = comfy.ldm.qwen_image.model.QwenImageTransformer2DModel(
+            num_layers=layers,
+            num_attention_heads=heads,
+            joint_attention_dim=context_dim,
+            operations=comfy.ops.disable_weight_init,
+            device="meta",
+        )
+    generator = torch.Generator().manual_seed(seed)
+    return {key: init_tensor(key, tuple(t.shape), generator) for key, t in model.state_dict().items()}
+
+
+def wan21_vae_state_dict(seed: int = 0, dim: int = 16, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """A random Wan 2.1 VAE (what Qwen-Image uses: 16 channels at 1/8), ``dim`` wide; ComfyUI reads the width from
+    ``decoder.head.0.gamma``."""
+    import comfy.ldm.wan.vae
+
+    with torch.device("meta"):
+        model = comfy.ldm.wan.vae.WanVAE(
+            dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+            temperal_downsample=[False, True, True],
+        )  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    return {key: init_tensor(key, tuple(t.shape), generator).to(dtype) for key, t in model.state_dict().items()}

@@ -38,7 +38,7 @@ CORE_MODES = {"bf16": ("bf16", {}), "fp8": ("fp8", {"dtype": "fp8"}), "fp8fast":
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--comfy", default=os.environ.get("COMFYUI_PATH", str(Path.home() / "ComfyUI")))
+    ap.add_argument("--comfy", help="ComfyUI folder (default: the project's host finder: COMFYUI_PATH, ~/ComfyUI, ...)")
     ap.add_argument("--gguf-peer", default=None, help="a ComfyUI-GGUF checkout, for the peer:* modes")
     ap.add_argument("--modes", default="comfy:bf16,bf16,fp8,q8_0,q4_k", help="comma list, see the module help")
     ap.add_argument("--res", default="1024", help="comma list of square resolutions")
@@ -212,7 +212,7 @@ def release(patcher) -> None:
 def main(argv=None) -> int:
     args = parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    comfy_runtime.boot(Path(args.comfy), cpu=args.tiny or None)
+    comfy_runtime.boot(comfy_runtime.find_comfyui(args.comfy), cpu=args.tiny or None)
     import torch
 
     from atelier_core import synth

@@ -37,7 +37,7 @@ RESULTS: list[dict] = []
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--comfy", default=os.environ.get("COMFYUI_PATH", str(Path.home() / "ComfyUI")))
+    ap.add_argument("--comfy", help="ComfyUI folder (default: the project's host finder: COMFYUI_PATH, ~/ComfyUI, ...)")
     ap.add_argument("--checks", default="dequant,accuracy,memory")
     ap.add_argument("--blocks", default="2,2", help="double,single blocks of the accuracy model (full width)")
     ap.add_argument("--res", type=int, default=512)
@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     if args.tiny:
         args.res, args.steps = 64, 2
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    comfy_runtime.boot(Path(args.comfy), cpu=args.tiny or None)
+    comfy_runtime.boot(comfy_runtime.find_comfyui(args.comfy), cpu=args.tiny or None)
     checks = {"dequant": check_dequant, "accuracy": check_accuracy, "memory": check_memory}
     for name in filter(None, args.checks.split(",")):
         checks[name](args)

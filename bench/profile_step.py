@@ -37,7 +37,7 @@ CATEGORIES = (
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--comfy", default=os.environ.get("COMFYUI_PATH", str(Path.home() / "ComfyUI")))
+    ap.add_argument("--comfy", help="ComfyUI folder (default: the project's host finder: COMFYUI_PATH, ~/ComfyUI, ...)")
     ap.add_argument("--mode", default="bf16", help="one bench_kontext mode, e.g. q4_k, comfy:bf16, bf16:compile")
     ap.add_argument("--gguf-peer", default=None)
     ap.add_argument("--res", type=int, default=1024)
@@ -59,7 +59,7 @@ def category(name: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
-    comfy_runtime.boot(Path(args.comfy), cpu=args.tiny or None)
+    comfy_runtime.boot(comfy_runtime.find_comfyui(args.comfy), cpu=args.tiny or None)
     import torch
     from torch.profiler import ProfilerActivity, profile
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import socket
@@ -43,7 +42,7 @@ PROMPT = "paint the cloak deep crimson, keep everything else the same"
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--comfy", default=os.environ.get("COMFYUI_PATH", str(Path.home() / "ComfyUI")))
+    ap.add_argument("--comfy", help="ComfyUI folder (default: the project's host finder: COMFYUI_PATH, ~/ComfyUI, ...)")
     ap.add_argument("--base", default="/tmp/atelier_workflows", help="ComfyUI base directory (models, input, output)")
     ap.add_argument("--only", default="", help="comma list of workflow names (default: all)")
     ap.add_argument("--set", action="append", default=[], help="passed to every `run` (e.g. Sampler.steps=1)")

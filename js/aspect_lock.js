@@ -11,6 +11,10 @@ export const KONTEXT_RESOLUTIONS = [
   [1024, 1024],
   [1104, 944], [1184, 880], [1248, 832], [1328, 800], [1392, 752], [1456, 720], [1504, 688], [1568, 672],
 ];
+// Qwen-Image's seven sizes (atelier_core/model_families.py QWEN_IMAGE_RESOLUTIONS, from the Qwen-Image README).
+export const QWEN_IMAGE_RESOLUTIONS = [
+  [928, 1664], [1056, 1584], [1104, 1472], [1328, 1328], [1472, 1104], [1584, 1056], [1664, 928],
+];
 const MULTIPLE = 16;
 const MEGAPIXEL = 1024 * 1024;
 const MAX_TARGET_AREA = 1536 * 1536;
@@ -24,6 +28,7 @@ const ANCHOR_FRACTIONS = {
 const SIZE_KONTEXT = "Kontext preferred (17 sizes)";
 const SIZE_KEEP = "keep input ratio";
 const SIZE_CUSTOM = "custom W:H";
+const SIZE_MODELS = { "FLUX.2 (input ratio, 128-ch latent)": "flux2", "Qwen-Image preferred (7 sizes)": "qwen" };
 const SIZE_BY = { megapixels: "megapixels", "long side": "long_side" };
 
 /** Python's round(): halves go to the even neighbour (JS Math.round sends them up). */
@@ -48,9 +53,9 @@ function minTuple(items) {
   return best;
 }
 
-export function nearestKontextResolution(width, height) {
+export function nearestKontextResolution(width, height, sizes = KONTEXT_RESOLUTIONS) {
   const aspect = width / height;
-  const [, w, h] = minTuple(KONTEXT_RESOLUTIONS.map(([rw, rh]) => [Math.abs(aspect - rw / rh), rw, rh]));
+  const [, w, h] = minTuple(sizes.map(([rw, rh]) => [Math.abs(aspect - rw / rh), rw, rh]));
   return [w, h];
 }
 
@@ -146,13 +151,14 @@ export function planGeometry(width, height, mode = "kontext", options = {}) {
   const known = width > 0 && height > 0;
   mode = String(mode).trim().toLowerCase();
   let tw, th, requested;
-  if (mode === "kontext") {
+  if (mode === "kontext" || mode === "qwen") {
     if (!known) return null;
-    [tw, th] = nearestKontextResolution(width, height);
+    [tw, th] = nearestKontextResolution(width, height, mode === "qwen" ? QWEN_IMAGE_RESOLUTIONS : KONTEXT_RESOLUTIONS);
     requested = tw / th;
   } else {
-    if (mode === "keep" && !known) return null;
-    requested = mode === "keep" ? width / height : parseRatio(mode);
+    const own = mode === "keep" || mode === "flux2"; // FLUX.2 has no size list: the input's ratio at the set size
+    if (own && !known) return null;
+    requested = own ? width / height : parseRatio(mode);
     if (requested === null) throw new Error(`cannot read the ratio ${mode}; write it as W:H`);
     requested = Math.min(Math.max(requested, 1.0 / MAX_RATIO), MAX_RATIO);
     [tw, th] = targetForRatio(requested, sizeBy, megapixels, longSide);
@@ -219,7 +225,7 @@ function modeOf(node) {
   if (size === SIZE_KONTEXT) return "kontext";
   if (size === SIZE_KEEP) return "keep";
   if (size === SIZE_CUSTOM) return `${widgetValue(node, "custom_width", 3)}:${widgetValue(node, "custom_height", 2)}`;
-  return size;
+  return SIZE_MODELS[size] ?? size;
 }
 
 /** Plan from the node's current widgets; {plan, text} (plan null with an explanation when it cannot be known). */

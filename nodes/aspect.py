@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..atelier_core import geometry
+from ..atelier_core import geometry, model_families
 from .types import KontextGeometry
 
 CATEGORY = "Kontext Atelier/Geometry"
@@ -15,9 +15,12 @@ RESTORE_NAME = "Kontext Restore Size"
 SIZE_KONTEXT = "Kontext preferred (17 sizes)"
 SIZE_KEEP = "keep input ratio"
 SIZE_CUSTOM = "custom W:H"
-SIZE_OPTIONS = [SIZE_KONTEXT, SIZE_KEEP, *geometry.RATIO_PRESETS, SIZE_CUSTOM]
+# Other models' preferred sizes (sources in atelier_core.model_families); Kontext's stays the first and default.
+SIZE_FLUX2 = "FLUX.2 (input ratio, 128-ch latent)"
+SIZE_QWEN = "Qwen-Image preferred (7 sizes)"
+SIZE_MODELS = {SIZE_FLUX2: "flux2", SIZE_QWEN: "qwen"}
+SIZE_OPTIONS = [SIZE_KONTEXT, SIZE_KEEP, *geometry.RATIO_PRESETS, SIZE_CUSTOM, *SIZE_MODELS]
 SIZE_BY_OPTIONS = {"megapixels": "megapixels", "long side": "long_side"}
-LATENT_CHANNELS = 16  # FLUX VAE latent: 16 channels at 1/8 of the pixel size
 
 
 def _mode(size: str, custom_width: int, custom_height: int) -> str:
@@ -27,7 +30,7 @@ def _mode(size: str, custom_width: int, custom_height: int) -> str:
         return "keep"
     if size == SIZE_CUSTOM:
         return f"{custom_width}:{custom_height}"
-    return size
+    return SIZE_MODELS.get(size, size)
 
 
 class AtelierAspectLock(io.ComfyNode):
@@ -56,7 +59,9 @@ class AtelierAspectLock(io.ComfyNode):
                     tooltip=(
                         "Target shape. 'Kontext preferred' snaps to the nearest of the 17 ~1 MP sizes Kontext was "
                         "trained on (same choice as FluxKontextImageScale). A ratio or 'keep input ratio' uses "
-                        "megapixels / long side below. Ratios are limited to 1:4 .. 4:1."
+                        "megapixels / long side below. Ratios are limited to 1:4 .. 4:1. 'FLUX.2' keeps the input's "
+                        "ratio at megapixels / long side (FLUX.2 has no fixed list; 1 MP is its default); 'Qwen-Image preferred' snaps to the nearest of "
+                        "Qwen-Image's 7 published sizes."
                     ),
                 ),
                 io.Combo.Input(
@@ -138,7 +143,9 @@ class AtelierAspectLock(io.ComfyNode):
                 io.Latent.Output(
                     "latent",
                     display_name="latent",
-                    tooltip="An empty FLUX latent (16 channels) of the target size, one per image: feed it to the sampler so the output has this image's shape.",
+                    tooltip="An empty latent of the target size, one per image: 16 channels at 1/8 (FLUX.1 Kontext, "
+                    "Qwen-Image), or 128 at 1/16 for the FLUX.2 size. Feed it to the sampler so the output has this "
+                    "image's shape.",
                 ),
             ],
         )
@@ -171,8 +178,9 @@ class AtelierAspectLock(io.ComfyNode):
             pad_color=color,
             who=LOCK_NAME,
         )
-        lw, lh = geometry.latent_size(geo)
-        latent = torch.zeros((image.shape[0], LATENT_CHANNELS, lh, lw), dtype=torch.float32)
+        fam = model_families.FLUX2 if size == SIZE_FLUX2 else model_families.KONTEXT
+        lw, lh = geometry.latent_size(geo, fam.downscale)
+        latent = torch.zeros((image.shape[0], fam.latent_channels, lh, lw), dtype=torch.float32)
         return io.NodeOutput(out, geo.target_width, geo.target_height, mask, geo, {"samples": latent})
 
 

@@ -26,11 +26,23 @@ def _is_raw(weight: torch.Tensor | None) -> bool:
     return weight is not None and weight.dtype == torch.uint8
 
 
+def _hooks(module: torch.nn.Module, what: str) -> list:
+    """The per-forward patches ComfyUI hangs on a layer's weight or bias: ``weight_function`` everywhere, and on
+    releases with dynamic VRAM also ``weight_lowvram_function`` (one patch or None), where LoRA goes for a streamed
+    layer."""
+    lowvram = getattr(module, f"{what}_lowvram_function", None)
+    if lowvram is None:
+        lowvram = []
+    elif callable(lowvram):
+        lowvram = [lowvram]
+    return [*lowvram, *getattr(module, f"{what}_function")]
+
+
 def apply_weight_functions(module: torch.nn.Module, dense: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Apply what ComfyUI's lowvram mode hangs on a layer for each forward (``weight_function``: LoRA patches of a
     weight kept off the device) to its dense weight; our layers' own weights are no plain parameters, so ComfyUI
     cannot cast and patch them itself."""
-    for fn in module.weight_function:
+    for fn in _hooks(module, "weight"):
         if isinstance(fn, LowVramPatch):
             dense = comfy.lora.calculate_weight(fn.patches[fn.key], dense, fn.key, intermediate_dtype=dtype)
         else:
@@ -43,7 +55,7 @@ def patched_bias(module: torch.nn.Module, device: torch.device, dtype: torch.dty
     if module.bias is None:
         return None
     bias = module.bias.to(device=device, dtype=dtype)
-    for fn in module.bias_function:
+    for fn in _hooks(module, "bias"):
         bias = fn(bias)
     return bias
 

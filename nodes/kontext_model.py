@@ -23,6 +23,7 @@ from ..atelier_core import architecture, fp8_linear, model_files
 from ..atelier_core.errors import AtelierError
 from ..atelier_core.gguf import reader as gguf_reader
 from ..atelier_core.gguf.types import GGMLType
+from . import host_compat
 from .fp8_channel_ops import make_fp8_channel_ops
 from .gguf_ops import make_gguf_ops
 
@@ -138,13 +139,14 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
 
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
-    model_config = comfy.supported_models.Flux(architecture.unet_config(shape))
+    model_config = comfy.supported_models.Flux(host_compat.complete_flux_config(architecture.unet_config(shape)))
     supported = list(model_config.supported_inference_dtypes)
     params = sum(v.numel() for v in sd.values() if v.dtype != torch.uint8) + sum(
         _numel(s) for k, s in shapes.items() if sd[k].dtype == torch.uint8
     )
 
     if scaled_fp8 is not None:
+        host_compat.check_scaled_fp8_supported(path.name)
         model_config.scaled_fp8 = scaled_fp8.dtype if scaled_fp8.dtype in _FP8 else torch.float8_e4m3fn
         weight_dtype = None
     else:
@@ -254,7 +256,8 @@ def _reserve_dense_memory(model, extra: int) -> None:
     """Count the materialized weights as inference memory, so ComfyUI frees room for them before sampling."""
     base = model.memory_required
 
-    def memory_required(input_shape, cond_shapes={}):  # noqa: B006 (ComfyUI's signature)
-        return base(input_shape, cond_shapes=cond_shapes) + extra
+    def memory_required(input_shape, cond_shapes={}, **kwargs):  # noqa: B006 (ComfyUI's signature)
+        # **kwargs: newer releases pass more (model options); hand them on untouched.
+        return base(input_shape, cond_shapes=cond_shapes, **kwargs) + extra
 
     model.memory_required = memory_required

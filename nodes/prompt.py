@@ -11,7 +11,11 @@ import os
 import threading
 
 from comfy_api.latest import io, ui
-from comfy_execution.graph_utils import ExecutionBlocker
+
+try:
+    from comfy_execution.graph_utils import ExecutionBlocker
+except ImportError:  # where newer releases keep it
+    from comfy_execution.graph import ExecutionBlocker
 
 from ..atelier_core.prompts import builder, vocabulary
 

@@ -45,7 +45,7 @@ import node_helpers
 import torch
 from comfy_api.latest import io, ui
 
-from ..atelier_core import geometry, stitch
+from ..atelier_core import geometry, model_families, stitch
 from ..atelier_core.errors import AtelierError
 from .types import KontextGeometry
 
@@ -56,8 +56,10 @@ WEIGHTS_KEY = "atelier_reference_weights"  # model_conds entry (and diffusion-mo
 WRAPPER_KEY = "atelier_reference_weights"
 ENCODE_CACHE_ENTRIES = 16
 ENCODE_CACHE_BYTES = 256 * 1024**2
+AUTO = "auto"
 SIZING_TOOLTIP = (
-    "How each reference is sized. bucket: its nearest Kontext preferred size (~1 MP, like FluxKontextImageScale). "
+    "How each reference is sized. bucket: the model's preferred size: for Kontext its nearest of the 17 (~1 MP, like "
+    "FluxKontextImageScale), for FLUX.2 the image's own ratio at 1 MP. "
     "token budget: all references share token_budget equally, each at its own ratio (no upscaling). keep: the "
     "image's own size in multiples of 16 (at most 1536x1536 of area)."
 )
@@ -144,6 +146,21 @@ def patch_model(model):
     patched = model.clone()
     patched.add_wrapper_with_key(kind, WRAPPER_KEY, reference_weight_wrapper)
     return patched
+
+
+# -- model -------------------------------------------------------------------------------------------------------------
+
+
+def model_family(model) -> model_families.ModelFamily:
+    """Which model the stitcher serves, from the ``image_model`` ComfyUI detected from the model's weights.
+
+    FLUX.1 Kontext and FLUX.2 are served; any other model is refused with what to use instead. An object that is
+    no ComfyUI model at all (a direct call that only checks shapes) is treated as FLUX.1 Kontext, as before.
+    """
+    config = getattr(getattr(getattr(model, "model", None), "model_config", None), "unet_config", None)
+    if not isinstance(config, dict):
+        return model_families.KONTEXT
+    return model_families.stitcher_family(config.get("image_model"), NAME)
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------------
@@ -255,7 +272,9 @@ class AtelierContextStitcher(io.ComfyNode):
             display_name=NAME,
             category="Kontext Atelier/Conditioning",
             description=(
-                "Attach one to eight reference images to a Kontext conditioning, the way chained ReferenceLatent "
+                "Attach one to eight reference images to a FLUX.1 Kontext or FLUX.2 conditioning (the model is "
+                "recognised from its weights; Qwen-Image-Edit takes references through its own text encoder node), "
+                "the way chained ReferenceLatent "
                 "nodes do: each is sized (its own Kontext bucket, a share of a token budget, or kept), VAE-encoded "
                 "once (cached across queue items) and given a weight from 0 (left out) to 2. The token count, what "
                 "every sampling step pays for the references, is shown on the node. Route the MODEL through this "
@@ -265,21 +284,27 @@ class AtelierContextStitcher(io.ComfyNode):
             inputs=[
                 io.Model.Input(
                     "model",
-                    tooltip="The Kontext model. Returned as is when every weight is 1, else with the reference-weight "
-                    "attention patch; feed the output to the sampler.",
+                    tooltip="The FLUX.1 Kontext or FLUX.2 model (it decides the reference method and sizes). Returned "
+                    "as is when every weight is 1, else with the reference-weight attention patch; feed the output to "
+                    "the sampler.",
                 ),
                 io.Conditioning.Input(
                     "conditioning", tooltip="The positive conditioning (the edit instruction) to attach references to."
                 ),
-                io.Vae.Input("vae", tooltip="The FLUX VAE (ae.safetensors) that encodes the references."),
+                io.Vae.Input(
+                    "vae",
+                    tooltip="The model's VAE that encodes the references: ae.safetensors for Kontext (16 channels), "
+                    "the FLUX.2 VAE for FLUX.2 (128 channels).",
+                ),
                 io.Combo.Input(
                     "position_method",
-                    options=list(stitch.LAYOUTS),
-                    default="offset",
+                    options=[AUTO, *stitch.LAYOUTS],
+                    default=AUTO,
                     tooltip=(
-                        "How FLUX positions the references. offset: one shared plane laid out like a virtual stitch "
-                        "(core default). index: one position index per reference. pixel_stitch: all references side "
-                        "by side in one image and one latent (what ImageStitch does; for comparison)."
+                        "How FLUX positions the references. auto: the model's own (offset for Kontext, index for "
+                        "FLUX.2). offset: one shared plane laid out like a virtual stitch (Kontext's core default). "
+                        "index: one position index per reference. pixel_stitch: all references side by side in one "
+                        "image and one latent (what ImageStitch does; for comparison)."
                     ),
                 ),
                 io.Combo.Input("sizing", options=list(stitch.SIZINGS), default="bucket", tooltip=SIZING_TOOLTIP),
@@ -336,12 +361,15 @@ class AtelierContextStitcher(io.ComfyNode):
         model,
         conditioning,
         vae,
-        position_method: str = "offset",
+        position_method: str = AUTO,
         sizing: str = "bucket",
         fit: str = "crop",
         token_budget: int = 4096,
         **references,
     ) -> io.NodeOutput:
+        family = model_family(model)
+        model_families.check_latent_channels(family, getattr(vae, "latent_channels", None), NAME)
+        layout = family.default_method if position_method == AUTO else position_method
         images, weights = _collect(references)
         batch = _batch_size(images)
         slots = sorted(images)
@@ -351,9 +379,10 @@ class AtelierContextStitcher(io.ComfyNode):
             sizing=sizing,
             fit=fit,
             token_budget=token_budget,
-            layout=position_method,
+            layout=layout,
             fingerprints=[geometry.fingerprint(images[s]) for s in slots],
             slots=slots,
+            size_mode=family.size_mode,
         )
         pieces = {p.slot: _resized(images[p.slot], p.geometry, f"{NAME} (image_{p.slot})") for p in plan.placements}
         if plan.canvas is not None and plan.placements:
@@ -361,12 +390,12 @@ class AtelierContextStitcher(io.ComfyNode):
             latents = [encode_cached(vae, canvas)]
         else:
             latents = [encode_cached(vae, pieces[p.slot]) for p in plan.placements]
-        method = "offset" if position_method == "pixel_stitch" else position_method
+        method = family.default_method if layout == "pixel_stitch" else layout
         spec = stitch.weight_spec(plan) if plan.placements else ()
         out_conditioning = _attach(conditioning, latents, method, spec) if latents else conditioning
         out_model = patch_model(model) if plan.weighted else model
         summary = plan.describe()
-        log.info("%s: %s", NAME, summary)
+        log.info("%s (%s): %s", NAME, family.name, summary)
         return io.NodeOutput(out_model, out_conditioning, first, plan.tokens, ui=ui.PreviewText(summary))
 
 

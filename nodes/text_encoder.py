@@ -20,7 +20,7 @@ from comfy_api.latest import io, ui
 
 from ..atelier_core import model_files, text_encoders
 from ..atelier_core.errors import AtelierError
-from . import model_folders
+from . import host_compat, model_folders
 from .gguf_ops import make_gguf_ops
 from .kontext_model import gguf_state_dict
 
@@ -109,7 +109,7 @@ class AtelierKontextTextEncoders(io.ComfyNode):
             options["custom_operations"] = make_gguf_ops(mm.text_encoder_dtype(load_device), "on_the_fly")
         clip = comfy.sd.load_text_encoder_state_dicts(
             [clip_sd, t5_sd], embedding_directory=folder_paths.get_folder_paths("embeddings"),
-            clip_type=comfy.sd.CLIPType.FLUX, model_options=options,
+            clip_type=comfy.sd.CLIPType.FLUX, model_options=options, **host_compat.text_encoder_options(),
         )  # fmt: skip
         summary = f"CLIP-L {clip_l_name}; T5-XXL {t5_name}: {t5_kind}"
         return io.NodeOutput(clip, ui=ui.PreviewText(summary))

@@ -1,7 +1,7 @@
 """A real ComfyUI, in this process, for host tests.
 
-The host is found through ``COMFYUI_PATH`` or by walking up from this pack when it sits in a ComfyUI's
-``custom_nodes/``. The pack is loaded through ComfyUI's own custom-node loader (so "IMPORT FAILED" fails the test),
+The host is found by ``atelier_core.runtime.hosts.find_comfyui`` (``COMFYUI_PATH``, the ComfyUI whose
+``custom_nodes/`` holds this pack, ``~/ComfyUI``, then the test hosts ``.ci/hosts.py`` cached). The pack is loaded through ComfyUI's own custom-node loader (so "IMPORT FAILED" fails the test),
 prompts are checked by ComfyUI's own ``validate_prompt`` and run by its ``PromptExecutor``, with the real samplers
 and model management. Only two test-side nodes are added (``tests/atelier_host_nodes.py``): one that captures tensors for
 assertions, and one that stands in for the T5-XXL/CLIP-L text encoders, which are too large for the CPU.
@@ -11,34 +11,63 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from atelier_core.runtime.hosts import comfyui_version
+from atelier_core.runtime.hosts import find_comfyui as _find_host
+
 PACK_DIR = Path(__file__).resolve().parents[1]
-COMFYUI_ENV = "COMFYUI_PATH"
 MODEL_FOLDERS = ("diffusion_models", "unet", "vae", "loras", "text_encoders", "clip")
 
 
-def _is_comfyui(path: Path) -> bool:
-    return (path / "comfy" / "sd.py").is_file() and (path / "nodes.py").is_file() and (path / "execution.py").is_file()
-
-
 def find_comfyui() -> tuple[Path | None, str]:
-    """Return (ComfyUI root, '') or (None, reason to show when host tests skip)."""
-    env = os.environ.get(COMFYUI_ENV)
-    if env:
-        root = Path(env).expanduser()
-        if _is_comfyui(root):
-            return root.resolve(), ""
-        return None, f"{COMFYUI_ENV}={env} is not a ComfyUI checkout (no comfy/sd.py, nodes.py, execution.py)"
-    for parent in PACK_DIR.parents:
-        if parent.name == "custom_nodes" and _is_comfyui(parent.parent):
-            return parent.parent.resolve(), ""
-    return None, f"no ComfyUI: set {COMFYUI_ENV} to a ComfyUI checkout or put this pack in ComfyUI/custom_nodes"
+    """Return (ComfyUI root, '') or (None, reason to show when host tests skip): the project's one host finder."""
+    search = _find_host()
+    return search.root, search.reason
+
+
+def new_executor(execution, server, version: str | None = None):
+    """A ``PromptExecutor`` with the classic cache, built with the arguments this ComfyUI's main.py passes.
+
+    0.3.64 takes ``cache_size``; 0.3.75 and later take ``cache_args`` and read ``cache_args["ram"]`` while executing,
+    so leaving it out crashes every prompt there.
+    """
+    import inspect
+
+    from comfy.cli_args import args
+
+    params = inspect.signature(execution.PromptExecutor.__init__).parameters
+    classic = execution.CacheType.CLASSIC
+    if "cache_args" in params:
+        # Only the classic cache is used, so the RAM-pressure settings are 0 (no headroom to keep), and they are
+        # never taken from args: newer releases made --cache-ram a list and added "ram_inactive".
+        cache_args = {"lru": int(getattr(args, "cache_lru", 0) or 0), "ram": 0.0, "ram_inactive": 0.0}
+        return execution.PromptExecutor(server, cache_type=classic, cache_args=cache_args)
+    if "cache_size" in params:
+        return execution.PromptExecutor(server, cache_type=classic, cache_size=getattr(args, "cache_lru", 0))
+    raise RuntimeError(
+        f"ComfyUI {version or '(unknown version)'}: its PromptExecutor takes ({', '.join(params)}); the test harness knows cache_args (0.3.75+) "
+        "and cache_size (0.3.64): teach tests/atelier_host.py::new_executor this version"
+    )
+
+
+NOT_IN_THIS_HOST = "not in this ComfyUI:"
+
+
+def skip_unless_host_has(available: bool, what: str) -> None:
+    """Skip a host test for a feature this ComfyUI release lacks (FLUX.2 on 0.3.64, say).
+
+    The skip reason starts with ``NOT_IN_THIS_HOST`` so the summary counts it apart from real skips: CI fails on a
+    host test that skipped, never on one that does not apply to the release under test.
+    """
+    if not available:
+        import pytest
+
+        pytest.skip(f"{NOT_IN_THIS_HOST} {what}")
 
 
 class HostImportFailed(RuntimeError):
@@ -101,6 +130,7 @@ class ComfyHost:
     def __init__(self, root: Path, workdir: Path):
         self.root = root
         self.workdir = workdir
+        self.version = comfyui_version(root)
         self.pack_module_name: str | None = None
         self.load_log: list[str] = []
         self._boot()
@@ -157,7 +187,7 @@ class ComfyHost:
         host_nodes.register(nodes.NODE_CLASS_MAPPINGS)
         self.captured = host_nodes.CAPTURED
         self.sink = _MessageSink()
-        self.executor = execution.PromptExecutor(self.sink, cache_type=False)
+        self.executor = new_executor(execution, self.sink, self.version)
 
     # -- registry -------------------------------------------------------------------------------------------------
     def pack_node_ids(self) -> list[str]:
@@ -206,7 +236,7 @@ class ComfyHost:
 
     def fresh_executor(self) -> None:
         """Drop every cached node output (as a server restart would)."""
-        self.executor = self.execution.PromptExecutor(self.sink, cache_type=False)
+        self.executor = new_executor(self.execution, self.sink, self.version)
 
 
 def iter_pack_node_classes(host: ComfyHost) -> Iterator[tuple[str, Any]]:

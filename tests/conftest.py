@@ -7,7 +7,7 @@ it skips with a single line naming COMFYUI_PATH.
 from __future__ import annotations
 
 import pytest
-from atelier_host import ComfyHost, find_comfyui
+from atelier_host import NOT_IN_THIS_HOST, ComfyHost, find_comfyui
 
 _HOST_STATE: dict = {}
 
@@ -38,9 +38,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.host)
 
 
+def _skip_reason(report) -> str:
+    longrepr = getattr(report, "longrepr", None)
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr or "")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """Say how many host tests ran and how many skipped (CI prints it)."""
-    ran = skipped = 0
+    """Say how many host tests ran and skipped, and on which ComfyUI (.ci/run reads this line)."""
+    ran = skipped = not_applicable = 0
     for key in ("passed", "failed", "error"):
         for rep in terminalreporter.stats.get(key, []):
             # A setup error (the pack failed to import, say) counts as a host test that ran and failed.
@@ -48,11 +53,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                 ran += 1
     for rep in terminalreporter.stats.get("skipped", []):
         if "host" in getattr(rep, "keywords", {}):
-            skipped += 1
-    reason = _HOST_STATE.get("skip", "")
+            if NOT_IN_THIS_HOST in _skip_reason(rep):
+                not_applicable += 1
+            else:
+                skipped += 1
     line = f"host tests: {ran} ran, {skipped} skipped"
-    if reason:
-        line += f" ({reason})"
+    if not_applicable:
+        line += f", {not_applicable} not for this release"
+    host = _HOST_STATE.get("host")
+    if host is not None:
+        line += f" (ComfyUI {host.version or 'of unknown version'} at {host.root})"
+    elif _HOST_STATE.get("skip"):
+        line += f" ({_HOST_STATE['skip']})"
     terminalreporter.write_line(line)
 
 

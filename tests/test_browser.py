@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from atelier_host import PACK_DIR, find_comfyui
+from atelier_host import PACK_DIR, find_comfyui, skip_unless_host_has
 from test_host_server import ComfyServer
 
 from atelier_core import geometry
@@ -268,6 +268,10 @@ def _api_file(name: str) -> Path:
 
 @pytest.mark.parametrize("name", [name for name, _, _ in _workflow_sources()])
 def test_workflow_loads_and_matches_api_file(browser_run, name):
+    if name.startswith("flux2_"):  # needs CLIPLoader type flux2 (ComfyUI 0.3.75+)
+        root, _ = find_comfyui()
+        source = (root / "comfy" / "latent_formats.py").read_text(errors="replace") if root else ""
+        skip_unless_host_has("class Flux2(" in source, f"{name} needs FLUX.2 (ComfyUI 0.3.75+)")
     result = browser_run["by_name"][name]
     assert "error" not in result, result["error"]
     assert not result["missingTypes"], f"{name}: node types the server does not know: {result['missingTypes']}"
@@ -289,6 +293,7 @@ def test_no_page_errors(browser_run):
 def _python_plan(width: int, height: int, values: dict) -> geometry.Geometry:
     size = values["size"]
     mode = {"Kontext preferred (17 sizes)": "kontext", "keep input ratio": "keep",
+            "FLUX.2 (input ratio, 128-ch latent)": "flux2", "Qwen-Image preferred (7 sizes)": "qwen",
             "custom W:H": f"{values['custom_width']}:{values['custom_height']}"}.get(size, size)  # fmt: skip
     size_by = {"long side": "long_side"}.get(values["size_by"], values["size_by"])
     return geometry.plan(width, height, mode, fit=values["fit"], anchor=values["anchor"], size_by=size_by,

@@ -10,7 +10,7 @@ from atelier_core.cli import main
 
 
 def fake_comfyui(root):
-    for name in ("comfy/sd.py", "nodes.py", "main.py"):
+    for name in ("comfy/sd.py", "nodes.py", "main.py", "execution.py"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("")
     return root

@@ -31,7 +31,7 @@ console.log(JSON.stringify({ plans, rounds }));
 
 SIZES = [(512, 512), (451, 300), (300, 451), (1000, 1), (3, 1000), (1920, 1080), (1080, 1920), (4000, 3000),
          (1023, 769), (17, 16), (2048, 512), (640, 427), (4096, 4096)]  # fmt: skip
-MODES = ["kontext", "keep", *geometry.RATIO_PRESETS, "7:3", "1:9", "9:1", "100:1", "2.35"]
+MODES = ["kontext", "keep", *geometry.MODEL_MODES, *geometry.RATIO_PRESETS, "7:3", "1:9", "9:1", "100:1", "2.35"]
 
 
 def _cases() -> list[tuple]:

@@ -159,7 +159,7 @@ def test_schema(comfy_host):
     for slot in range(2, stitch.MAX_REFERENCES + 1):
         assert f"image_{slot}" in optional and f"weight_{slot}" in optional
     assert f"image_{stitch.MAX_REFERENCES + 1}" not in optional
-    assert required["position_method"][1]["options"] == ["offset", "index", "pixel_stitch"]
+    assert required["position_method"][1]["options"] == ["auto", "offset", "index", "pixel_stitch"]
     weight = required["weight_1"][1]
     assert (weight["min"], weight["max"], weight["default"]) == (0.0, 2.0, 1.0)
     assert info["output"] == ["MODEL", "CONDITIONING", "KONTEXT_GEOMETRY", "INT"]

@@ -101,6 +101,7 @@ def _encode_graph(clip_l: str, t5: str, text: str) -> dict:
     }  # fmt: skip
 
 
+@pytest.mark.slow  # about a minute on two cores: a 1.5 GB encoder through the executor, twice
 def test_full_size_t5_gguf_encodes_through_core_clip_text_encode(comfy_host, encoder_files):
     outputs = comfy_host.run(_encode_graph(encoder_files["clip_l"], encoder_files["t5"], "paint the cloak deep crimson"))
     [[tokens, extra]] = comfy_host.captured["cond"]
@@ -115,6 +116,7 @@ def test_full_size_t5_gguf_encodes_through_core_clip_text_encode(comfy_host, enc
     assert not torch.allclose(tokens[:, :n], other[:, :n]), "the prompt did not change the T5 tokens"
 
 
+@pytest.mark.slow  # about 50 s on two cores: writes and encodes a full-size fp8 T5
 def test_t5_safetensors_with_comfyui_prefix_encodes(comfy_host, encoder_files):
     """The T5 input also takes safetensors, including files saved from a ComfyUI CLIP (``t5xxl.transformer.``)."""
     folder = comfy_host.model_path("text_encoders", "")

@@ -751,7 +751,23 @@ def all_workflows() -> list[Workflow]:
         ),
         style_transfer("kontext_style_transfer", GGUF_MODEL),
         turbo("kontext_edit_turbo", GGUF_MODEL),
+        *_other_model_workflows(),
     ]
+
+
+def _other_model_workflows() -> list[Workflow]:
+    """FLUX.2 and Qwen-Image-Edit (workflows/other_models.py; they need ComfyUI 0.3.75+)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import other_models
+
+    return other_models.workflows(sys.modules[__name__])
+
+
+def renderable(object_info: dict) -> list[Workflow]:
+    """The workflows whose every node type ``object_info`` describes (a ComfyUI 0.3.64 has no FLUX.2 / Qwen nodes:
+    those are rendered against a newer one and left as they are)."""
+    return [w for w in all_workflows() if all(n.type in object_info for n in w.nodes)]
 
 
 # -- API format -------------------------------------------------------------------------------------------------------
@@ -996,7 +1012,7 @@ def dumps(data: dict) -> str:
 def render(object_info: dict) -> dict[Path, str]:
     """Every shipped workflow file (path -> text): UI, API, and the package's copy of the API file."""
     files: dict[Path, str] = {}
-    for workflow in all_workflows():
+    for workflow in renderable(object_info):
         files[HERE / f"{workflow.name}.json"] = dumps(to_ui(workflow, object_info))
         files[API_DIR / f"{workflow.name}.api.json"] = files[PACKAGE_DIR / f"{workflow.name}.api.json"] = dumps(
             to_api(workflow)
@@ -1013,6 +1029,8 @@ def render_pictures(files: dict[Path, str]) -> dict[Path, bytes]:
 
     pictures: dict[Path, bytes] = {}
     for workflow in all_workflows():
+        if HERE / f"{workflow.name}.json" not in files:
+            continue
         ui = json.loads(files[HERE / f"{workflow.name}.json"])
         api = json.loads(files[API_DIR / f"{workflow.name}.api.json"])
         picture = thumbnails.diagram(ui, workflow.title, workflow.summary)
@@ -1036,7 +1054,7 @@ def host_object_info() -> dict:
 
 
 def object_info_from(host) -> dict:
-    types = {n.type for w in all_workflows() for n in w.nodes}
+    types = {n.type for w in all_workflows() for n in w.nodes} & set(host.nodes.NODE_CLASS_MAPPINGS)
     return {t: node_info(host.node_class(t)) for t in sorted(types)}
 
 
@@ -1071,6 +1089,9 @@ def main() -> int:
     for path, data in pictures.items():
         path.write_bytes(data)
     sys.stdout.write(f"wrote {len(files)} workflow files and {len(pictures)} pictures\n")
+    for workflow in all_workflows():
+        if HERE / f"{workflow.name}.json" not in files:
+            sys.stdout.write(f"left {workflow.name} as it is: this ComfyUI lacks some of its nodes\n")
     return 0
 
 

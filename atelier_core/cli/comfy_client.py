@@ -234,25 +234,29 @@ class WebSocket:
         except OSError as exc:
             raise WebSocketClosed(str(exc)) from None
 
+    def _frame(self) -> tuple[int, int, bytes]:
+        """One frame off the buffer: (fin bit, opcode, unmasked payload)."""
+        b1, b2 = self._take(2)
+        length = b2 & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._take(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._take(8))
+        if length > MAX_FRAME:
+            raise WebSocketClosed(f"frame of {length} bytes")
+        mask = self._take(4) if b2 & 0x80 else None
+        payload = self._take(length)
+        if mask:
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        return b1 & 0x80, b1 & 0x0F, payload
+
     def recv(self, timeout: float) -> str | None:
         if not self.buffer and not self._fill(timeout):
             return None
         message = bytearray()
         message_opcode = None
         for _ in range(10_000):  # fragments of one message
-            b1, b2 = self._take(2)
-            fin, opcode = b1 & 0x80, b1 & 0x0F
-            length = b2 & 0x7F
-            if length == 126:
-                (length,) = struct.unpack("!H", self._take(2))
-            elif length == 127:
-                (length,) = struct.unpack("!Q", self._take(8))
-            if length > MAX_FRAME:
-                raise WebSocketClosed(f"frame of {length} bytes")
-            mask = self._take(4) if b2 & 0x80 else None
-            payload = self._take(length)
-            if mask:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            fin, opcode, payload = self._frame()
             if opcode == 0x8:
                 raise WebSocketClosed("closed by the server")
             if opcode == 0x9:

@@ -1,6 +1,7 @@
 """``kontext-atelier doctor``: is this machine ready for Kontext editing, and if not, what is missing.
 
-Finds ComfyUI (``--comfyui``, ``COMFYUI_PATH``, the ComfyUI this pack sits in, ``~/ComfyUI``), lists the model files
+Finds ComfyUI with the project's one host finder (``--comfyui``, ``COMFYUI_PATH``, the ComfyUI this pack sits in,
+``~/ComfyUI``; never the test hosts' cache), lists the model files
 the shipped workflows expect (with where to download the missing ones) and what each transformer file found is
 (GGUF, fp8, scaled fp8, bf16), reports the GPU, its memory and fp8 support through torch, and says which loader modes
 will run. With ``--server`` it also asks a running ComfyUI whether the pack is loaded and which models it sees; with
@@ -10,7 +11,6 @@ will run. With ``--server`` it also asks a running ComfyUI whether the pack is l
 from __future__ import annotations
 
 import json
-import os
 import struct
 import sys
 import tempfile
@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import AtelierError
+from ..runtime.hosts import HostSearch, find_comfyui
 
 PACK_DIR = Path(__file__).resolve().parents[2]
 MODEL_FOLDERS = {
@@ -54,27 +55,6 @@ class Report:
 
     def warn(self, text: str) -> None:
         self.out.write(f"  note     {text}\n")
-
-
-def _is_comfyui(path: Path) -> bool:
-    return (path / "comfy" / "sd.py").is_file() and (path / "nodes.py").is_file() and (path / "main.py").is_file()
-
-
-def find_comfyui(explicit: str | None) -> tuple[Path | None, list[Path]]:
-    candidates: list[Path] = []
-    if explicit:
-        candidates.append(Path(explicit).expanduser())
-    if os.environ.get("COMFYUI_PATH"):
-        candidates.append(Path(os.environ["COMFYUI_PATH"]).expanduser())
-    for parent in PACK_DIR.parents:
-        if parent.name == "custom_nodes":
-            candidates.append(parent.parent)
-    home = Path.home()
-    candidates += [home / "ComfyUI", home / "comfy" / "ComfyUI", Path.cwd(), Path.cwd() / "ComfyUI"]
-    for candidate in candidates:
-        if _is_comfyui(candidate):
-            return candidate.resolve(), candidates
-    return None, candidates
 
 
 def expected_models() -> list[dict]:
@@ -134,15 +114,14 @@ def describe_transformer(path: Path) -> str:
         return f"unreadable: {type(exc).__name__}: {exc}"
 
 
-def check_files(report: Report, root: Path | None) -> None:
+def check_files(report: Report, search: HostSearch) -> None:
     report.section("ComfyUI")
+    root = search.root
     if root is None:
-        report.missing(
-            "no ComfyUI found",
-            "pass --comfyui PATH or set COMFYUI_PATH (looked in the pack's parent custom_nodes, ~/ComfyUI, here)",
-        )
+        looked = ", ".join(f"{label} ({path})" for label, path in search.tried)
+        report.missing("no ComfyUI found", f"{search.reason}; or pass --comfyui PATH (looked at: {looked})")
         return
-    report.ok(f"ComfyUI at {root}")
+    report.ok(f"ComfyUI at {root}" + (f" (version {search.version})" if search.version else ""))
     pack_links = [p for p in (root / "custom_nodes").glob("*") if p.resolve() == PACK_DIR]
     if pack_links:
         report.ok(f"this pack is installed as custom_nodes/{pack_links[0].name}")
@@ -322,8 +301,8 @@ def run_smoke(report: Report, client, loader_options: set[str]) -> None:
 
 def handle(args) -> int:
     report = Report()
-    root, _ = find_comfyui(args.comfyui)
-    check_files(report, root)
+    # The user's own ComfyUI only: the test hosts in the host cache are not what they run.
+    check_files(report, find_comfyui(args.comfyui, use_cache=False))
     facts = check_torch(report)
     check_modes(report, facts)
     if args.server:

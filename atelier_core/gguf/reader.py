@@ -238,53 +238,57 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0, keep: bool =
     if vtype == ValueType.STRING:
         return cur.string(("the string value of %r", key), MAX_STRING_BYTES, keep=keep)
     if vtype == ValueType.ARRAY:
-        if depth >= 2:
-            raise _Fail(f"metadata {key!r} nests arrays more than two deep: the file is damaged", _REDOWNLOAD)
-        item_type = cur.u32(("the item type of %r", key))
-        count = cur.u64(("the item count of %r", key))
-        if item_type in _SCALAR_FORMATS:
-            item_size = struct.calcsize(_SCALAR_FORMATS[item_type])
-            if count > cur.remaining() // item_size:
-                raise _Fail(
-                    f"metadata array {key!r} claims {count} items of {item_size} bytes, more than the "
-                    f"{cur.remaining()} bytes left in the file: it is truncated or damaged",
-                    _REDOWNLOAD,
-                )
-            start = cur.pos
-            cur.pos += count * item_size
-            if not keep or count > MAX_KEPT_ARRAY_ITEMS:
-                return SkippedArray(_value_type_name(item_type), count)
-            cur.keep(count * item_size)
-            arr = np.frombuffer(cur.buf, dtype=_SCALAR_NUMPY[item_type], count=count, offset=start)
-            values = arr.tolist()
-            return [bool(v) for v in values] if item_type == ValueType.BOOL else values
-        if item_type == ValueType.STRING:
-            if count > cur.remaining() // 8:
-                raise _Fail(
-                    f"metadata array {key!r} claims {count} strings, more than the {cur.remaining()} bytes "
-                    "left in the file can hold: it is truncated or damaged",
-                    _REDOWNLOAD,
-                )
-            cur.walk(count, repr(key))
-            keep_items = keep and count <= MAX_KEPT_ARRAY_ITEMS
-            items = _string_array(cur, count, key, keep_items)
-            return items if keep_items else SkippedArray("STRING", count)
-        if item_type == ValueType.ARRAY:
-            if count > cur.remaining() // 12:
-                raise _Fail(
-                    f"metadata array {key!r} claims {count} items, more than the {cur.remaining()} bytes "
-                    "left in the file can hold: it is truncated or damaged",
-                    _REDOWNLOAD,
-                )
-            cur.walk(count, repr(key))
-            keep_items = keep and count <= MAX_KEPT_ARRAY_ITEMS
-            items = [_read_value(cur, item_type, key, depth + 1, keep_items) for _ in range(count)]
-            if not keep_items:
-                return SkippedArray(_value_type_name(item_type), count)
-            cur.keep(8 * count)  # list slots
-            return items
-        raise _Fail(f"metadata array {key!r} has an unknown item type {item_type}: the file is damaged", _REDOWNLOAD)
+        return _read_array(cur, key, depth, keep)
     raise _Fail(f"metadata {key!r} has an unknown value type {vtype}: the file is damaged", _REDOWNLOAD)
+
+
+def _read_array(cur: _Cursor, key: str, depth: int, keep: bool) -> Any:
+    if depth >= 2:
+        raise _Fail(f"metadata {key!r} nests arrays more than two deep: the file is damaged", _REDOWNLOAD)
+    item_type = cur.u32(("the item type of %r", key))
+    count = cur.u64(("the item count of %r", key))
+    if item_type in _SCALAR_FORMATS:
+        item_size = struct.calcsize(_SCALAR_FORMATS[item_type])
+        if count > cur.remaining() // item_size:
+            raise _Fail(
+                f"metadata array {key!r} claims {count} items of {item_size} bytes, more than the "
+                f"{cur.remaining()} bytes left in the file: it is truncated or damaged",
+                _REDOWNLOAD,
+            )
+        start = cur.pos
+        cur.pos += count * item_size
+        if not keep or count > MAX_KEPT_ARRAY_ITEMS:
+            return SkippedArray(_value_type_name(item_type), count)
+        cur.keep(count * item_size)
+        arr = np.frombuffer(cur.buf, dtype=_SCALAR_NUMPY[item_type], count=count, offset=start)
+        values = arr.tolist()
+        return [bool(v) for v in values] if item_type == ValueType.BOOL else values
+    if item_type == ValueType.STRING:
+        if count > cur.remaining() // 8:
+            raise _Fail(
+                f"metadata array {key!r} claims {count} strings, more than the {cur.remaining()} bytes "
+                "left in the file can hold: it is truncated or damaged",
+                _REDOWNLOAD,
+            )
+        cur.walk(count, repr(key))
+        keep_items = keep and count <= MAX_KEPT_ARRAY_ITEMS
+        items = _string_array(cur, count, key, keep_items)
+        return items if keep_items else SkippedArray("STRING", count)
+    if item_type == ValueType.ARRAY:
+        if count > cur.remaining() // 12:
+            raise _Fail(
+                f"metadata array {key!r} claims {count} items, more than the {cur.remaining()} bytes "
+                "left in the file can hold: it is truncated or damaged",
+                _REDOWNLOAD,
+            )
+        cur.walk(count, repr(key))
+        keep_items = keep and count <= MAX_KEPT_ARRAY_ITEMS
+        items = [_read_value(cur, item_type, key, depth + 1, keep_items) for _ in range(count)]
+        if not keep_items:
+            return SkippedArray(_value_type_name(item_type), count)
+        cur.keep(8 * count)  # list slots
+        return items
+    raise _Fail(f"metadata array {key!r} has an unknown item type {item_type}: the file is damaged", _REDOWNLOAD)
 
 
 def _string_array(cur: _Cursor, count: int, key: str, keep: bool) -> list[str]:
@@ -452,7 +456,18 @@ def _error(path: str, f: _Fail) -> AtelierError:
 def _parse(path: str, mm: np.memmap, file_size: int) -> GGUFFile:
     buf = memoryview(mm)
     cur = _Cursor(buf, file_size)
-    head = bytes(buf[:16])
+    version = _read_version(cur, bytes(buf[:16]))
+    n_tensors, n_kv = _read_counts(cur, file_size)
+    metadata, metadata_types = _read_metadata(cur, n_kv)
+    alignment = _alignment(metadata, metadata_types)
+    raw_infos = _read_tensor_infos(cur, n_tensors)
+    data_offset = -(-cur.pos // alignment) * alignment
+    tensors = _locate_tensors(raw_infos, alignment, data_offset, file_size)
+    _check_no_overlap(tensors)
+    return GGUFFile(path, version, metadata, metadata_types, tensors, alignment, data_offset, file_size, mm)
+
+
+def _read_version(cur: _Cursor, head: bytes) -> int:
     if head[:4] != GGUF_MAGIC:
         raise _Fail(
             f"it does not start with the GGUF magic (found {head[:4]!r}){_sniff_other_format(head)}",
@@ -467,7 +482,10 @@ def _parse(path: str, mm: np.memmap, file_size: int) -> GGUFFile:
         if version == 1:
             raise _Fail("it is GGUF version 1, which is obsolete", "Re-convert it with a current converter.")
         raise _Fail(f"its GGUF version {version} is not supported (2 and 3 are)", "Re-convert it or update the pack.")
+    return version
 
+
+def _read_counts(cur: _Cursor, file_size: int) -> tuple[int, int]:
     n_tensors = cur.u64("the tensor count")
     n_kv = cur.u64("the metadata count")
     # The smallest tensor info is 8 (name length) + 1 + 4 + 4 + 8 bytes, the smallest key/value 8 + 1 + 4 + 1.
@@ -481,7 +499,10 @@ def _parse(path: str, mm: np.memmap, file_size: int) -> GGUFFile:
             f"it claims {n_kv} metadata entries, more than {MAX_KV} or than its {file_size} bytes can hold",
             _REDOWNLOAD,
         )
+    return n_tensors, n_kv
 
+
+def _read_metadata(cur: _Cursor, n_kv: int) -> tuple[dict[str, Any], dict[str, str]]:
     metadata: dict[str, Any] = {}
     metadata_types: dict[str, str] = {}
     for i in range(n_kv):
@@ -491,21 +512,23 @@ def _parse(path: str, mm: np.memmap, file_size: int) -> GGUFFile:
         vtype = cur.u32(("the value type of %r", key))
         metadata[key] = _read_value(cur, vtype, key)
         metadata_types[key] = _value_type_name(vtype)
+    return metadata, metadata_types
 
-    alignment = DEFAULT_ALIGNMENT
-    if "general.alignment" in metadata:
-        alignment = metadata["general.alignment"]
-        if (
-            metadata_types["general.alignment"] != "UINT32"
-            or not 0 < alignment <= MAX_ALIGNMENT
-            or alignment & (alignment - 1)
-        ):
-            raise _Fail(
-                f"general.alignment is {alignment!r} ({metadata_types['general.alignment']}); it must be a "
-                f"power of two up to {MAX_ALIGNMENT} stored as UINT32",
-                _REDOWNLOAD,
-            )
 
+def _alignment(metadata: dict[str, Any], metadata_types: dict[str, str]) -> int:
+    if "general.alignment" not in metadata:
+        return DEFAULT_ALIGNMENT
+    alignment = metadata["general.alignment"]
+    if metadata_types["general.alignment"] != "UINT32" or not 0 < alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
+        raise _Fail(
+            f"general.alignment is {alignment!r} ({metadata_types['general.alignment']}); it must be a "
+            f"power of two up to {MAX_ALIGNMENT} stored as UINT32",
+            _REDOWNLOAD,
+        )
+    return alignment
+
+
+def _read_tensor_infos(cur: _Cursor, n_tensors: int) -> list[tuple[str, list[int], int, int]]:
     raw_infos = []
     seen: set[str] = set()
     for i in range(n_tensors):
@@ -520,46 +543,52 @@ def _parse(path: str, mm: np.memmap, file_size: int) -> GGUFFile:
         type_id = cur.u32(("the type of tensor %r", name))
         offset = cur.u64(("the data offset of tensor %r", name))
         raw_infos.append((name, dims, type_id, offset))
+    return raw_infos
 
-    data_offset = -(-cur.pos // alignment) * alignment
-    data_size = file_size - data_offset
 
+def _locate_tensors(raw_infos, alignment: int, data_offset: int, file_size: int) -> OrderedDict[str, TensorInfo]:
     tensors: OrderedDict[str, TensorInfo] = OrderedDict()
     for name, dims, type_id, offset in raw_infos:
-        info = _INFO_BY_ID.get(type_id)
-        if info is None:
-            raise _Fail(
-                f"tensor {name!r} uses GGML type {type_name(type_id)} (id {type_id}), which this loader does not "
-                f"support (supported: {SUPPORTED_TYPE_NAMES})",
-                "Re-quantize the model to one of the supported types.",
-            )
-        n_elements = 1
-        for d in dims:
-            n_elements *= d  # Python ints: no overflow, the size check below bounds it
-        row = dims[0] if dims else 1
-        if row % info.block_size:
-            raise _Fail(
-                f"tensor {name!r} has rows of {row} elements, not a whole number of {info.name} blocks of "
-                f"{info.block_size}",
-                _REDOWNLOAD,
-            )
-        nbytes = n_elements // info.block_size * info.type_size
-        if offset % alignment:
-            raise _Fail(
-                f"tensor {name!r} starts at offset {offset}, not a multiple of the alignment {alignment}", _REDOWNLOAD
-            )
-        if nbytes and (data_size < 0 or offset + nbytes > data_size):
-            raise _Fail(
-                f"it is truncated: tensor {name!r} needs bytes {data_offset + offset}..{data_offset + offset + nbytes} "
-                f"but the file has only {file_size} bytes",
-                _REDOWNLOAD,
-            )
-        shape = tuple(reversed(dims))
-        tensors[name] = TensorInfo(name, shape, info.ggml_type, data_offset + offset, nbytes)
+        tensors[name] = _locate_tensor(name, dims, type_id, offset, alignment, data_offset, file_size)
+    return tensors
 
+
+def _locate_tensor(name, dims, type_id, offset, alignment, data_offset, file_size) -> TensorInfo:
+    """One tensor's place in the file, checked: a supported type, whole blocks, aligned, inside the file."""
+    info = _INFO_BY_ID.get(type_id)
+    if info is None:
+        raise _Fail(
+            f"tensor {name!r} uses GGML type {type_name(type_id)} (id {type_id}), which this loader does not "
+            f"support (supported: {SUPPORTED_TYPE_NAMES})",
+            "Re-quantize the model to one of the supported types.",
+        )
+    n_elements = 1
+    for d in dims:
+        n_elements *= d  # Python ints: no overflow, the size check below bounds it
+    row = dims[0] if dims else 1
+    if row % info.block_size:
+        raise _Fail(
+            f"tensor {name!r} has rows of {row} elements, not a whole number of {info.name} blocks of "
+            f"{info.block_size}",
+            _REDOWNLOAD,
+        )
+    nbytes = n_elements // info.block_size * info.type_size
+    if offset % alignment:
+        raise _Fail(
+            f"tensor {name!r} starts at offset {offset}, not a multiple of the alignment {alignment}", _REDOWNLOAD
+        )
+    data_size = file_size - data_offset
+    if nbytes and (data_size < 0 or offset + nbytes > data_size):
+        raise _Fail(
+            f"it is truncated: tensor {name!r} needs bytes {data_offset + offset}..{data_offset + offset + nbytes} "
+            f"but the file has only {file_size} bytes",
+            _REDOWNLOAD,
+        )
+    return TensorInfo(name, tuple(reversed(dims)), info.ggml_type, data_offset + offset, nbytes)
+
+
+def _check_no_overlap(tensors: OrderedDict[str, TensorInfo]) -> None:
     spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values() if t.nbytes)
     for (_, end_a, name_a), (start_b, _, name_b) in zip(spans, spans[1:], strict=False):
         if start_b < end_a:
             raise _Fail(f"tensors {name_a!r} and {name_b!r} overlap in the file: it is damaged", _REDOWNLOAD)
-
-    return GGUFFile(path, version, metadata, metadata_types, tensors, alignment, data_offset, file_size, mm)

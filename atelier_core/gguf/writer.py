@@ -138,33 +138,8 @@ def write_gguf(
 
     path = os.fspath(path)
     metadata = dict(metadata or {})
-    if os.path.exists(path) and not overwrite:
-        raise AtelierError(f"{path} already exists; choose another output name or allow overwriting (--force)")
-    out_dir = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(out_dir):
-        raise AtelierError(f"{path}: the folder {out_dir} does not exist; create it first")
-
-    plan: list[tuple[str, np.ndarray, GGMLType, tuple[int, ...]]] = []
-    for name, entry in tensors.items():
-        if not isinstance(name, str) or not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
-            raise AtelierError(f"{path}: tensor name {name!r} is empty or longer than {MAX_NAME_BYTES} bytes")
-        try:
-            array, ggml_type = entry
-        except (TypeError, ValueError):
-            raise AtelierError(f"{path}: tensor {name!r} must be given as (array, ggml_type)") from None
-        t = to_ggml_type(ggml_type)
-        shape = tuple(int(s) for s in np.shape(array)) or (1,)
-        if len(shape) > 4:
-            raise AtelierError(f"{path}: tensor {name!r} has {len(shape)} dimensions; GGUF allows at most 4")
-        info = TYPE_INFO[t]
-        row_bytes = info.row_bytes(shape[-1]) if shape[-1] % info.block_size == 0 else None
-        if row_bytes is None:
-            raise AtelierError(
-                f"{path}: tensor {name!r} has rows of {shape[-1]} values, not a whole number of {info.name} "
-                f"blocks of {info.block_size}; use default_type_for() to pick a type for it"
-            )
-        plan.append((name, array, t, shape))
-
+    _check_output(path, overwrite)
+    plan = [_plan_tensor(path, name, entry) for name, entry in tensors.items()]
     arch = metadata.pop("general.architecture", "flux")
     metadata.setdefault("general.quantization_version", QUANTIZATION_VERSION)
     metadata.setdefault("general.file_type", file_type_for([t for _, _, t, _ in plan]))
@@ -172,20 +147,52 @@ def write_gguf(
     try:
         with atomic_gguf(path, arch, metadata, [(name, shape, t) for name, _, t, shape in plan]) as writer:
             for done, (name, array, t, shape) in enumerate(plan, start=1):
-                source = np.asarray(array)
-                if not np.issubdtype(source.dtype, np.floating) and not np.issubdtype(source.dtype, np.integer):
-                    raise AtelierError(f"{path}: tensor {name!r} holds {source.dtype} values; give float values")
-                if t == GGMLType.F16:
-                    _check_f16_range(path, name, source)
-                raw = quantize(source.reshape(shape), t)
-                writer.write_tensor_data(raw)
-                del raw
+                writer.write_tensor_data(_quantized(path, name, array, t, shape))
                 if progress is not None:
                     progress(done, len(plan), name)
     except AtelierError as e:
         if str(e).startswith(path):
             raise
         raise AtelierError(f"{path}: {e}") from None
+
+
+def _check_output(path: str, overwrite: bool) -> None:
+    if os.path.exists(path) and not overwrite:
+        raise AtelierError(f"{path} already exists; choose another output name or allow overwriting (--force)")
+    out_dir = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(out_dir):
+        raise AtelierError(f"{path}: the folder {out_dir} does not exist; create it first")
+
+
+def _plan_tensor(path: str, name: Any, entry: Any) -> tuple[str, np.ndarray, GGMLType, tuple[int, ...]]:
+    """(name, array, type, shape) for one tensor, checked before anything is written."""
+    if not isinstance(name, str) or not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise AtelierError(f"{path}: tensor name {name!r} is empty or longer than {MAX_NAME_BYTES} bytes")
+    try:
+        array, ggml_type = entry
+    except (TypeError, ValueError):
+        raise AtelierError(f"{path}: tensor {name!r} must be given as (array, ggml_type)") from None
+    t = to_ggml_type(ggml_type)
+    shape = tuple(int(s) for s in np.shape(array)) or (1,)
+    if len(shape) > 4:
+        raise AtelierError(f"{path}: tensor {name!r} has {len(shape)} dimensions; GGUF allows at most 4")
+    info = TYPE_INFO[t]
+    if shape[-1] % info.block_size:
+        raise AtelierError(
+            f"{path}: tensor {name!r} has rows of {shape[-1]} values, not a whole number of {info.name} "
+            f"blocks of {info.block_size}; use default_type_for() to pick a type for it"
+        )
+    return name, array, t, shape
+
+
+def _quantized(path: str, name: str, array: np.ndarray, t: GGMLType, shape: tuple[int, ...]) -> np.ndarray:
+    """The tensor's bytes in type ``t``; the array is read (a memory map or a lazy array) only now."""
+    source = np.asarray(array)
+    if not np.issubdtype(source.dtype, np.floating) and not np.issubdtype(source.dtype, np.integer):
+        raise AtelierError(f"{path}: tensor {name!r} holds {source.dtype} values; give float values")
+    if t == GGMLType.F16:
+        _check_f16_range(path, name, source)
+    return quantize(source.reshape(shape), t)
 
 
 @contextlib.contextmanager

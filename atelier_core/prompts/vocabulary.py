@@ -199,20 +199,25 @@ def _merge(sections: dict[str, dict[str, object]], raw: object, name: str, probl
         if not isinstance(value, dict):
             problems.append(f'Section "{key}" of the {name} must be an object of id: entry, not {_kind(value)}.')
             continue
-        for entry_id, entry in value.items():
-            where = f'"{key}" → "{entry_id}" in the {name}'
-            if entry_id.startswith("_"):
-                continue
-            if not entry_id.strip() or len(entry_id) > MAX_ID_LENGTH:
-                problems.append(f"Entry ids must be 1 to {MAX_ID_LENGTH} characters: {where}; skipped.")
-                continue
-            if entry is None:
-                sections[key].pop(entry_id, None)
-                continue
-            parsed = _parse_entry(key, entry_id, entry, where, problems, sections)
-            if parsed is not None:
-                sections[key].pop(entry_id, None)  # a replaced entry moves to the end, after the built-in ones
-                sections[key][entry_id] = parsed
+        _merge_section(sections, key, value, name, problems)
+
+
+def _merge_section(sections: dict[str, dict[str, object]], key: str, value: dict, name: str, problems: list[str]):
+    """Merge one section's entries: ``null`` removes a built-in entry, a good entry replaces or adds one."""
+    for entry_id, entry in value.items():
+        where = f'"{key}" → "{entry_id}" in the {name}'
+        if entry_id.startswith("_"):
+            continue
+        if not entry_id.strip() or len(entry_id) > MAX_ID_LENGTH:
+            problems.append(f"Entry ids must be 1 to {MAX_ID_LENGTH} characters: {where}; skipped.")
+            continue
+        if entry is None:
+            sections[key].pop(entry_id, None)
+            continue
+        parsed = _parse_entry(key, entry_id, entry, where, problems, sections)
+        if parsed is not None:
+            sections[key].pop(entry_id, None)  # a replaced entry moves to the end, after the built-in ones
+            sections[key][entry_id] = parsed
 
 
 def _parse_entry(section, entry_id, entry, where, problems, sections):
