@@ -138,7 +138,7 @@ def start_server(comfy: Path, base: Path, cpu: bool) -> tuple[subprocess.Popen, 
 
 def run_one(name: str, url: str, out: Path, args) -> dict:
     api = json.loads((WORKFLOWS / "api" / f"{name}.api.json").read_text())
-    from atelier_core.cli.run import reference_nodes
+    from atelier_core.workflow_fill import reference_nodes
 
     references = [str(p) for p in REFERENCES][: len(reference_nodes(api))]
     command = [sys.executable, "-m", "atelier_core.cli", "run", name, "--image", str(EXAMPLE), "--prompt", PROMPT,
