@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_kontext  # noqa: E402
 
-from atelier_core import comfy_runtime  # noqa: E402
+from atelier_core.runtime import comfy_runtime  # noqa: E402
 
 WORKFLOWS = ROOT / "workflows"
 EXAMPLE = ROOT / "tests" / "data" / "chelsea_451x300.jpg"
@@ -68,7 +68,7 @@ def write_models(models_dir: Path, workflows: list[str]) -> list[str]:
     """Write each file these workflows expect that is not there yet; returns what was written (size, seconds)."""
     import torch
 
-    from atelier_core import synth, synth_comfy
+    from atelier_core.testing import synth, synth_comfy
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     written = []

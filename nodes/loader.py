@@ -7,8 +7,8 @@ from pathlib import Path
 from comfy_api.latest import io, ui
 
 from ..atelier_core.errors import AtelierError
-from . import model_folders
-from .kontext_model import LoadOptions, load_kontext
+from ..comfy_glue import model_folders
+from ..comfy_glue.kontext_model import LoadOptions, load_kontext
 
 MODEL_EXTENSIONS = (".gguf", ".safetensors", ".sft")
 MODEL_KEY = model_folders.register("kontext_atelier_transformers", "diffusion_models", MODEL_EXTENSIONS)

@@ -20,9 +20,9 @@ from comfy_api.latest import io, ui
 
 from ..atelier_core import model_files, text_encoders
 from ..atelier_core.errors import AtelierError
-from . import host_compat, model_folders
-from .gguf_ops import make_gguf_ops
-from .kontext_model import gguf_state_dict
+from ..comfy_glue import host_compat, model_folders
+from ..comfy_glue.gguf_ops import make_gguf_ops
+from ..comfy_glue.kontext_model import gguf_state_dict
 
 NAME = "Kontext Text Encoders"
 EXTENSIONS = (".safetensors", ".sft", ".gguf")

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from atelier_core import synth
 from atelier_core.cli import main
 from atelier_core.gguf import GGMLType, open_gguf
 from atelier_core.gguf.writer import write_gguf
+from atelier_core.testing import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import torch
 from atelier_host import ExecutionFailed, PromptInvalid
 from kontext_graphs import edit_graph, forward_once, rel_error
 
-from atelier_core import synth
+from atelier_core.testing import synth
 
 # Relative L2 error of the sampled latent (3 euler steps) against the same weights in fp32, per stored format.
 # Each bound is about twice the error measured on 2026-11-22 (tests/test_loader_host.py, 2-core CPU); a model with
@@ -345,7 +345,7 @@ def test_lowvram_partial_load_with_lora_matches_full_load(comfy_host, model_file
     import comfy.sd
     import comfy.utils
 
-    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
     path = comfy_host.model_path("diffusion_models", model_files[fmt])
     base = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32")).patcher
     lora = comfy.utils.load_torch_file(str(comfy_host.model_path("loras", lora_files[0])))
@@ -373,7 +373,7 @@ def test_lowvram_partial_load_with_lora_matches_full_load(comfy_host, model_file
 def test_gguf_fp8_layer_uses_rowwise_matmul_on_bf16_input(comfy_host, model_files):
     """materialize_fp8 keeps an fp8 weight and multiplies bf16 activations in fp8 (row-wise on this CPU's torch)."""
     fp8_linear = sys.modules[comfy_host.pack_module_name + ".atelier_core.fp8_linear"]
-    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
     path = comfy_host.model_path("diffusion_models", model_files["gguf_Q8_0"])
     fp8 = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", "materialize_fp8")).patcher.model
     dense = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", "on_the_fly")).patcher.model
@@ -391,7 +391,7 @@ def test_gguf_fp8_layer_uses_rowwise_matmul_on_bf16_input(comfy_host, model_file
 
 def test_gguf_mode_choice(comfy_host):
     """auto keeps the quantized bytes on a CPU run; fp8 weights fall back where torch has no fp8 (Apple's mps)."""
-    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
     AtelierError = sys.modules[comfy_host.pack_module_name + ".atelier_core.errors"].AtelierError
     cpu, mps = torch.device("cpu"), torch.device("mps")
     assert kontext_model._gguf_mode("auto", {}, torch.float32, cpu) == "on_the_fly"

@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from atelier_core import architecture, model_files, synth
+from atelier_core import architecture, model_files
 from atelier_core.errors import AtelierError, UnsupportedModelError
+from atelier_core.testing import synth
 
 
 def _shapes(shape=synth.TINY):

@@ -423,7 +423,7 @@ def run_compare(args) -> int:
     if args.sample:
         if args.size < 64 or args.size % 16 or args.seeds < 1 or args.steps < 1:
             raise AtelierError("--sample needs --size a multiple of 16 (at least 64), --seeds and --steps of 1 or more")
-        from ..sample_compare import compare_sampling
+        from ..runtime.sample_compare import compare_sampling
 
         sampled = compare_sampling(
             Path(args.ref), Path(args.quant), comfyui=args.comfyui, vae=Path(args.vae) if args.vae else None,
