@@ -218,25 +218,36 @@ class Runner:
                     break
                 if time.monotonic() > deadline:
                     raise AtelierError(f"gave up waiting after {self.job_timeout:.0f} s per job (--timeout)")
-                queued = [j for j in active if j.status == "queued"]
-                for job in [j for j in active if j.status == "new"][: max(0, self.max_queued - len(queued))]:
-                    self.queue(job)
-                    started[id(job)] = time.monotonic()
-                    self.save_state(jobs)
+                self._queue_more(jobs, active, started)
                 self.listen(POLL_S)
-                pending = [j for j in jobs if j.status == "queued"]
-                if pending:
-                    queued_ids = self.call(self.client.queued_ids)
-                    for job in pending:
-                        self.check(job, queued_ids)
-                        if job.status == "queued" and time.monotonic() - started[id(job)] > self.job_timeout:
-                            job.status, job.error = "failed", f"no result after {self.job_timeout:.0f} s (--timeout)"
-                        if job.status != "queued":
-                            self.save_state(jobs)  # record each result at once: a crash now loses nothing
+                self._check_pending(jobs, started)
         finally:
             self.save_state(jobs)
             self.close_ws()
             self.progress.done()
+        return self._report(jobs)
+
+    def _queue_more(self, jobs: list[Job], active: list[Job], started: dict[int, float]) -> None:
+        """Queue new jobs while fewer than ``max_queued`` wait on the server."""
+        queued = [j for j in active if j.status == "queued"]
+        for job in [j for j in active if j.status == "new"][: max(0, self.max_queued - len(queued))]:
+            self.queue(job)
+            started[id(job)] = time.monotonic()
+            self.save_state(jobs)
+
+    def _check_pending(self, jobs: list[Job], started: dict[int, float]) -> None:
+        pending = [j for j in jobs if j.status == "queued"]
+        if not pending:
+            return
+        queued_ids = self.call(self.client.queued_ids)
+        for job in pending:
+            self.check(job, queued_ids)
+            if job.status == "queued" and time.monotonic() - started[id(job)] > self.job_timeout:
+                job.status, job.error = "failed", f"no result after {self.job_timeout:.0f} s (--timeout)"
+            if job.status != "queued":
+                self.save_state(jobs)  # record each result at once: a crash now loses nothing
+
+    def _report(self, jobs: list[Job]) -> int:
         failed = [j for j in jobs if j.status == "failed"]
         for job in failed:
             sys.stderr.write(f"error: {job.key}: {job.error}\n")
