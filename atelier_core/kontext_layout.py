@@ -77,3 +77,14 @@ def layout(shape: KontextShape = FULL) -> Iterator[tuple[str, tuple[int, ...]]]:
         yield from linear(f"{prefix}.modulation.lin", 3 * h, h)
     yield from linear("final_layer.linear", shape.in_channels, h)
     yield from linear("final_layer.adaLN_modulation.1", 2 * h, h)
+
+
+def parameter_count(shape: KontextShape = FULL) -> int:
+    """How many weights the transformer of this shape has (about 11.9 B for the full model)."""
+    total = 0
+    for _, dims in layout(shape):
+        n = 1
+        for d in dims:
+            n *= d
+        total += n
+    return total

@@ -106,14 +106,3 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
     if not isinstance(metadata, dict):
         metadata = {}
     return SafetensorsHeader(path, tensors, {str(k): str(v) for k, v in metadata.items()})
-
-
-def safe_join(folder: Path, name: str) -> Path:
-    """Join a user-supplied file name under ``folder``, refusing anything that escapes it (``../``, absolute)."""
-    if not name or "\x00" in name:
-        raise AtelierError("no model file name given; pick a file in the loader's list")
-    folder = Path(folder).resolve()
-    candidate = (folder / name).resolve()
-    if candidate != folder and folder not in candidate.parents:
-        raise AtelierError(f"model name '{name}' points outside the model folder; pick a file from the list")
-    return candidate

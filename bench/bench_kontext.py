@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from atelier_core import comfy_runtime  # noqa: E402
+from atelier_core.runtime import comfy_runtime  # noqa: E402
 
 CORE_MODES = {"bf16": ("bf16", {}), "fp8": ("fp8", {"dtype": "fp8"}), "fp8fast": ("fp8", {"dtype": "fp8", "fast": True})}
 
@@ -70,7 +70,7 @@ def file_for(fmt: str, args) -> Path:
 def write_model(fmt: str, path: Path, shape) -> None:
     import torch
 
-    from atelier_core import synth
+    from atelier_core.testing import synth
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if fmt not in ("bf16", "fp16", "fp8", "scaled_fp8"):
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     comfy_runtime.boot(comfy_runtime.find_comfyui(args.comfy), cpu=args.tiny or None)
     import torch
 
-    from atelier_core import synth
+    from atelier_core.testing import synth
 
     # --tiny: full width (ComfyUI's own loader fixes FLUX's widths) but one block of each kind
     shape = synth.KontextShape(depth=1, depth_single=1) if args.tiny else synth.FULL

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_kontext  # noqa: E402
 
-from atelier_core import comfy_runtime  # noqa: E402
+from atelier_core.runtime import comfy_runtime  # noqa: E402
 
 LEAK_BOUND_MIB = 64
 RESULTS: list[dict] = []
@@ -61,9 +61,9 @@ def report(row: dict, args) -> None:
 def check_dequant(args) -> None:
     import torch
 
-    from atelier_core import synth
     from atelier_core.gguf import dequant, triton_dequant
     from atelier_core.gguf.types import TYPE_INFO
+    from atelier_core.testing import synth
 
     device = torch.device("cuda") if torch.cuda.is_available() else None
     if device is None or not triton_dequant.available(device):
@@ -114,7 +114,7 @@ def _sample(patcher, args):
 def _accuracy_files(args, shape) -> dict[str, Path]:
     import torch
 
-    from atelier_core import synth
+    from atelier_core.testing import synth
 
     work = Path(args.workdir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -143,8 +143,8 @@ ACCURACY_MODES = [
 def check_accuracy(args) -> None:
     import torch
 
-    from atelier_core import synth
     from atelier_core.gguf import dequant
+    from atelier_core.testing import synth
 
     double, single = (1, 1) if args.tiny else (int(x) for x in args.blocks.split(","))
     files = _accuracy_files(args, synth.KontextShape(depth=double, depth_single=single))
@@ -177,7 +177,7 @@ def _run_mode(spec: str, path: Path, args):
 def check_memory(args) -> None:
     import torch
 
-    from atelier_core import synth
+    from atelier_core.testing import synth
 
     cuda = torch.cuda.is_available()
     shape = synth.KontextShape(depth=1, depth_single=1) if args.tiny else synth.FULL

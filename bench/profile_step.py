@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_kontext  # noqa: E402
 
-from atelier_core import comfy_runtime  # noqa: E402
+from atelier_core.runtime import comfy_runtime  # noqa: E402
 
 # First match wins; names are CUDA kernel names (cuBLAS/CUTLASS/cuDNN/Triton) or, on the CPU, aten operators.
 CATEGORIES = (
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from atelier_core import synth
+    from atelier_core.testing import synth
 
     cuda = torch.cuda.is_available()
     shape = synth.KontextShape(depth=1, depth_single=1) if args.tiny else synth.FULL

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 import bench_kontext  # noqa: E402
 
-from atelier_core import comfy_runtime  # noqa: E402
+from atelier_core.runtime import comfy_runtime  # noqa: E402
 
 WORKFLOWS = ROOT / "workflows"
 EXAMPLE = ROOT / "tests" / "data" / "chelsea_451x300.jpg"
@@ -68,7 +68,7 @@ def write_models(models_dir: Path, workflows: list[str]) -> list[str]:
     """Write each file these workflows expect that is not there yet; returns what was written (size, seconds)."""
     import torch
 
-    from atelier_core import synth, synth_comfy
+    from atelier_core.testing import synth, synth_comfy
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     written = []
@@ -138,7 +138,7 @@ def start_server(comfy: Path, base: Path, cpu: bool) -> tuple[subprocess.Popen, 
 
 def run_one(name: str, url: str, out: Path, args) -> dict:
     api = json.loads((WORKFLOWS / "api" / f"{name}.api.json").read_text())
-    from atelier_core.cli.run import reference_nodes
+    from atelier_core.workflow_fill import reference_nodes
 
     references = [str(p) for p in REFERENCES][: len(reference_nodes(api))]
     command = [sys.executable, "-m", "atelier_core.cli", "run", name, "--image", str(EXAMPLE), "--prompt", PROMPT,

@@ -20,7 +20,7 @@ from comfy_api.latest import io, ui
 from comfy_api.torch_helpers import set_torch_compile_wrapper
 
 from ..atelier_core.errors import AtelierError
-from .gguf_ops import prepare_layers
+from ..comfy_glue.gguf_ops import prepare_layers
 
 PREPARE_KEY = "atelier.compile.prepare"
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")

@@ -7,16 +7,16 @@ from pathlib import Path
 from comfy_api.latest import io, ui
 
 from ..atelier_core.errors import AtelierError
-from . import model_folders
-from .kontext_model import LoadOptions, load_kontext
+from ..comfy_glue import model_folders
+from ..comfy_glue.kontext_model import LoadOptions, load_kontext
 
-MODEL_FOLDERS = ("diffusion_models", "unet")
 MODEL_EXTENSIONS = (".gguf", ".safetensors", ".sft")
+MODEL_KEY = model_folders.register("kontext_atelier_transformers", "diffusion_models", MODEL_EXTENSIONS)
 
 
 def resolve_model_file(name: str) -> Path:
     return model_folders.resolve(
-        name, MODEL_FOLDERS, "Kontext Loader: model file", "models/diffusion_models (or models/unet)"
+        MODEL_KEY, name, "Kontext Loader: model file", "models/diffusion_models (or models/unet)"
     )
 
 
@@ -36,7 +36,7 @@ class AtelierKontextLoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "model_name",
-                    options=model_folders.list_files(MODEL_FOLDERS, MODEL_EXTENSIONS),
+                    options=model_folders.list_files(MODEL_KEY),
                     tooltip="The transformer file (.gguf or .safetensors) in models/diffusion_models or models/unet. "
                     "Kontext [dev] and FLUX.1-dev share one layout; both load.",
                 ),

@@ -20,17 +20,17 @@ from comfy_api.latest import io, ui
 
 from ..atelier_core import model_files, text_encoders
 from ..atelier_core.errors import AtelierError
-from . import host_compat, model_folders
-from .gguf_ops import make_gguf_ops
-from .kontext_model import gguf_state_dict
+from ..comfy_glue import host_compat, model_folders
+from ..comfy_glue.gguf_ops import make_gguf_ops
+from ..comfy_glue.kontext_model import gguf_state_dict
 
 NAME = "Kontext Text Encoders"
-FOLDERS = ("text_encoders", "clip")
 EXTENSIONS = (".safetensors", ".sft", ".gguf")
+FOLDER_KEY = model_folders.register("kontext_atelier_text_encoders", "text_encoders", EXTENSIONS)
 
 
 def resolve(name: str) -> Path:
-    return model_folders.resolve(name, FOLDERS, f"{NAME}:", "models/text_encoders")
+    return model_folders.resolve(FOLDER_KEY, name, f"{NAME}:", "models/text_encoders")
 
 
 def _load_t5(path: Path) -> tuple[dict, str]:
@@ -74,12 +74,12 @@ class AtelierKontextTextEncoders(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "clip_l_name",
-                    options=model_folders.list_files(FOLDERS, (".safetensors", ".sft")),
+                    options=model_folders.list_files(FOLDER_KEY, (".safetensors", ".sft")),
                     tooltip="CLIP-L text encoder, e.g. clip_l.safetensors.",
                 ),
                 io.Combo.Input(
                     "t5_name",
-                    options=model_folders.list_files(FOLDERS, EXTENSIONS),
+                    options=model_folders.list_files(FOLDER_KEY),
                     tooltip="T5 v1.1 XXL encoder: a .gguf (e.g. t5-v1_1-xxl-encoder-Q5_K_M.gguf) or .safetensors.",
                 ),
                 io.Combo.Input(

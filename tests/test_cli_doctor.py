@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from workflow_fixtures import expected_files
 
-from atelier_core import synth
 from atelier_core.cli import main
+from atelier_core.testing import synth
 
 
 def fake_comfyui(root):

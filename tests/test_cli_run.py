@@ -24,7 +24,7 @@ from PIL import Image
 from test_host_server import PACK_FOLDER, ComfyServer, _free_port
 from workflow_fixtures import EXAMPLE_IMAGE, api_workflows, cpu_variant, install_models, write_png
 
-from atelier_core.cli.run import STATE_FILE
+from atelier_core.cli.runner import STATE_FILE
 
 TESTS_DIR = Path(__file__).resolve().parent
 CLI_TIMEOUT_S = 300

@@ -15,7 +15,7 @@ from kontext_graphs import edit_graph, rel_error
 from safetensors.torch import save_file
 from torch._dynamo.utils import counters
 
-from atelier_core import synth
+from atelier_core.testing import synth
 
 # Relative L2 difference of the sampled latent, compiled vs eager (float32 on the CPU; measured ~1e-6).
 COMPILED_VS_EAGER = 1e-4

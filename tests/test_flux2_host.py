@@ -45,7 +45,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def files(comfy_host):
-    from atelier_core import synth_comfy
+    from atelier_core.testing import synth_comfy
 
     model = comfy_host.model_path("diffusion_models", MODEL)
     if not model.is_file():

@@ -14,11 +14,11 @@ import torch
 from kontext_graphs import edit_graph, forward_once, rel_error
 from safetensors.torch import save_file
 
-from atelier_core import synth
+from atelier_core.testing import synth
 
 
 def _kontext_model(comfy_host):
-    return sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    return sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_gguf_quantize import RELATIVE_RMSE_BOUND
 
-from atelier_core import synth
 from atelier_core.errors import AtelierError
 from atelier_core.gguf import GGMLType, dequantize, fast_quantize, open_gguf, quantize
 from atelier_core.gguf import convert as gconvert
-from atelier_core.synth import KontextShape
+from atelier_core.testing import synth
+from atelier_core.testing.synth import KontextShape
 
 TINY = synth.TINY
 

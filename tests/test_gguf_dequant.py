@@ -7,7 +7,7 @@ from gguf import GGMLQuantizationType
 from gguf.quants import dequantize as ref_dequantize
 
 from atelier_core.errors import AtelierError
-from atelier_core.gguf import dequant
+from atelier_core.gguf import blocks
 from atelier_core.gguf.dequant import DEQUANTIZERS, dequantize, register_dequantizer
 from atelier_core.gguf.types import TYPE_INFO, GGMLType
 
@@ -110,7 +110,7 @@ def test_every_type_has_a_swappable_decoder():
 
 def test_lookup_tables_are_built_once_per_device():
     cpu = torch.device("cpu")
-    assert dequant._const("iq4nl_values", cpu) is dequant._const("iq4nl_values", cpu)
+    assert blocks.const("iq4nl_values", cpu) is blocks.const("iq4nl_values", cpu)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from atelier_core import synth
 from atelier_core.cli import main
 from atelier_core.gguf import GGMLType, open_gguf
 from atelier_core.gguf.writer import write_gguf
+from atelier_core.testing import synth
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -154,7 +154,7 @@ def test_peak_rss_is_the_commands_own_not_its_parents():
     ballast = bytearray(2 * 1024**3)  # this process: at least 2 GB resident while the child starts
     for i in range(0, len(ballast), 4096):
         ballast[i] = 1
-    code = "from atelier_core.cli.gguf_tools import peak_rss_bytes; print(peak_rss_bytes())"
+    code = "from atelier_core.cli.gguf_commands import peak_rss_bytes; print(peak_rss_bytes())"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     del ballast
     assert run.returncode == 0, run.stderr

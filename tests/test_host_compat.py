@@ -16,11 +16,12 @@ import torch
 from atelier_host import ExecutionFailed, new_executor
 from kontext_graphs import edit_graph
 
-from atelier_core import architecture, synth
+from atelier_core import architecture
+from atelier_core.testing import synth
 
 
 def _compat(comfy_host):
-    return sys.modules[f"{comfy_host.pack_module_name}.nodes.host_compat"]
+    return sys.modules[f"{comfy_host.pack_module_name}.comfy_glue.host_compat"]
 
 
 @dataclasses.dataclass
@@ -88,7 +89,7 @@ def test_text_encoder_asks_for_the_classic_patcher_where_dynamic_vram_exists(com
 
 
 def test_lora_patches_on_the_dynamic_vram_hook_are_applied(comfy_host):
-    gguf_ops = sys.modules[f"{comfy_host.pack_module_name}.nodes.gguf_ops"]
+    gguf_ops = sys.modules[f"{comfy_host.pack_module_name}.comfy_glue.gguf_ops"]
     layer = torch.nn.Linear(2, 2)
     layer.weight_function, layer.bias_function = [lambda w: w * 2], [lambda b: b + 1]
     dense = torch.ones(2, 2)

@@ -13,7 +13,7 @@ import torch
 from atelier_host import ExecutionFailed, PromptInvalid
 from kontext_graphs import edit_graph, forward_once, rel_error
 
-from atelier_core import synth
+from atelier_core.testing import synth
 
 # Relative L2 error of the sampled latent (3 euler steps) against the same weights in fp32, per stored format.
 # Each bound is about twice the error measured on 2026-11-22 (tests/test_loader_host.py, 2-core CPU); a model with
@@ -134,6 +134,37 @@ def test_unknown_or_escaping_name_is_refused(comfy_host, name):
         message = info.value.exception_message
         assert "Kontext Loader" in message or "outside the model folder" in message
         assert name in message
+
+
+def test_symlinked_model_file_on_another_disk_loads(comfy_host, tiny_sd, reference_latent, tmp_path_factory):
+    """A model folder entry that links to a file elsewhere (another disk) is listed and loads, as in ComfyUI."""
+    elsewhere = tmp_path_factory.mktemp("other_disk") / "kontext_fp32.safetensors"
+    synth.write_float(elsewhere, tiny_sd, "fp32")
+    link = comfy_host.model_path("diffusion_models", "linked_fp32.safetensors")
+    link.symlink_to(elsewhere)
+    try:
+        options = comfy_host.object_info("AtelierKontextLoader")["input"]["required"]["model_name"]
+        assert "linked_fp32.safetensors" in str(options)
+        comfy_host.run(edit_graph("linked_fp32.safetensors"))
+        assert rel_error(comfy_host.captured["latent"]["samples"], reference_latent) < 1e-6
+    finally:
+        link.unlink()
+
+
+def test_dotdot_name_never_reads_a_file_above_the_folder(comfy_host, tiny_sd):
+    """A valid model one level above the model folder is not reachable with ``../`` (ComfyUI 0.3.64 passes
+    unchecked V3 combo values to the node)."""
+    above = comfy_host.model_path("diffusion_models", "").parent / "above_fp32.safetensors"
+    synth.write_float(above, tiny_sd, "fp32")
+    try:
+        with pytest.raises((PromptInvalid, ExecutionFailed)) as info:
+            comfy_host.run(edit_graph("../above_fp32.safetensors"))
+        if isinstance(info.value, ExecutionFailed):
+            assert "Kontext Loader: model file '../above_fp32.safetensors' was not found" in (
+                info.value.exception_message
+            )
+    finally:
+        above.unlink()
 
 
 def test_bad_file_gives_one_clear_error_and_next_item_works(comfy_host, model_files, reference_latent):
@@ -314,7 +345,7 @@ def test_lowvram_partial_load_with_lora_matches_full_load(comfy_host, model_file
     import comfy.sd
     import comfy.utils
 
-    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
     path = comfy_host.model_path("diffusion_models", model_files[fmt])
     base = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32")).patcher
     lora = comfy.utils.load_torch_file(str(comfy_host.model_path("loras", lora_files[0])))
@@ -342,7 +373,7 @@ def test_lowvram_partial_load_with_lora_matches_full_load(comfy_host, model_file
 def test_gguf_fp8_layer_uses_rowwise_matmul_on_bf16_input(comfy_host, model_files):
     """materialize_fp8 keeps an fp8 weight and multiplies bf16 activations in fp8 (row-wise on this CPU's torch)."""
     fp8_linear = sys.modules[comfy_host.pack_module_name + ".atelier_core.fp8_linear"]
-    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
     path = comfy_host.model_path("diffusion_models", model_files["gguf_Q8_0"])
     fp8 = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", "materialize_fp8")).patcher.model
     dense = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", "on_the_fly")).patcher.model
@@ -360,7 +391,7 @@ def test_gguf_fp8_layer_uses_rowwise_matmul_on_bf16_input(comfy_host, model_file
 
 def test_gguf_mode_choice(comfy_host):
     """auto keeps the quantized bytes on a CPU run; fp8 weights fall back where torch has no fp8 (Apple's mps)."""
-    kontext_model = sys.modules[comfy_host.pack_module_name + ".nodes.kontext_model"]
+    kontext_model = sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
     AtelierError = sys.modules[comfy_host.pack_module_name + ".atelier_core.errors"].AtelierError
     cpu, mps = torch.device("cpu"), torch.device("mps")
     assert kontext_model._gguf_mode("auto", {}, torch.float32, cpu) == "on_the_fly"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from atelier_host import find_comfyui
 
-from atelier_core import synth
 from atelier_core.cli import main
-from atelier_core.sample_compare import psnr, ssim
+from atelier_core.runtime.sample_compare import psnr, ssim
+from atelier_core.testing import synth
 
 
 def test_ssim_and_psnr_basics():

@@ -18,9 +18,10 @@ import torch
 from atelier_host import ExecutionFailed
 from safetensors.torch import save_file
 
-from atelier_core import synth, text_encoders
+from atelier_core import text_encoders
 from atelier_core.gguf.dequant import dequantize
-from atelier_core.synth_comfy import clip_l_state_dict, write_t5_fp8
+from atelier_core.testing import synth
+from atelier_core.testing.synth_comfy import clip_l_state_dict, write_t5_fp8
 
 NARROW = text_encoders.T5Config(d_model=256, d_ff=512, num_heads=4, d_kv=64, num_layers=2, vocab_size=512)
 
@@ -43,8 +44,8 @@ def test_narrow_t5_from_gguf_matches_comfyui_on_the_same_weights(comfy_host, tmp
 
     floats = synth.t5_state_dict(NARROW, seed=3)
     path = synth.write_t5_gguf(tmp_path / "narrow_t5_Q8_0.gguf", floats, "Q8_0", NARROW)
-    kontext_model = _pack(comfy_host, "nodes.kontext_model")
-    gguf_ops = _pack(comfy_host, "nodes.gguf_ops")
+    kontext_model = _pack(comfy_host, "comfy_glue.kontext_model")
+    gguf_ops = _pack(comfy_host, "comfy_glue.gguf_ops")
     raw, shapes, _ = kontext_model.gguf_state_dict(path, archs=("t5encoder",))
     names = text_encoders.hf_names(list(raw), NARROW)
     assert set(names) == set(raw) and "enc.blk.0.ffn_gate.weight" in names  # the file really has llama.cpp names

@@ -207,13 +207,13 @@ def test_package_copies_equal_the_api_files():
 
 def test_cli_finds_every_workflow_in_the_package(monkeypatch):
     """An install from a wheel has no workflows/ folder: the package's copy alone must serve every name."""
-    from atelier_core.cli import run
+    from atelier_core import workflow_fill
 
-    assert run.PACKAGE_WORKFLOW_DIR.resolve() == PACKAGE_API_DIR.resolve()
-    monkeypatch.setattr(run, "WORKFLOW_DIRS", (run.PACKAGE_WORKFLOW_DIR,))
-    assert run.available_workflows() == sorted(API)
+    assert workflow_fill.PACKAGE_WORKFLOW_DIR.resolve() == PACKAGE_API_DIR.resolve()
+    monkeypatch.setattr(workflow_fill, "WORKFLOW_DIRS", (workflow_fill.PACKAGE_WORKFLOW_DIR,))
+    assert workflow_fill.available_workflows() == sorted(API)
     for name in API:
-        assert run.load_workflow(name) == (name, API[name])
+        assert workflow_fill.load_workflow(name) == (name, API[name])
 
 
 # -- pictures ---------------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """What the shipped workflows need to validate and run on a CPU: tiny model files under the names the workflows
 expect, a small input picture, and the CPU variant of an API workflow.
 
-The transformer files are tiny (``atelier_core.synth.TINY``) in the workflow's own format (GGUF Q4_K, ComfyUI
+The transformer files are tiny (``atelier_core.testing.synth.TINY``) in the workflow's own format (GGUF Q4_K, ComfyUI
 scaled fp8), the turbo LoRA a random LoRA for that tiny transformer (``synth.lora_state_dict``); the VAE is the
 random full-size FLUX VAE of ``atelier_fixtures``; the text encoders are empty placeholders that only satisfy
 validation, because the CPU variant swaps the T5/CLIP encode for the test-only ``AtelierTestTextEncode`` (real
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atelier_core import synth
+from atelier_core.testing import synth
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 WORKFLOW_DIR = PACK_DIR / "workflows"
@@ -65,7 +65,7 @@ def expected_files() -> dict[str, set[str]]:
 
 def other_model_file(path: Path) -> dict | None:
     """The tiny FLUX.2 / Qwen-Image transformer or VAE a file of that model's name stands for (None: a Kontext file)."""
-    from atelier_core import synth_comfy
+    from atelier_core.testing import synth_comfy
 
     name = path.name.lower()
     if "flux2" in name:
@@ -118,7 +118,7 @@ def install_models(models_root: Path, vae_source: Path) -> dict[str, list[Path]]
                 continue
             other = other_model_file(path) if folder in ("diffusion_models", "vae") else None
             if other is not None:
-                from atelier_core import synth_comfy
+                from atelier_core.testing import synth_comfy
 
                 synth_comfy.write_state_dict(path, other)
             elif folder in ("diffusion_models", "loras"):

@@ -202,29 +202,31 @@ def _lock(size: str = "Kontext preferred (17 sizes)", fit: str = "crop", node_id
     )
 
 
+def _ksampler(
+    node_id: int, model_from: list, positive_from: list, latent_from: list, *, seed: int = 0, steps: int = STEPS, **ui
+) -> Node:
+    """Kontext's KSampler settings (cfg 1, euler/simple) with the ConditioningZeroOut negative (node 10)."""
+    inputs = {
+        "model": model_from,
+        "seed": seed,
+        "steps": steps,
+        "cfg": 1.0,
+        "sampler_name": SAMPLER,
+        "scheduler": SCHEDULER,
+        "positive": positive_from,
+        "negative": _link(10),
+        "latent_image": latent_from,
+        "denoise": 1.0,
+    }
+    return Node(node_id, "KSampler", inputs, **{"title": "Sampler", **ui})
+
+
 def _sampling(positive_from: list, model_from: list, latent_from: list, x: int = 420, steps: int = STEPS) -> list[Node]:
     """FluxGuidance 2.5 -> KSampler (cfg 1, euler/simple) with the ConditioningZeroOut negative -> VAEDecode."""
     return [
         Node(9, "FluxGuidance", {"conditioning": positive_from, "guidance": GUIDANCE}, title="Guidance", pos=(x, 0)),
         Node(10, "ConditioningZeroOut", {"conditioning": _link(5)}, title="Negative (zero)", pos=(x, 140)),
-        Node(
-            11,
-            "KSampler",
-            {
-                "model": model_from,
-                "seed": 0,
-                "steps": steps,
-                "cfg": 1.0,
-                "sampler_name": SAMPLER,
-                "scheduler": SCHEDULER,
-                "positive": _link(9),
-                "negative": _link(10),
-                "latent_image": latent_from,
-                "denoise": 1.0,
-            },
-            title="Sampler",
-            pos=(x + 320, 0),
-        ),
+        _ksampler(11, model_from, _link(9), latent_from, steps=steps, pos=(x + 320, 0)),
         Node(12, "VAEDecode", {"samples": _link(11), "vae": _link(3)}, title="VAE decode", pos=(x + 320, 320)),
     ]
 
@@ -485,99 +487,93 @@ def outpaint(name: str, model: dict) -> Workflow:
     )
 
 
+@dataclass(frozen=True)
+class _TurnIds:
+    """Node ids of one iterative turn. Turn 1 uses the ids of the single-edit workflows; turn N the block 10 N."""
+
+    prompt: int
+    lock: int
+    encode: int
+    reference: int
+    guidance: int
+    sampler: int
+    decode: int
+    merge: int
+    preview: int
+
+    @classmethod
+    def of(cls, turn: int) -> _TurnIds:
+        if turn == 1:
+            return cls(5, 6, 7, 8, 9, 11, 12, 13, 15)
+        return cls(*(10 * turn + i for i in range(9)))
+
+
+def _turn(turn: int, text: str, source: list, last: bool) -> list[Node]:
+    """One edit turn: prompt -> lock the previous result -> reference -> sample -> diff-merge into that result."""
+    ids, y = _TurnIds.of(turn), 1000 * (turn - 1)
+    suffix = "" if turn == 1 else f" {turn}"
+    prompt = _prompt(text, ids.prompt)
+    prompt.title, prompt.pos = f"Prompt{suffix}", (0, y)
+    sampler = _ksampler(
+        ids.sampler,
+        _link(1),
+        _link(ids.guidance),
+        _link(ids.lock, 5),
+        seed=turn - 1,
+        title=f"Sampler{suffix}",
+        pos=(740, y),
+    )
+    nodes = [
+        prompt,
+        Node(ids.lock, "AtelierAspectLock", {**_lock().inputs, "image": source}, f"Aspect lock{suffix}", (0, y + 480)),
+        Node(
+            ids.encode, "VAEEncode", {"pixels": _link(ids.lock), "vae": _link(3)}, f"VAE encode{suffix}", (0, y + 300)
+        ),
+        Node(
+            ids.reference,
+            "ReferenceLatent",
+            {"conditioning": _link(ids.prompt), "latent": _link(ids.encode)},
+            f"Reference{suffix}",
+            (0, y + 200),
+        ),
+        Node(
+            ids.guidance,
+            "FluxGuidance",
+            {"conditioning": _link(ids.reference), "guidance": GUIDANCE},
+            f"Guidance{suffix}",
+            (420, y),
+        ),
+        sampler,
+        Node(
+            ids.decode,
+            "VAEDecode",
+            {"samples": _link(ids.sampler), "vae": _link(3)},
+            f"VAE decode{suffix}",
+            (740, y + 320),
+        ),
+        Node(
+            ids.merge,
+            "AtelierDiffMerge",
+            _merge_inputs(original=source, edited=_link(ids.decode), geometry=_link(ids.lock, 4)),
+            f"Diff-merge turn {turn}",
+            (1080, y + 320),
+        ),
+    ]
+    if not last:
+        nodes.append(
+            Node(ids.preview, "PreviewImage", {"images": _link(ids.merge)}, f"After turn {turn}", (1400, y + 320))
+        )
+    return nodes
+
+
 def iterative(name: str, model: dict, prompts: tuple[str, ...]) -> Workflow:
     """One edit turn per prompt; each turn edits the previous turn's merged result and is diff-merged into it."""
     turns = len(prompts)
     nodes = [*_loaders(model), _image()]
     source = _link(4)  # the full-resolution picture the turn edits
     for turn, text in enumerate(prompts, start=1):
-        ids = dict(zip("plergsdmv", (5, 6, 7, 8, 9, 11, 12, 13, 15), strict=True))
-        if turn > 1:
-            ids = {k: 10 * turn + i for i, k in enumerate("plergsdmv")}
-        y = 1000 * (turn - 1)
-        suffix = "" if turn == 1 else f" {turn}"
-        nodes += [
-            Node(
-                ids["p"],
-                "CLIPTextEncode",
-                {"text": text, "clip": _link(2)},
-                title=f"Prompt{suffix}",
-                pos=(0, y),
-                color="#232",
-                bgcolor="#353",
-            ),
-            Node(
-                ids["l"],
-                "AtelierAspectLock",
-                {**_lock().inputs, "image": source},
-                title=f"Aspect lock{suffix}",
-                pos=(0, y + 480),
-            ),
-            Node(
-                ids["e"],
-                "VAEEncode",
-                {"pixels": _link(ids["l"]), "vae": _link(3)},
-                title=f"VAE encode{suffix}",
-                pos=(0, y + 300),
-            ),
-            Node(
-                ids["r"],
-                "ReferenceLatent",
-                {"conditioning": _link(ids["p"]), "latent": _link(ids["e"])},
-                title=f"Reference{suffix}",
-                pos=(0, y + 200),
-            ),
-            Node(
-                ids["g"],
-                "FluxGuidance",
-                {"conditioning": _link(ids["r"]), "guidance": GUIDANCE},
-                title=f"Guidance{suffix}",
-                pos=(420, y),
-            ),
-            Node(
-                ids["s"],
-                "KSampler",
-                {
-                    "model": _link(1),
-                    "seed": turn - 1,
-                    "steps": STEPS,
-                    "cfg": 1.0,
-                    "sampler_name": SAMPLER,
-                    "scheduler": SCHEDULER,
-                    "positive": _link(ids["g"]),
-                    "negative": _link(10),
-                    "latent_image": _link(ids["l"], 5),
-                    "denoise": 1.0,
-                },
-                title=f"Sampler{suffix}",
-                pos=(740, y),
-            ),
-            Node(
-                ids["d"],
-                "VAEDecode",
-                {"samples": _link(ids["s"]), "vae": _link(3)},
-                title=f"VAE decode{suffix}",
-                pos=(740, y + 320),
-            ),
-            Node(
-                ids["m"],
-                "AtelierDiffMerge",
-                _merge_inputs(original=source, edited=_link(ids["d"]), geometry=_link(ids["l"], 4)),
-                title=f"Diff-merge turn {turn}",
-                pos=(1080, y + 320),
-            ),
-        ]
-        if turn < turns:
-            nodes.append(
-                Node(
-                    ids["v"],
-                    "PreviewImage",
-                    {"images": _link(ids["m"])},
-                    title=f"After turn {turn}",
-                    pos=(1400, y + 320),
-                )
-            )
-        source = _link(ids["m"])
+        nodes += _turn(turn, text, source, last=turn == turns)
+        source = _link(_TurnIds.of(turn).merge)
     nodes += [
         Node(10, "ConditioningZeroOut", {"conditioning": _link(5)}, title="Negative (zero)", pos=(420, 140)),
         _save(14, source, "kontext-atelier/iterative", pos=(1400, 1000 * (turns - 1))),
@@ -869,108 +865,136 @@ def _topological(nodes: list[Node]) -> list[int]:
     return done
 
 
-def to_ui(workflow: Workflow, object_info: dict) -> dict:
-    """The drag-and-drop workflow (schema version 0.4) the frontend would save for this graph."""
-    links: list[list] = []
-    outgoing: dict[tuple[int, int], list[int]] = {}
-    incoming: dict[tuple[int, str], int] = {}
-    descriptions = {n.type: describe(object_info, n.type) for n in workflow.nodes}
+@dataclass
+class _Links:
+    """The UI links of a graph: ``[id, source, slot, target, target slot, type]`` rows and the two lookups."""
+
+    rows: list[list] = field(default_factory=list)
+    outgoing: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # (source, slot) -> link ids
+    incoming: dict[tuple[int, str], int] = field(default_factory=dict)  # (target, input name) -> link id
+
+
+def _socket_names(description: dict, node: Node) -> list[str]:
+    """The node's input sockets in order: every non-widget input, and widgets converted to inputs by a link."""
+    return [s["name"] for s in description["inputs"] if not s["widget"] or isinstance(node.inputs.get(s["name"]), list)]
+
+
+def _links(workflow: Workflow, descriptions: dict) -> _Links:
+    links = _Links()
+    types = {n.id: n.type for n in workflow.nodes}
     for target in sorted(workflow.nodes, key=lambda n: n.id):
-        names = [s["name"] for s in descriptions[target.type]["inputs"]]
-        for input_name in names:
+        sockets = _socket_names(descriptions[target.type], target)
+        for input_name in sockets:
             value = target.inputs.get(input_name)
             if not isinstance(value, list):
                 continue
             source, slot = int(value[0]), int(value[1])
-            source_type = next(n.type for n in workflow.nodes if n.id == source)
-            link_type = descriptions[source_type]["outputs"][slot]["type"]
-            target_slot = [
-                s["name"]
-                for s in descriptions[target.type]["inputs"]
-                if not s["widget"] or isinstance(target.inputs.get(s["name"]), list)
-            ].index(input_name)
-            link_id = len(links) + 1
-            links.append([link_id, source, slot, target.id, target_slot, link_type])
-            outgoing.setdefault((source, slot), []).append(link_id)
-            incoming[(target.id, input_name)] = link_id
+            link_type = descriptions[types[source]]["outputs"][slot]["type"]
+            link_id = len(links.rows) + 1
+            links.rows.append([link_id, source, slot, target.id, sockets.index(input_name), link_type])
+            links.outgoing.setdefault((source, slot), []).append(link_id)
+            links.incoming[(target.id, input_name)] = link_id
+    return links
+
+
+def _ui_inputs(node: Node, description: dict, links: _Links) -> list[dict]:
+    inputs = []
+    for slot in description["inputs"]:
+        linked = isinstance(node.inputs.get(slot["name"]), list)
+        if slot["widget"] and not linked:
+            continue
+        entry = {"name": slot["name"], "type": slot["type"], "link": links.incoming.get((node.id, slot["name"]))}
+        if slot["optional"]:
+            entry["shape"] = 7
+        if slot["widget"]:
+            entry["widget"] = {"name": slot["name"]}
+        inputs.append(entry)
+    return inputs
+
+
+def _ui_outputs(node: Node, description: dict, links: _Links) -> list[dict]:
+    return [
+        {"name": out["name"], "type": out["type"], "links": links.outgoing.get((node.id, i)) or None, "slot_index": i}
+        for i, out in enumerate(description["outputs"])
+    ]
+
+
+def _properties(node: Node) -> dict:
+    ours = node.type.startswith("Atelier")
+    properties = {
+        "Node name for S&R": node.type,
+        "cnr_id": PACK_ID if ours else "comfy-core",
+        "ver": PACK_VERSION if ours else CORE_VERSION,
+    }
+    # ComfyUI 0.3.64's model listing (/experiment/models) shows only .safetensors/.sft files and its frontend
+    # downloads only those, so a .gguf under "models" would be reported missing even when present. GGUF files
+    # are named under "atelier_downloads" instead (read by `kontext-atelier doctor` and shown in the note).
+    offered = [dict(m) for m in node.models or () if m["name"].endswith((".safetensors", ".sft"))]
+    others = [dict(m) for m in node.models or () if not m["name"].endswith((".safetensors", ".sft"))]
+    if offered:
+        properties["models"] = offered
+    if others:
+        properties["atelier_downloads"] = others
+    return properties
+
+
+def _ui_node(node: Node, description: dict, order: int, links: _Links) -> dict:
+    entry = {
+        "id": node.id,
+        "type": node.type,
+        "pos": list(node.pos),
+        "size": _size(description),
+        "flags": {},
+        "order": order,
+        "mode": 0,
+        "inputs": _ui_inputs(node, description, links),
+        "outputs": _ui_outputs(node, description, links),
+        "title": node.title or description["display_name"],
+        "properties": _properties(node),
+        "widgets_values": widget_values(description, node.inputs),
+    }
+    if node.color:
+        entry["color"], entry["bgcolor"] = node.color, node.bgcolor
+    return entry
+
+
+def _ui_note(note: Note, node_id: int, order: int) -> dict:
+    return {
+        "id": node_id,
+        "type": "MarkdownNote",
+        "pos": list(note.pos),
+        "size": list(note.size),
+        "flags": {},
+        "order": order,
+        "mode": 0,
+        "inputs": [],
+        "outputs": [],
+        "title": note.title,
+        "properties": {},
+        "widgets_values": [note.text],
+        "color": NOTE_COLOR,
+        "bgcolor": NOTE_BGCOLOR,
+    }
+
+
+def to_ui(workflow: Workflow, object_info: dict) -> dict:
+    """The drag-and-drop workflow (schema version 0.4) the frontend would save for this graph."""
+    descriptions = {n.type: describe(object_info, n.type) for n in workflow.nodes}
+    links = _links(workflow, descriptions)
     order = {node_id: i for i, node_id in enumerate(_topological(workflow.nodes))}
-    ui_nodes = []
-    for node in sorted(workflow.nodes, key=lambda n: n.id):
-        description = descriptions[node.type]
-        inputs = []
-        for slot in description["inputs"]:
-            linked = isinstance(node.inputs.get(slot["name"]), list)
-            if slot["widget"] and not linked:
-                continue
-            entry = {"name": slot["name"], "type": slot["type"], "link": incoming.get((node.id, slot["name"]))}
-            if slot["optional"]:
-                entry["shape"] = 7
-            if slot["widget"]:
-                entry["widget"] = {"name": slot["name"]}
-            inputs.append(entry)
-        outputs = []
-        for index, out in enumerate(description["outputs"]):
-            ids = outgoing.get((node.id, index))
-            outputs.append({"name": out["name"], "type": out["type"], "links": ids or None, "slot_index": index})
-        ours = node.type.startswith("Atelier")
-        properties = {
-            "Node name for S&R": node.type,
-            "cnr_id": PACK_ID if ours else "comfy-core",
-            "ver": PACK_VERSION if ours else CORE_VERSION,
-        }
-        # ComfyUI 0.3.64's model listing (/experiment/models) shows only .safetensors/.sft files and its frontend
-        # downloads only those, so a .gguf under "models" would be reported missing even when present. GGUF files
-        # are named under "atelier_downloads" instead (read by `kontext-atelier doctor` and shown in the note).
-        offered = [dict(m) for m in node.models or () if m["name"].endswith((".safetensors", ".sft"))]
-        others = [dict(m) for m in node.models or () if not m["name"].endswith((".safetensors", ".sft"))]
-        if offered:
-            properties["models"] = offered
-        if others:
-            properties["atelier_downloads"] = others
-        entry = {
-            "id": node.id,
-            "type": node.type,
-            "pos": list(node.pos),
-            "size": _size(description),
-            "flags": {},
-            "order": order[node.id],
-            "mode": 0,
-            "inputs": inputs,
-            "outputs": outputs,
-            "title": node.title or description["display_name"],
-            "properties": properties,
-            "widgets_values": widget_values(description, node.inputs),
-        }
-        if node.color:
-            entry["color"], entry["bgcolor"] = node.color, node.bgcolor
-        ui_nodes.append(entry)
+    ui_nodes = [
+        _ui_node(node, descriptions[node.type], order[node.id], links)
+        for node in sorted(workflow.nodes, key=lambda n: n.id)
+    ]
     next_id = max(n.id for n in workflow.nodes) + 1
-    for i, note in enumerate(workflow.notes):
-        ui_nodes.append(
-            {
-                "id": next_id + i,
-                "type": "MarkdownNote",
-                "pos": list(note.pos),
-                "size": list(note.size),
-                "flags": {},
-                "order": len(order) + i,
-                "mode": 0,
-                "inputs": [],
-                "outputs": [],
-                "title": note.title,
-                "properties": {},
-                "widgets_values": [note.text],
-                "color": NOTE_COLOR,
-                "bgcolor": NOTE_BGCOLOR,
-            }
-        )
+    ui_nodes += [_ui_note(note, next_id + i, len(order) + i) for i, note in enumerate(workflow.notes)]
     return {
         "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{PACK_ID}/workflows/{workflow.name}")),
         "revision": 0,
         "last_node_id": max(n["id"] for n in ui_nodes),
-        "last_link_id": len(links),
+        "last_link_id": len(links.rows),
         "nodes": ui_nodes,
-        "links": links,
+        "links": links.rows,
         "groups": [],
         "config": {},
         "extra": {"ds": {"scale": 0.6, "offset": [960, 120]}, "frontendVersion": FRONTEND_VERSION},

@@ -66,7 +66,8 @@ import torch
 
 from .. import __version__, architecture, model_files
 from ..errors import AtelierError, UnsupportedModelError
-from ..synth import KontextShape, layout
+from ..kontext_layout import KontextShape, layout
+from .lora import LoraMerge
 from .types import GGMLType, tensor_nbytes
 from .writer import QUANTIZATION_VERSION, _check_f16_range, atomic_gguf, default_type_for
 
@@ -292,153 +293,6 @@ def check_architecture(shapes: dict[str, tuple[int, ...]], label: str) -> Kontex
     return model
 
 
-# ----------------------------------------------------------------------------------------------- LoRA
-
-_LORA_SUFFIXES = (
-    (".lora_A.weight", "down"),
-    (".lora_B.weight", "up"),
-    (".lora_down.weight", "down"),
-    (".lora_up.weight", "up"),
-    (".lora.down.weight", "down"),
-    (".lora.up.weight", "up"),
-    (".alpha", "alpha"),
-    (".diff_b", "diff_b"),
-    (".diff", "diff"),
-)
-_LORA_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "base_model.model.", "transformer.", "unet.", "")
-
-
-@dataclass
-class LoraPatch:
-    up: torch.Tensor | None = None
-    down: torch.Tensor | None = None
-    alpha: float | None = None
-    diff: torch.Tensor | None = None
-    diff_b: torch.Tensor | None = None
-
-
-@dataclass
-class LoraMerge:
-    """A LoRA to add to the weights as they stream: W += strength * (alpha / rank) * up @ down.
-
-    Key formats: ``<stem>.lora_A/lora_B.weight`` (peft, diffusers-2 style), ``<stem>.lora_up/lora_down.weight``
-    with an optional ``<stem>.alpha``, full deltas ``<stem>.diff`` / ``.diff_b``; stems in BFL naming with a
-    ``diffusion_model.`` (or ``model.diffusion_model.``, ``base_model.model.``, ``transformer.``) prefix, or kohya's
-    ``lora_unet_double_blocks_0_img_attn_qkv``. Without an alpha the scale is 1 (as ComfyUI does).
-    """
-
-    path: Path
-    strength: float
-    patches: dict[str, LoraPatch] = field(default_factory=dict)  # model stem -> patch
-    ignored: list[str] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], strength: float, shapes: dict[str, tuple[int, ...]]) -> LoraMerge:
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        if not path.is_file():
-            raise AtelierError(f"LoRA '{path}' does not exist or is not a file")
-        if model_files.sniff_format(path) != "safetensors":
-            raise AtelierError(f"LoRA '{path.name}' is not a safetensors file")
-        model_files.read_safetensors_header(path)  # bounds-checked before the library parses it
-        tensors = load_file(str(path))
-        merge = cls(path, float(strength))
-        stems = {k[: -len(".weight")] for k in shapes if k.endswith(".weight")}
-        kohya = {"lora_unet_" + s.replace(".", "_"): s for s in stems}
-        unknown: list[str] = []
-        for key, value in tensors.items():
-            kind = None
-            for suffix, what in _LORA_SUFFIXES:
-                if key.endswith(suffix):
-                    kind, raw_stem = what, key[: -len(suffix)]
-                    break
-            if kind is None:
-                if key.endswith(".dora_scale"):
-                    raise AtelierError(f"LoRA '{path.name}' is a DoRA ({key}); merging DoRA is not supported")
-                unknown.append(key)
-                continue
-            if raw_stem.startswith(("lora_te", "text_encoder", "te_", "lora_te1_", "lora_te2_")):
-                merge.ignored.append(key)
-                continue
-            stem = kohya.get(raw_stem)
-            if stem is None:
-                for prefix in _LORA_PREFIXES:
-                    if raw_stem.startswith(prefix) and raw_stem[len(prefix) :] in stems:
-                        stem = raw_stem[len(prefix) :]
-                        break
-            if stem is None:
-                unknown.append(key)
-                continue
-            patch = merge.patches.setdefault(stem, LoraPatch())
-            if kind == "alpha":
-                patch.alpha = float(value.float().reshape(-1)[0])
-            else:
-                if not value.is_floating_point():
-                    raise AtelierError(f"LoRA '{path.name}': '{key}' holds {value.dtype} values, not floats")
-                setattr(patch, kind, value)
-        if unknown:
-            hint = ""
-            if any("transformer_blocks" in k or "to_q" in k for k in unknown):
-                hint = (
-                    " It looks like a diffusers-format LoRA (separate to_q/to_k/to_v); merge is supported for BFL "
-                    "naming only - load it at run time with LoraLoaderModelOnly instead."
-                )
-            raise AtelierError(
-                f"LoRA '{path.name}': {len(unknown)} keys target no tensor of this model (e.g. "
-                f"{', '.join(unknown[:3])}).{hint}"
-            )
-        if not merge.patches:
-            raise AtelierError(f"LoRA '{path.name}' holds no weights for the diffusion model")
-        merge._check(shapes)
-        if merge.ignored:
-            logger.warning("LoRA %s: ignoring %d text-encoder keys", path.name, len(merge.ignored))
-        return merge
-
-    def _check(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        for stem, p in self.patches.items():
-            weight = tuple(shapes[f"{stem}.weight"])
-            if (p.up is None) != (p.down is None):
-                raise AtelierError(f"LoRA '{self.path.name}': '{stem}' has only one of its up/down (A/B) matrices")
-            if p.up is not None:
-                up, down = _flat2d(p.up), _flat2d(p.down)
-                if up.shape[1] != down.shape[0] or (up.shape[0], down.shape[1]) != weight:
-                    raise AtelierError(
-                        f"LoRA '{self.path.name}': '{stem}' is up {tuple(p.up.shape)} x down {tuple(p.down.shape)}, "
-                        f"which does not make the model's {weight}; the LoRA is for another model"
-                    )
-            if p.diff is not None and tuple(p.diff.shape) != weight:
-                raise AtelierError(f"LoRA '{self.path.name}': '{stem}.diff' has shape {tuple(p.diff.shape)}, not {weight}")
-            if p.diff_b is not None and tuple(p.diff_b.shape) != tuple(shapes.get(f"{stem}.bias", ())):
-                raise AtelierError(f"LoRA '{self.path.name}': '{stem}.diff_b' does not match the bias")
-
-    @property
-    def targets(self) -> int:
-        return len(self.patches)
-
-    def apply(self, key: str, t: torch.Tensor) -> torch.Tensor:
-        if key.endswith(".weight"):
-            p = self.patches.get(key[: -len(".weight")])
-            if p is None:
-                return t
-            if p.up is not None:
-                up, down = _flat2d(p.up).float(), _flat2d(p.down).float()
-                scale = (p.alpha / down.shape[0]) if p.alpha is not None else 1.0
-                t = t + (self.strength * scale) * (up @ down)
-            if p.diff is not None:
-                t = t + self.strength * p.diff.float()
-            return t
-        if key.endswith(".bias"):
-            p = self.patches.get(key[: -len(".bias")])
-            if p is not None and p.diff_b is not None:
-                t = t + self.strength * p.diff_b.float()
-        return t
-
-
-def _flat2d(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1) if t.ndim != 2 else t
-
-
 # ----------------------------------------------------------------------------------------------- progress
 
 
@@ -587,11 +441,7 @@ def convert(
     """
     recipe = parse_recipe(type_name)
     out = Path(output)
-    if out.exists() and not overwrite:
-        raise AtelierError(f"{out} already exists; choose another output name or pass --force to replace it")
-    out_dir = out.absolute().parent
-    if not out_dir.is_dir():
-        raise AtelierError(f"{out}: the folder {out_dir} does not exist; create it first")
+    _check_output(out, overwrite)
     src = SafetensorsSource(source)
     if out.exists() and out.resolve() == src.path.resolve():
         raise AtelierError(f"{out} is the source file; write the GGUF under another name")
@@ -599,27 +449,10 @@ def convert(
     model = check_architecture(src.shapes, src.path.name)
     merge = LoraMerge.load(lora, lora_strength, src.shapes) if lora else None
     tensors = plan(recipe, src.shapes, model)
-    data_bytes = sum(t.nbytes + 32 for t in tensors)
-    free = shutil.disk_usage(out_dir).free
-    if free < data_bytes + (1 << 20):
-        raise AtelierError(
-            f"{out}: the GGUF needs about {data_bytes / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free in "
-            f"{out_dir}; free some space or write elsewhere"
-        )
+    _check_space(out, tensors)
     if src.skipped:
         logger.info("skipping %d tensors outside %s (VAE / text encoders)", len(src.skipped), src.prefix)
-
-    metadata: dict = {
-        "general.quantization_version": QUANTIZATION_VERSION,
-        "general.file_type": recipe.file_type,
-        "general.name": out.stem,
-        "general.quantized_by": f"kontext-atelier {__version__}",
-        "kontext_atelier.recipe": recipe.name,
-        "kontext_atelier.source": src.path.name,
-    }
-    if merge is not None:
-        metadata["kontext_atelier.lora"] = f"{merge.path.name} @ {merge.strength:g}"
-    metadata.update(extra_metadata or {})
+    metadata = _metadata(recipe, out, src, merge, extra_metadata)
     total_bytes = sum(_source_bytes(src, t.name) for t in tensors)
     started = time.perf_counter()
 
@@ -630,42 +463,10 @@ def convert(
             quantizer, pool = _default_quantizer(tensors, workers)
         infos = [(t.name, tuple(t.shape), t.ggml_type) for t in tensors]
         with atomic_gguf(out, "flux", metadata, infos) as writer:
-            done_bytes = 0
             submit = pool.submit if pool is not None else (lambda a, gt: _ready(quantizer(a, gt)))
-            pending: list[tuple[int, PlannedTensor, Callable[[], np.ndarray]]] = []
-
-            def write_oldest() -> None:
-                nonlocal done_bytes
-                done, t, fetch = pending.pop(0)
-                try:
-                    raw = fetch()
-                except AtelierError as e:
-                    raise AtelierError(f"tensor '{t.name}': {e}") from None
-                writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
-                del raw
-                done_bytes += _source_bytes(src, t.name)
-                if progress is not None:
-                    progress(done, len(tensors), done_bytes, total_bytes, t.name)
-
-            for done, t in enumerate(tensors, start=1):
-                value = src.read(t.name)
-                if merge is not None:
-                    value = merge.apply(t.name, value)
-                array = value.reshape(t.shape).numpy()
-                del value
-                try:
-                    if t.ggml_type == GGMLType.F16:
-                        _check_f16_range(str(out), t.name, array)
-                    fetch = submit(array, t.ggml_type)
-                except AtelierError as e:
-                    raise AtelierError(f"tensor '{t.name}': {e}") from None
-                del array
-                pending.append((done, t, fetch))
-                # with workers, this tensor is quantized while the next one is read; at most two are in memory
-                if len(pending) > 1 or pool is None:
-                    write_oldest()
-            while pending:
-                write_oldest()
+            _Pipeline(writer, src, tensors, total_bytes, progress).run(
+                submit, merge, str(out), pipelined=pool is not None
+            )
     finally:
         if pool is not None:
             pool.close()
@@ -680,6 +481,89 @@ def convert(
         lora_targets=merge.targets if merge else 0,
         skipped=src.skipped,
     )
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    """Refuse an existing output (without ``overwrite``) or a missing folder."""
+    if out.exists() and not overwrite:
+        raise AtelierError(f"{out} already exists; choose another output name or pass --force to replace it")
+    out_dir = out.absolute().parent
+    if not out_dir.is_dir():
+        raise AtelierError(f"{out}: the folder {out_dir} does not exist; create it first")
+
+
+def _check_space(out: Path, tensors: list[PlannedTensor]) -> None:
+    out_dir = out.absolute().parent
+    data_bytes = sum(t.nbytes + 32 for t in tensors)
+    free = shutil.disk_usage(out_dir).free
+    if free < data_bytes + (1 << 20):
+        raise AtelierError(
+            f"{out}: the GGUF needs about {data_bytes / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free in "
+            f"{out_dir}; free some space or write elsewhere"
+        )
+
+
+def _metadata(recipe: Recipe, out: Path, src: SafetensorsSource, merge, extra: dict | None) -> dict:
+    metadata: dict = {
+        "general.quantization_version": QUANTIZATION_VERSION,
+        "general.file_type": recipe.file_type,
+        "general.name": out.stem,
+        "general.quantized_by": f"kontext-atelier {__version__}",
+        "kontext_atelier.recipe": recipe.name,
+        "kontext_atelier.source": src.path.name,
+    }
+    if merge is not None:
+        metadata["kontext_atelier.lora"] = f"{merge.path.name} @ {merge.strength:g}"
+    metadata.update(extra or {})
+    return metadata
+
+
+class _Pipeline:
+    """Read, (merge,) quantize and write the tensors in plan order. With worker processes a tensor is quantized
+    while the next one is read; at most two are in memory."""
+
+    def __init__(self, writer, src: SafetensorsSource, tensors: list[PlannedTensor], total_bytes: int, progress):
+        self.writer, self.src, self.tensors, self.total_bytes, self.progress = (
+            writer,
+            src,
+            tensors,
+            total_bytes,
+            progress,
+        )
+        self.done_bytes = 0
+        self.pending: list[tuple[int, PlannedTensor, Callable[[], np.ndarray]]] = []
+
+    def run(self, submit, merge, out_name: str, pipelined: bool) -> None:
+        for done, t in enumerate(self.tensors, start=1):
+            value = self.src.read(t.name)
+            if merge is not None:
+                value = merge.apply(t.name, value)
+            array = value.reshape(t.shape).numpy()
+            del value
+            try:
+                if t.ggml_type == GGMLType.F16:
+                    _check_f16_range(out_name, t.name, array)
+                fetch = submit(array, t.ggml_type)
+            except AtelierError as e:
+                raise AtelierError(f"tensor '{t.name}': {e}") from None
+            del array
+            self.pending.append((done, t, fetch))
+            if len(self.pending) > 1 or not pipelined:
+                self._write_oldest()
+        while self.pending:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        done, t, fetch = self.pending.pop(0)
+        try:
+            raw = fetch()
+        except AtelierError as e:
+            raise AtelierError(f"tensor '{t.name}': {e}") from None
+        self.writer.write_tensor_data(np.ascontiguousarray(raw).reshape(-1))
+        del raw
+        self.done_bytes += _source_bytes(self.src, t.name)
+        if self.progress is not None:
+            self.progress(done, len(self.tensors), self.done_bytes, self.total_bytes, t.name)
 
 
 def describe_plan(tensors: Iterable[PlannedTensor]) -> str:

@@ -23,55 +23,19 @@ environment variable, read at each call:
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import os
 from collections.abc import Callable, Sequence
 
 import torch
 
 from ..errors import AtelierError
-from .types import QK_K, SUPPORTED_TYPE_NAMES, TYPE_INFO, GGMLType, to_ggml_type
+from .blocks import check_raw, table
+from .types import QK_K, SUPPORTED_TYPE_NAMES, GGMLType, to_ggml_type
 
 logger = logging.getLogger(__name__)
 
 BlockDecoder = Callable[[torch.Tensor], torch.Tensor]
-
-IQ4_NL_VALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
-
-
-@functools.lru_cache(maxsize=64)
-def _const(name: str, device: torch.device) -> torch.Tensor:
-    """Small lookup tables, one copy per device."""
-    if name == "nibble_shift":  # low nibble, then high nibble
-        t = torch.tensor([0, 4], dtype=torch.uint8)
-    elif name == "crumb_shift":  # four 2-bit fields of a byte
-        t = torch.tensor([0, 2, 4, 6], dtype=torch.uint8)
-    elif name == "bit_shift":
-        t = torch.arange(8, dtype=torch.uint8)
-    elif name == "iq4nl_values":
-        t = torch.tensor(IQ4_NL_VALUES, dtype=torch.float32)
-    elif name == "q3k_low_byte":  # Q3_K: byte and shift of each 6-bit scale's low 4 bits ...
-        t = torch.tensor([j % 8 for j in range(16)], dtype=torch.long)
-    elif name == "q3k_low_shift":
-        t = torch.tensor([4 * (j // 8) for j in range(16)], dtype=torch.uint8)
-    elif name == "q3k_high_byte":  # ... and of its high 2 bits
-        t = torch.tensor([8 + j % 4 for j in range(16)], dtype=torch.long)
-    elif name == "q3k_high_shift":
-        t = torch.tensor([2 * (j // 4) for j in range(16)], dtype=torch.uint8)
-    elif name == "iq4xs_high_shift":
-        t = torch.arange(0, 16, 2, dtype=torch.int32)
-    else:
-        raise KeyError(name)
-    return t.to(device)
-
-
-def _c(name: str, like: torch.Tensor) -> torch.Tensor:
-    if torch.compiler.is_compiling():
-        # Inside torch.compile the table becomes a graph constant; the per-device cache is an eager-mode saving.
-        return _const.__wrapped__(name, like.device)
-    return _const(name, like.device)
 
 
 def _f16(blocks: torch.Tensor, start: int) -> torch.Tensor:
@@ -81,12 +45,12 @@ def _f16(blocks: torch.Tensor, start: int) -> torch.Tensor:
 
 def _nibbles(qs: torch.Tensor) -> torch.Tensor:
     """(..., n) bytes -> (..., 2, n): low nibbles first, then high nibbles (ggml's order within a block)."""
-    return (qs.unsqueeze(-2) >> _c("nibble_shift", qs).view(2, 1)) & 0x0F
+    return (qs.unsqueeze(-2) >> table("nibble_shift", qs).view(2, 1)) & 0x0F
 
 
 def _bits_le(b: torch.Tensor) -> torch.Tensor:
     """(n, k) bytes -> (n, 8k) bits, little-endian bit order (bit j of byte i is element 8i + j)."""
-    return ((b.unsqueeze(-1) >> _c("bit_shift", b)) & 1).reshape(b.shape[0], -1)
+    return ((b.unsqueeze(-1) >> table("bit_shift", b)) & 1).reshape(b.shape[0], -1)
 
 
 def _float_passthrough(dtype: torch.dtype, elem: int) -> BlockDecoder:
@@ -151,7 +115,7 @@ def dequant_q2_k(blocks: torch.Tensor) -> torch.Tensor:
     dl = (d * (scales & 0x0F).to(torch.float32)).unsqueeze(-1)  # (n, 16, 1)
     ml = (dmin * (scales >> 4).to(torch.float32)).unsqueeze(-1)
     # element 128*h + 32*j + l comes from bits 2j..2j+1 of qs[32*h + l]
-    q = (qs.reshape(n, 2, 1, 32) >> _c("crumb_shift", qs).view(1, 4, 1)) & 3
+    q = (qs.reshape(n, 2, 1, 32) >> table("crumb_shift", qs).view(1, 4, 1)) & 3
     q = q.reshape(n, 16, 16).to(torch.float32)
     return (dl * q - ml).reshape(n, QK_K)
 
@@ -162,13 +126,13 @@ def dequant_q3_k(blocks: torch.Tensor) -> torch.Tensor:
     qs = blocks[:, 32:96]
     sc = blocks[:, 96:108]
     d = _f16(blocks, 108)
-    low = (sc[:, _c("q3k_low_byte", sc)] >> _c("q3k_low_shift", sc)) & 0x0F
-    high = (sc[:, _c("q3k_high_byte", sc)] >> _c("q3k_high_shift", sc)) & 0x03
+    low = (sc[:, table("q3k_low_byte", sc)] >> table("q3k_low_shift", sc)) & 0x0F
+    high = (sc[:, table("q3k_high_byte", sc)] >> table("q3k_high_shift", sc)) & 0x03
     scales = (low | (high << 4)).to(torch.int16) - 32
     dl = (d * scales.to(torch.float32)).unsqueeze(-1)  # (n, 16, 1)
-    ql = (qs.reshape(n, 2, 1, 32) >> _c("crumb_shift", qs).view(1, 4, 1)) & 3  # (n, 2, 4, 32)
+    ql = (qs.reshape(n, 2, 1, 32) >> table("crumb_shift", qs).view(1, 4, 1)) & 3  # (n, 2, 4, 32)
     # the high bit of element 128*h + 32*j + l is bit 4h + j of hmask[l]; a clear bit means "subtract 4"
-    hb = ((hmask.reshape(n, 1, 32) >> _c("bit_shift", hmask).view(1, 8, 1)) & 1).reshape(n, 2, 4, 32)
+    hb = ((hmask.reshape(n, 1, 32) >> table("bit_shift", hmask).view(1, 8, 1)) & 1).reshape(n, 2, 4, 32)
     q = ql.to(torch.int16) - ((hb ^ 1).to(torch.int16) << 2)
     return (dl * q.reshape(n, 16, 16).to(torch.float32)).reshape(n, QK_K)
 
@@ -202,7 +166,7 @@ def dequant_q5_k(blocks: torch.Tensor) -> torch.Tensor:
     ml = (dmin * mn.to(torch.float32)).unsqueeze(-1)
     ql = _nibbles(blocks[:, 48:176].reshape(n, 4, 32)).reshape(n, 8, 32)
     # the fifth bit of sub-block s (32 elements) is bit s of qh[l]
-    hb = (qh.reshape(n, 1, 32) >> _c("bit_shift", qh).view(1, 8, 1)) & 1
+    hb = (qh.reshape(n, 1, 32) >> table("bit_shift", qh).view(1, 8, 1)) & 1
     q = (ql | (hb << 4)).to(torch.float32)
     return (dl * q - ml).reshape(n, QK_K)
 
@@ -216,7 +180,7 @@ def dequant_q6_k(blocks: torch.Tensor) -> torch.Tensor:
     dl = (d * scales).unsqueeze(-1)  # (n, 16, 1)
     # element 128*h + 32*g + l: low 4 bits from ql[64*h + 32*(g%2) + l] nibble g//2, high 2 bits from qh[32*h + l]
     low = _nibbles(ql.reshape(n, 2, 64)).reshape(n, 2, 4, 32)
-    high = (qh.reshape(n, 2, 1, 32) >> _c("crumb_shift", qh).view(1, 4, 1)) & 3
+    high = (qh.reshape(n, 2, 1, 32) >> table("crumb_shift", qh).view(1, 4, 1)) & 3
     q = (low | (high << 4)).to(torch.int16) - 32
     return (dl * q.reshape(n, 16, 16).to(torch.float32)).reshape(n, QK_K)
 
@@ -224,7 +188,7 @@ def dequant_q6_k(blocks: torch.Tensor) -> torch.Tensor:
 def dequant_iq4_nl(blocks: torch.Tensor) -> torch.Tensor:
     d = _f16(blocks, 0)
     idx = _nibbles(blocks[:, 2:18]).reshape(-1, 32).to(torch.long)
-    return d * _c("iq4nl_values", blocks)[idx]
+    return d * table("iq4nl_values", blocks)[idx]
 
 
 def dequant_iq4_xs(blocks: torch.Tensor) -> torch.Tensor:
@@ -233,11 +197,11 @@ def dequant_iq4_xs(blocks: torch.Tensor) -> torch.Tensor:
     scales_h = blocks[:, 2:4].to(torch.int32)
     scales_h = scales_h[:, 0] | (scales_h[:, 1] << 8)  # little-endian u16
     scales_l = _nibbles(blocks[:, 4:8]).transpose(1, 2).reshape(n, 8)  # sub-block 2i low nibble, 2i+1 high
-    high = (scales_h.unsqueeze(-1) >> _c("iq4xs_high_shift", blocks)) & 3
+    high = (scales_h.unsqueeze(-1) >> table("iq4xs_high_shift", blocks)) & 3
     ls = (scales_l.to(torch.int32) | (high << 4)) - 32
     dl = (d * ls.to(torch.float32)).unsqueeze(-1)  # (n, 8, 1)
     idx = _nibbles(blocks[:, 8:136].reshape(n, 8, 16)).reshape(n, 8, 32).to(torch.long)
-    return (dl * _c("iq4nl_values", blocks)[idx]).reshape(n, QK_K)
+    return (dl * table("iq4nl_values", blocks)[idx]).reshape(n, QK_K)
 
 
 DEQUANTIZERS: dict[GGMLType, BlockDecoder] = {
@@ -305,22 +269,6 @@ def register_dequantizer(ggml_type: object, decoder: BlockDecoder) -> BlockDecod
     previous = DEQUANTIZERS[t]
     DEQUANTIZERS[t] = decoder
     return previous
-
-
-def check_raw(raw: torch.Tensor, t: GGMLType, shape: Sequence[int]) -> tuple:
-    """(type info, shape as ints, element count) once `raw` is checked to be the uint8 bytes of a `t` tensor of
-    `shape`; raises an AtelierError saying what does not fit. Both dequantizers (torch and Triton) start here."""
-    info = TYPE_INFO[t]
-    shape = tuple(int(s) for s in shape)
-    n = math.prod(shape)
-    if raw.dtype != torch.uint8:
-        raise AtelierError(f"dequantize expects the raw uint8 bytes of a tensor, got {raw.dtype}")
-    if n % info.block_size or raw.numel() != n // info.block_size * info.type_size:
-        raise AtelierError(
-            f"{raw.numel()} bytes do not hold a {info.name} tensor of shape {list(shape)} "
-            f"({n} elements in blocks of {info.block_size} = {info.type_size} bytes); the file is damaged"
-        )
-    return info, shape, n
 
 
 def dequantize(

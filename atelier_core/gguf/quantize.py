@@ -27,11 +27,12 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import AtelierError
+from . import types
 from .types import QK_K, TYPE_INFO, GGMLType, to_ggml_type
 
 F = np.float32
 GROUP_MAX_EPS = F(1e-15)
-IQ4_NL_VALUES = np.array([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113], dtype=np.int32)
+IQ4_NL_VALUES = np.array(types.IQ4_NL_VALUES, dtype=np.int32)
 # best_index_int8: level i is picked once 2x reaches val[i-1] + val[i] (exact in float32)
 _IQ4_MIDSUMS = (IQ4_NL_VALUES[:-1] + IQ4_NL_VALUES[1:]).astype(F)
 

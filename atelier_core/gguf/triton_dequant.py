@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from ..errors import AtelierError
+from .blocks import check_raw, const
 from .types import GGMLType, to_ggml_type
 
 try:
@@ -311,7 +312,6 @@ def dequantize_triton(
     t = to_ggml_type(ggml_type)
     if t not in SUPPORTED_TYPES:
         raise AtelierError(f"no Triton dequantizer for {t.name}; use dequant.dequantize")
-    from .dequant import _const, check_raw  # lazy: dequant imports this module on first use
 
     info, shape, n = check_raw(raw, t, shape)
     out_dtype = dtype if dtype in _OUT_DTYPES else torch.float32
@@ -320,7 +320,7 @@ def dequantize_triton(
     if n_blocks:
         # byte loads need no alignment, but the pointer arithmetic assumes one contiguous run of bytes
         flat = raw.reshape(-1).contiguous()
-        table = _const("iq4nl_values", raw.device)
+        table = const("iq4nl_values", raw.device)
         blocks = _BLOCKS_PER_PROGRAM[info.block_size]
         grid = (triton.cdiv(n_blocks, blocks),)
         # launch on raw's GPU, not on whichever one is current

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from ..errors import AtelierError
 
 QK_K = 256  # elements in a K-quant super-block
+# The 16 non-uniform levels of IQ4_NL and IQ4_XS (ggml's kvalues_iq4nl), indexed by the stored 4-bit code.
+IQ4_NL_VALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
 
 
 class GGMLType(enum.IntEnum):

@@ -13,17 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .kontext_layout import FULL, HEAD_DIM, TINY, KontextShape, layout  # noqa: F401 (part of synth's API)
-
-
-def parameter_count(shape: KontextShape = FULL) -> int:
-    total = 0
-    for _, dims in layout(shape):
-        n = 1
-        for d in dims:
-            n *= d
-        total += n
-    return total
+from ..kontext_layout import FULL, HEAD_DIM, TINY, KontextShape, layout, parameter_count  # noqa: F401 (part of synth's API)
 
 
 def random_tensor(key: str, dims: tuple[int, ...], generator: torch.Generator, device="cpu") -> torch.Tensor:
@@ -114,7 +104,7 @@ def write_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, prefix: str 
     ``qtype`` is a GGML type name (``"Q4_K"``); tensors that those files keep precise (1-D, small, embeddings) follow
     the writer's ``default_type_for`` policy.
     """
-    from .gguf import writer
+    from ..gguf import writer
 
     tensors = {}
     for key, value in sd.items():
@@ -145,8 +135,8 @@ def write_random_gguf(
     path: Path, tensors: list[tuple[str, tuple[int, ...]]], qtype: str, arch: str, seed: int = 0, device="cpu"
 ) -> Path:
     """Random valid blocks for every (name, shape) in ``tensors`` (see ``write_gguf_random_blocks``)."""
-    from .gguf import writer
-    from .gguf.types import TYPE_INFO, GGMLType
+    from ..gguf import writer
+    from ..gguf.types import TYPE_INFO, GGMLType
 
     generator = torch.Generator(device=device).manual_seed(seed)
     plan = [(key, dims, writer.default_type_for(key, dims, qtype)) for key, dims in tensors]
@@ -174,7 +164,7 @@ def write_random_gguf(
 
 def t5_state_dict(cfg=None, seed: int = 0) -> dict[str, torch.Tensor]:
     """A float32 T5 v1.1 encoder with Hugging Face names (``atelier_core.text_encoders.t5_layout``)."""
-    from .text_encoders import T5_XXL, t5_layout
+    from ..text_encoders import T5_XXL, t5_layout
 
     generator = torch.Generator().manual_seed(seed)
     sd = {}
@@ -190,8 +180,8 @@ def t5_state_dict(cfg=None, seed: int = 0) -> dict[str, torch.Tensor]:
 
 def write_t5_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, cfg=None) -> Path:
     """A T5 encoder GGUF as the popular files are: llama.cpp names, ``general.architecture = t5encoder``."""
-    from .gguf import writer
-    from .text_encoders import T5_XXL, gguf_name
+    from ..gguf import writer
+    from ..text_encoders import T5_XXL, gguf_name
 
     tensors = {}
     for key, value in sd.items():
@@ -203,7 +193,7 @@ def write_t5_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, cfg=None)
 
 def write_t5_gguf_random_blocks(path: Path, qtype: str, cfg=None, seed: int = 0) -> Path:
     """The full-size T5-XXL encoder as random valid blocks under llama.cpp names (loader and speed tests only)."""
-    from .text_encoders import T5_XXL, gguf_name, t5_layout
+    from ..text_encoders import T5_XXL, gguf_name, t5_layout
 
     cfg = cfg or T5_XXL
     return write_random_gguf(path, [(gguf_name(k, cfg), d) for k, d in t5_layout(cfg)], qtype, "t5encoder", seed)
@@ -211,8 +201,8 @@ def write_t5_gguf_random_blocks(path: Path, qtype: str, cfg=None, seed: int = 0)
 
 def _unit_scale(ggml_type) -> float:
     """The fp16 scale that gives random blocks of this type a standard deviation of one."""
-    from .gguf.dequant import dequantize
-    from .gguf.types import TYPE_INFO
+    from ..gguf.dequant import dequantize
+    from ..gguf.types import TYPE_INFO
 
     info = TYPE_INFO[ggml_type]
     blocks = torch.randint(0, 256, (256, info.type_size), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)

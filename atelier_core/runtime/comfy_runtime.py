@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from .errors import AtelierError
-from .runtime import hosts
+from ..errors import AtelierError
+from . import hosts
 
-PACK_DIR = Path(__file__).resolve().parents[1]
+PACK_DIR = Path(__file__).resolve().parents[2]
 
 
 def find_comfyui(explicit: str | None = None) -> Path:
@@ -50,5 +50,5 @@ def pack_module() -> ModuleType:
 
 
 def kontext_model_module() -> ModuleType:
-    """The pack's ``nodes.kontext_model`` (``load_kontext``, ``LoadOptions``); ComfyUI must be booted first."""
-    return importlib.import_module(pack_module().__name__ + ".nodes.kontext_model")
+    """The pack's ``comfy_glue.kontext_model`` (``load_kontext``, ``LoadOptions``); ComfyUI must be booted first."""
+    return importlib.import_module(pack_module().__name__ + ".comfy_glue.kontext_model")

@@ -19,7 +19,7 @@ import comfy.supported_models
 import comfy.utils
 import torch
 
-from ..atelier_core import architecture, fp8_linear, model_files
+from ..atelier_core import architecture, fp8_linear, model_files, model_ops
 from ..atelier_core.errors import AtelierError
 from ..atelier_core.gguf import reader as gguf_reader
 from ..atelier_core.gguf.types import GGMLType
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _FLOAT_GGML = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}
-_FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+_FP8 = model_ops.FP8
 
 
 @dataclass(frozen=True)
@@ -121,98 +121,95 @@ def _dense_bytes(shapes: dict, dtype: torch.dtype) -> int:
     return total
 
 
-def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
-    """Load a Kontext/FLUX.1 transformer (GGUF, fp8, scaled fp8, bf16/fp16/fp32) as a ComfyUI MODEL."""
-    path = Path(path)
-    if options.float_weights not in ("as_stored", "fp8_per_channel"):
-        raise AtelierError(f"unknown float_weights '{options.float_weights}'; use as_stored or fp8_per_channel")
+def _read(path: Path) -> tuple[str, dict, dict, str, torch.Tensor | None]:
+    """(format, state dict without prefix, shapes, stored-types summary, the scaled_fp8 marker or None)."""
     fmt = model_files.sniff_format(path)
-    if fmt == "gguf":
-        sd, shapes, stored = gguf_state_dict(path)
-    else:
-        sd, shapes, stored = _safetensors_state_dict(path)
+    sd, shapes, stored = gguf_state_dict(path) if fmt == "gguf" else _safetensors_state_dict(path)
     sd, shapes = _strip(sd, shapes)
-    scaled_fp8 = sd.pop("scaled_fp8", None)
     shapes.pop("scaled_fp8", None)
-    arch_shapes = {k: v for k, v in shapes.items() if not k.endswith((".scale_weight", ".scale_input"))}
-    shape = architecture.infer_shape(arch_shapes, path.name)
+    return fmt, sd, shapes, stored, sd.pop("scaled_fp8", None)
 
-    load_device = mm.get_torch_device()
-    offload_device = mm.unet_offload_device()
-    model_config = comfy.supported_models.Flux(host_compat.complete_flux_config(architecture.unet_config(shape)))
-    supported = list(model_config.supported_inference_dtypes)
-    params = sum(v.numel() for v in sd.values() if v.dtype != torch.uint8) + sum(
-        _numel(s) for k, s in shapes.items() if sd[k].dtype == torch.uint8
+
+def _compute_dtype(options: LoadOptions, params: int, supported: list, load_device) -> torch.dtype:
+    if options.compute_dtype != "auto":
+        return COMPUTE_DTYPES[options.compute_dtype]
+    compute = mm.unet_dtype(model_params=params, supported_dtypes=supported)
+    if compute in _FP8:
+        compute = torch.bfloat16 if mm.should_use_bf16(load_device) else torch.float16
+    return compute
+
+
+def _device_facts(load_device, params: int, supported: list) -> model_ops.DeviceFacts:
+    return model_ops.DeviceFacts(
+        manual_cast=lambda dtype: mm.unet_manual_cast(dtype, load_device, supported),
+        auto_dtype=lambda weight: mm.unet_dtype(model_params=params, supported_dtypes=supported, weight_dtype=weight),
+        fp8_compute=mm.supports_fp8_compute(load_device),
+        fp8_rowwise=fp8_linear.rowwise_supported(load_device),
     )
 
-    if scaled_fp8 is not None:
-        host_compat.check_scaled_fp8_supported(path.name)
-        model_config.scaled_fp8 = scaled_fp8.dtype if scaled_fp8.dtype in _FP8 else torch.float8_e4m3fn
-        weight_dtype = None
-    else:
-        weight_dtype = _weight_dtype(sd)
 
-    if options.compute_dtype != "auto":
-        compute = COMPUTE_DTYPES[options.compute_dtype]
-    else:
-        compute = mm.unet_dtype(model_params=params, supported_dtypes=supported)
-        if compute in _FP8:
-            compute = torch.bfloat16 if mm.should_use_bf16(load_device) else torch.float16
-    mode_note = ""
-    gguf_mode = None
-    if fmt == "gguf":
-        gguf_mode = _gguf_mode(options.gguf_mode, shapes, compute, load_device)
-        # Compute where the device can (ComfyUI's rule: e.g. bf16 is upcast to fp32 on a CPU without bf16 math).
-        unet_dtype = compute
-        manual_cast = mm.unet_manual_cast(compute, load_device, supported) or compute
-        model_config.custom_operations = make_gguf_ops(manual_cast, gguf_mode)
-        mode_note = _GGUF_MODE_NOTES[gguf_mode]
-        if gguf_mode == "materialize_fp8":
-            rowwise = _fp8_rowwise(load_device, manual_cast)
-            mode_note += ", fp8 matmul" if rowwise else ", upcast per layer (no fp8 matmul for this device or dtype)"
-    elif weight_dtype in _FP8 or scaled_fp8 is not None:
-        # Keep fp8 storage and upcast per layer (ComfyUI's own fp8 operations), optionally computing in fp8.
-        unet_dtype = weight_dtype if scaled_fp8 is None else compute
-        manual_cast = compute
-        fp8_compute = mm.supports_fp8_compute(load_device)
-        if options.fp8_matmul:
-            model_config.optimizations["fp8"] = True
-        mode_note = "fp8 matmul" if options.fp8_matmul and fp8_compute else "fp8 storage, upcast per layer"
-        if options.fp8_matmul and not fp8_compute:
-            log.warning("Kontext Loader: this device has no fp8 matmul; computing in %s instead", compute)
-            mode_note += " (fp8 matmul asked for; this device has none)"
-    elif options.float_weights == "fp8_per_channel":
-        # A float checkpoint stored as fp8 with a scale per output channel while it loads (fp8_channel_ops).
-        unet_dtype = compute
-        manual_cast = mm.unet_manual_cast(compute, load_device, supported) or compute
-        model_config.custom_operations = make_fp8_channel_ops(manual_cast)
-        mode_note = "fp8 weights (per-channel scales)" + (
-            ", fp8 matmul" if _fp8_rowwise(load_device, manual_cast) else ", upcast per layer (no fp8 matmul here)"
-        )
-    else:
-        if options.compute_dtype != "auto":
-            unet_dtype = compute
-        else:
-            unet_dtype = mm.unet_dtype(model_params=params, supported_dtypes=supported, weight_dtype=weight_dtype)
-        manual_cast = mm.unet_manual_cast(unet_dtype, load_device, supported)
-    model_config.set_inference_dtype(unet_dtype, manual_cast)
+def _apply(model_config, choice: model_ops.OpsChoice, gguf_mode: str | None) -> None:
+    if choice.operations == "gguf":
+        model_config.custom_operations = make_gguf_ops(choice.manual_cast, gguf_mode)
+    elif choice.operations == "fp8_channel":
+        model_config.custom_operations = make_fp8_channel_ops(choice.manual_cast)
+    if choice.fp8_optimization:
+        model_config.optimizations["fp8"] = True
+    if choice.warning:
+        log.warning("%s", choice.warning)
+    model_config.set_inference_dtype(choice.unet_dtype, choice.manual_cast)
 
-    model = model_config.get_model(sd, "")
-    model = model.to(offload_device)
+
+def _build_model(model_config, sd: dict, path: Path, offload_device):
+    model = model_config.get_model(sd, "").to(offload_device)
     missing, unexpected = model.diffusion_model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith((".scale_weight", ".scale_input"))]
     if missing:
         raise AtelierError(f"'{path.name}': the model could not take tensors {missing[:3]} (of {len(missing)})")
     if unexpected:
         log.info("Kontext Loader: %d tensors in '%s' were not used: %s", len(unexpected), path.name, unexpected[:5])
+    return model
+
+
+def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
+    """Load a Kontext/FLUX.1 transformer (GGUF, fp8, scaled fp8, bf16/fp16/fp32) as a ComfyUI MODEL."""
+    path = Path(path)
+    model_ops.check_float_weights(options.float_weights)
+    fmt, sd, shapes, stored, scaled_fp8 = _read(path)
+    arch_shapes = {k: v for k, v in shapes.items() if not k.endswith((".scale_weight", ".scale_input"))}
+    shape = architecture.infer_shape(arch_shapes, path.name)
+
+    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+    model_config = comfy.supported_models.Flux(host_compat.complete_flux_config(architecture.unet_config(shape)))
+    supported = list(model_config.supported_inference_dtypes)
+    quantized = {k: s for k, s in shapes.items() if sd[k].dtype == torch.uint8}
+    params = sum(v.numel() for v in sd.values() if v.dtype != torch.uint8) + sum(map(_numel, quantized.values()))
+    if scaled_fp8 is not None:
+        host_compat.check_scaled_fp8_supported(path.name)
+        model_config.scaled_fp8 = scaled_fp8.dtype if scaled_fp8.dtype in _FP8 else torch.float8_e4m3fn
+    compute = _compute_dtype(options, params, supported, load_device)
+    gguf_mode = _gguf_mode(options.gguf_mode, shapes, compute, load_device) if fmt == "gguf" else None
+    storage = model_ops.Storage(fmt, None if scaled_fp8 is not None else _weight_dtype(sd), scaled_fp8 is not None)
+    choice = model_ops.choose_operations(
+        storage,
+        compute,
+        _device_facts(load_device, params, supported),
+        gguf_mode=gguf_mode,
+        fp8_matmul=options.fp8_matmul,
+        float_weights=options.float_weights,
+        fixed_compute=options.compute_dtype != "auto",
+    )
+    _apply(model_config, choice, gguf_mode)
+
+    model = _build_model(model_config, sd, path, offload_device)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
     if gguf_mode in ("materialize", "materialize_fp8"):
-        kept = torch.float8_e4m3fn if gguf_mode == "materialize_fp8" else manual_cast
-        _reserve_dense_memory(model, _dense_bytes({k: s for k, s in shapes.items() if sd[k].dtype == torch.uint8}, kept))
+        kept = torch.float8_e4m3fn if gguf_mode == "materialize_fp8" else choice.manual_cast
+        _reserve_dense_memory(model, _dense_bytes(quantized, kept))
     summary = (
         f"{path.name}: {fmt}, {shape.depth}+{shape.depth_single} blocks, hidden {shape.hidden}; stored {stored}; "
-        f"compute {str(manual_cast or unet_dtype).replace('torch.', '')}"
-        + (f"; {mode_note}" if mode_note else "")
+        f"compute {str(choice.manual_cast or choice.unet_dtype).replace('torch.', '')}"
+        + (f"; {choice.note}" if choice.note else "")
     )
     log.info("Kontext Loader: %s", summary)
     return LoadedKontext(patcher, summary)
@@ -223,13 +220,6 @@ def _numel(dims) -> int:
     for d in dims:
         n *= d
     return n
-
-
-_GGUF_MODE_NOTES = {
-    "on_the_fly": "dequantized on the fly",
-    "materialize": "dequantized weights kept on the device",
-    "materialize_fp8": "fp8 weights (per-channel scales) kept on the device",
-}
 
 
 def _gguf_mode(mode: str, shapes: dict, compute: torch.dtype, device: torch.device) -> str:
@@ -245,11 +235,6 @@ def _gguf_mode(mode: str, shapes: dict, compute: torch.dtype, device: torch.devi
         return "on_the_fly"  # RAM is the scarce resource on a CPU run; dequantizing costs little there
     dense = _dense_bytes(shapes, compute)
     return "materialize" if mm.get_free_memory(device) > dense * 1.15 + 2 * 1024**3 else "on_the_fly"
-
-
-def _fp8_rowwise(device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether materialize_fp8 will multiply in fp8 here (bf16 compute and row-wise ``_scaled_mm``)."""
-    return dtype == torch.bfloat16 and fp8_linear.rowwise_supported(device)
 
 
 def _reserve_dense_memory(model, extra: int) -> None:
