@@ -370,7 +370,7 @@ def _merge_inputs(**overrides) -> dict:
         "formula": "ciede2000",
         "auto_threshold": False,
         "min_area": 64,
-        "grow": 6,
+        "grow": 4,
         "feather": 12,
         "blend": "poisson",
         "align": True,
