@@ -68,35 +68,15 @@ class LoraMerge:
         kohya = {"lora_unet_" + s.replace(".", "_"): s for s in stems}
         unknown: list[str] = []
         for key, value in tensors.items():
-            kind = None
-            for suffix, what in _LORA_SUFFIXES:
-                if key.endswith(suffix):
-                    kind, raw_stem = what, key[: -len(suffix)]
-                    break
+            kind, raw_stem = _lora_kind(path, key)
             if kind is None:
-                if key.endswith(".dora_scale"):
-                    raise AtelierError(f"LoRA '{path.name}' is a DoRA ({key}); merging DoRA is not supported")
                 unknown.append(key)
-                continue
-            if raw_stem.startswith(("lora_te", "text_encoder", "te_", "lora_te1_", "lora_te2_")):
+            elif raw_stem.startswith(("lora_te", "text_encoder", "te_", "lora_te1_", "lora_te2_")):
                 merge.ignored.append(key)
-                continue
-            stem = kohya.get(raw_stem)
-            if stem is None:
-                for prefix in _LORA_PREFIXES:
-                    if raw_stem.startswith(prefix) and raw_stem[len(prefix) :] in stems:
-                        stem = raw_stem[len(prefix) :]
-                        break
-            if stem is None:
+            elif (stem := _model_stem(raw_stem, kohya, stems)) is None:
                 unknown.append(key)
-                continue
-            patch = merge.patches.setdefault(stem, LoraPatch())
-            if kind == "alpha":
-                patch.alpha = float(value.float().reshape(-1)[0])
             else:
-                if not value.is_floating_point():
-                    raise AtelierError(f"LoRA '{path.name}': '{key}' holds {value.dtype} values, not floats")
-                setattr(patch, kind, value)
+                merge._add(stem, kind, key, value)
         if unknown:
             hint = ""
             if any("transformer_blocks" in k or "to_q" in k for k in unknown):
@@ -114,6 +94,15 @@ class LoraMerge:
         if merge.ignored:
             logger.warning("LoRA %s: ignoring %d text-encoder keys", path.name, len(merge.ignored))
         return merge
+
+    def _add(self, stem: str, kind: str, key: str, value) -> None:
+        patch = self.patches.setdefault(stem, LoraPatch())
+        if kind == "alpha":
+            patch.alpha = float(value.float().reshape(-1)[0])
+            return
+        if not value.is_floating_point():
+            raise AtelierError(f"LoRA '{self.path.name}': '{key}' holds {value.dtype} values, not floats")
+        setattr(patch, kind, value)
 
     def _check(self, shapes: dict[str, tuple[int, ...]]) -> None:
         for stem, p in self.patches.items():
@@ -159,3 +148,24 @@ class LoraMerge:
 
 def _flat2d(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1) if t.ndim != 2 else t
+
+
+def _lora_kind(path: Path, key: str) -> tuple[str | None, str]:
+    """(what the tensor is: up/down/alpha..., its layer stem as the LoRA names it), or (None, '') for another key."""
+    for suffix, what in _LORA_SUFFIXES:
+        if key.endswith(suffix):
+            return what, key[: -len(suffix)]
+    if key.endswith(".dora_scale"):
+        raise AtelierError(f"LoRA '{path.name}' is a DoRA ({key}); merging DoRA is not supported")
+    return None, ""
+
+
+def _model_stem(raw_stem: str, kohya: dict[str, str], stems: set[str]) -> str | None:
+    """The model's layer a LoRA stem targets (kohya's lora_unet_ names or a known prefix), or None."""
+    stem = kohya.get(raw_stem)
+    if stem is not None:
+        return stem
+    for prefix in _LORA_PREFIXES:
+        if raw_stem.startswith(prefix) and raw_stem[len(prefix) :] in stems:
+            return raw_stem[len(prefix) :]
+    return None
