@@ -25,7 +25,7 @@ from .gguf_ops import apply_weight_functions, patched_bias
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def make_fp8_channel_ops(compute_dtype: torch.dtype):
+def make_fp8_channel_ops(compute_dtype: torch.dtype):  # noqa: C901 (the layer class's methods count here)
     """An operations class (ComfyUI's ``custom_operations``) for one loaded float checkpoint."""
 
     class Fp8ChannelLinear(comfy.ops.manual_cast.Linear):

@@ -127,7 +127,7 @@ class _GGUFWeight:
         return apply_weight_functions(self, dense, dtype)
 
 
-def make_gguf_ops(compute_dtype: torch.dtype, mode: str):
+def make_gguf_ops(compute_dtype: torch.dtype, mode: str):  # noqa: C901 (the layer classes' methods count here)
     """Return an operations class (ComfyUI's ``custom_operations``) for one loaded GGUF model.
 
     ``mode``: ``on_the_fly`` dequantizes at every forward; ``materialize`` keeps the dequantized weight on the

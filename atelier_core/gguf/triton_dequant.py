@@ -225,7 +225,7 @@ if triton is not None:
         return rounded.to(tl.uint16).to(tl.bfloat16, bitcast=True)
 
     @triton.jit
-    def _dequant_kernel(
+    def _dequant_kernel(  # noqa: C901 (one branch per GGML type, resolved at compile time: TYPE is constexpr)
         raw_ptr,
         out_ptr,
         table_ptr,
