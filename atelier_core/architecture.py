@@ -45,7 +45,7 @@ def _count(names: list[str], stem: str) -> int:
     indices = set()
     for n in names:
         if n.startswith(stem):
-            head = n[len(stem):].split(".", 1)[0]
+            head = n[len(stem) :].split(".", 1)[0]
             if head.isdigit():
                 indices.add(int(head))
     if indices and indices != set(range(len(indices))):
@@ -69,7 +69,9 @@ def infer_shape(shapes: Shapes, file_label: str) -> KontextShape:
     except (KeyError, ValueError, IndexError) as exc:
         raise UnsupportedModelError(f"'{file_label}' lacks a FLUX tensor or has a wrong rank: {exc}") from None
     if hidden % HEAD_DIM or hidden <= 0:
-        raise UnsupportedModelError(f"'{file_label}': hidden size {hidden} is not a multiple of the head size {HEAD_DIM}")
+        raise UnsupportedModelError(
+            f"'{file_label}': hidden size {hidden} is not a multiple of the head size {HEAD_DIM}"
+        )
     if in_channels != 64:
         raise UnsupportedModelError(
             f"'{file_label}' takes {in_channels} input channels; Kontext/FLUX.1-dev take 64 (Fill/Depth/Canny "

@@ -28,8 +28,17 @@ from .errors import AtelierError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MergeOptions", "MergeResult", "delta_e_map", "diff_merge", "diff_merge_batch", "feather_mask",
-           "fit_to_size", "format_report", "grow_mask"]
+__all__ = [
+    "MergeOptions",
+    "MergeResult",
+    "delta_e_map",
+    "diff_merge",
+    "diff_merge_batch",
+    "feather_mask",
+    "fit_to_size",
+    "format_report",
+    "grow_mask",
+]
 
 BLEND_MODES = ("poisson", "multiband", "alpha")
 USER_MASK_MODES = ("add", "subtract", "replace")

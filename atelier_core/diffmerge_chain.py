@@ -123,6 +123,7 @@ def run_chain(
     ``merge(original, render) -> merged`` replaces our diff-merge (the benchmark runs a peer's node through it).
     """
     if merge is None:
+
         def merge(original, render):
             return _dm.diff_merge(original, render, options).merged
 

@@ -50,9 +50,12 @@ def rowwise_supported(device: torch.device) -> bool:
         a = torch.ones(16, 32, device=device).to(FP8)
         b = torch.ones(16, 32, device=device).to(FP8)
         out = torch._scaled_mm(
-            a, b.t(), scale_a=torch.ones(16, 1, device=device), scale_b=torch.ones(1, 16, device=device),
+            a,
+            b.t(),
+            scale_a=torch.ones(16, 1, device=device),
+            scale_b=torch.ones(1, 16, device=device),
             out_dtype=torch.bfloat16,
-        )  # fmt: skip
+        )
         return bool(out.float().sum().item() == 16 * 16 * 32)
     except (RuntimeError, NotImplementedError, TypeError):
         return False
@@ -71,7 +74,12 @@ def use_rowwise(wq: torch.Tensor, dtype: torch.dtype, device: torch.device | Non
 
 
 def linear(
-    x: torch.Tensor, wq: torch.Tensor, w_scale: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype, rowwise: bool
+    x: torch.Tensor,
+    wq: torch.Tensor,
+    w_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    dtype: torch.dtype,
+    rowwise: bool,
 ) -> torch.Tensor:
     """``x @ W.T + bias`` with W given as fp8 + per-row scales; the result has ``dtype``.
 

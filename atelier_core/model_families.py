@@ -80,7 +80,9 @@ def stitcher_family(image_model: str | None, who: str) -> ModelFamily:
             f"{supported}). Use core ReferenceLatent or that model's own reference node instead."
         )
     if not found.stitcher:
-        raise AtelierError(f"{who}: the connected model is {found.name}, which this node does not serve. {found.instead}.")
+        raise AtelierError(
+            f"{who}: the connected model is {found.name}, which this node does not serve. {found.instead}."
+        )
     return found
 
 

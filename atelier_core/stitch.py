@@ -263,7 +263,9 @@ def plan_references(
         return plan_pixel_stitch(sizes, weights, slots, fingerprints, sizing, fit, int(token_budget), size_mode)
 
     def geo(i: int) -> geometry.Geometry:
-        return reference_geometry(*sizes[i], sizing, fit, tokens=share, fingerprint=fingerprints[i], size_mode=size_mode)
+        return reference_geometry(
+            *sizes[i], sizing, fit, tokens=share, fingerprint=fingerprints[i], size_mode=size_mode
+        )
 
     placements = tuple(Placement(slots[i], weights[i], geo(i)) for i in active)
     first = placements[0].geometry if active and active[0] == 0 else geo(0)
@@ -324,8 +326,11 @@ def plan_pixel_stitch(
         first = placements[0].geometry
     else:
         first = fit_geometry(
-            *sizes[0], (max(MULTIPLE, round(height * _clamped_ratio(*sizes[0]) / MULTIPLE) * MULTIPLE), height),
-            fit, "stitch", fingerprints[0],
+            *sizes[0],
+            (max(MULTIPLE, round(height * _clamped_ratio(*sizes[0]) / MULTIPLE) * MULTIPLE), height),
+            fit,
+            "stitch",
+            fingerprints[0],
         )
     return StitchPlan("pixel_stitch", tuple(placements), (x, height)), first
 
@@ -344,6 +349,7 @@ def weight_spec(plan: StitchPlan) -> tuple[tuple[Rect, ...], ...]:
     offset/index: one latent per placement, one rectangle covering it (or none for weight 1). pixel_stitch: one
     latent; a rectangle per piece with a weight other than 1.
     """
+
     def grid(size: Size) -> tuple[int, int]:
         return math.ceil(size[1] / TOKEN_PIXELS), math.ceil(size[0] / TOKEN_PIXELS)
 

@@ -34,11 +34,18 @@ class T5Config:
     def comfy_config(self) -> dict:
         """The config dict ComfyUI's ``comfy.text_encoders.t5.T5`` takes."""
         return {
-            "d_ff": self.d_ff, "d_kv": self.d_kv, "d_model": self.d_model, "num_heads": self.num_heads,
-            "num_layers": self.num_layers, "vocab_size": self.vocab_size, "dense_act_fn": "gelu_pytorch_tanh",
-            "is_gated_act": True, "model_type": "t5", "relative_attention_num_buckets": self.buckets,
+            "d_ff": self.d_ff,
+            "d_kv": self.d_kv,
+            "d_model": self.d_model,
+            "num_heads": self.num_heads,
+            "num_layers": self.num_layers,
+            "vocab_size": self.vocab_size,
+            "dense_act_fn": "gelu_pytorch_tanh",
+            "is_gated_act": True,
+            "model_type": "t5",
+            "relative_attention_num_buckets": self.buckets,
             "relative_attention_max_distance": 128,
-        }  # fmt: skip
+        }
 
 
 T5_XXL = T5Config()
@@ -124,8 +131,14 @@ def check_t5_shapes(shapes: dict[str, tuple[int, ...]], file_name: str, cfg: T5C
         raise AtelierError(
             f"'{file_name}' is not a T5 v1.1 XXL encoder (found {found_layers} blocks of width {width}; "
             f"Kontext needs 24 blocks of 4096): "
-            + "; ".join(([f"missing {missing[:2]} (+{len(missing) - 2} more)" if len(missing) > 2 else f"missing {missing}"] if missing else [])
-                        + wrong[:2])  # fmt: skip
+            + "; ".join(
+                (
+                    [f"missing {missing[:2]} (+{len(missing) - 2} more)" if len(missing) > 2 else f"missing {missing}"]
+                    if missing
+                    else []
+                )
+                + wrong[:2]
+            )
         )
 
 

@@ -138,7 +138,10 @@ def chain_table(peer, turns: int, out_dir: Path) -> list[str]:
                 f = diffmerge_chain.run_chain(img, turns, drift, seed, far=20.0, dilate=8, merge=merge)
                 pic = diffmerge_chain.spurious_picture(img, f)
                 cv2.imwrite(
-                    str(out_dir / f"chain_{who.split(',')[0]}{'_narrow' if ',' in who else ''}_{name.split('_')[0]}_{drift}.png"),
+                    str(
+                        out_dir
+                        / f"chain_{who.split(',')[0]}{'_narrow' if ',' in who else ''}_{name.split('_')[0]}_{drift}.png"
+                    ),
                     (pic[..., ::-1] * 255).round().astype(np.uint8),
                 )
                 rows.append(
@@ -158,7 +161,9 @@ def main() -> int:
     ap.add_argument("--skip-chain", action="store_true")
     args = ap.parse_args()
     if not (args.peer / "flux_kontext_diff_merge.py").is_file():
-        ap.error(f"{args.peer} has no flux_kontext_diff_merge.py; clone github.com/safzanpirani/flux-kontext-diff-merge")
+        ap.error(
+            f"{args.peer} has no flux_kontext_diff_merge.py; clone github.com/safzanpirani/flux-kontext-diff-merge"
+        )
     peer, defaults = load_peer(args.peer)
     out = sys.stdout
     out.write(f"peer defaults: {defaults}\ncv2 threads {cv2.getNumThreads()}\n\n")

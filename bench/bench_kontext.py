@@ -33,7 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from atelier_core.runtime import comfy_runtime  # noqa: E402
 
-CORE_MODES = {"bf16": ("bf16", {}), "fp8": ("fp8", {"dtype": "fp8"}), "fp8fast": ("fp8", {"dtype": "fp8", "fast": True})}
+CORE_MODES = {
+    "bf16": ("bf16", {}),
+    "fp8": ("fp8", {"dtype": "fp8"}),
+    "fp8fast": ("fp8", {"dtype": "fp8", "fast": True}),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -160,9 +164,19 @@ def sampler(patcher, res: int, refs: int, tiny: bool):
 
     def sample(steps: int):
         out = comfy.sample.sample(
-            patcher, noise, steps, 1.0, "euler", "simple", positive, negative, latent, denoise=1.0, seed=0,
+            patcher,
+            noise,
+            steps,
+            1.0,
+            "euler",
+            "simple",
+            positive,
+            negative,
+            latent,
+            denoise=1.0,
+            seed=0,
             disable_pbar=True,
-        )  # fmt: skip
+        )
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         return out
@@ -230,12 +244,19 @@ def main(argv=None) -> int:
         if not path.exists():
             t0 = time.time()
             write_model(fmt, path, shape)
-            print(f"wrote {path.name} ({path.stat().st_size / 2**30:.1f} GiB) in {time.time() - t0:.1f}s", file=sys.stderr)  # noqa: T201
+            took = time.time() - t0
+            print(f"wrote {path.name} ({path.stat().st_size / 2**30:.1f} GiB) in {took:.1f}s", file=sys.stderr)  # noqa: T201
         t0 = time.time()
         patcher, how = load(kind, fmt, flags, path, args)
         load_s = time.time() - t0
         for res, refs in sizes:
-            row = {"mode": spec, "load_s": round(load_s, 2), **time_mode(patcher, res, refs, args), "device": device, "how": how}
+            row = {
+                "mode": spec,
+                "load_s": round(load_s, 2),
+                **time_mode(patcher, res, refs, args),
+                "device": device,
+                "how": how,
+            }
             print(json.dumps(row), flush=True)  # noqa: T201
             if args.json_out:
                 with open(args.json_out, "a") as fh:
@@ -250,14 +271,14 @@ def main(argv=None) -> int:
 
 def print_table(rows: list[dict]) -> None:
     base = {(r["res"], r["refs"]): r["s_per_step"] for r in rows if r["mode"] == "comfy:bf16"}
-    print(f"\n{'mode':34} {'res':>5} {'refs':>4} {'tokens':>6} {'s/step':>8} {'vs comfy bf16':>13} {'first s':>8} {'peak GiB':>9}")  # noqa: T201
+    header = f"{'mode':34} {'res':>5} {'refs':>4} {'tokens':>6} {'s/step':>8} {'vs comfy bf16':>13} {'first s':>8}"
+    print(f"\n{header} {'peak GiB':>9}")  # noqa: T201
     for r in rows:
         ref = base.get((r["res"], r["refs"]))
         ratio = f"{ref / r['s_per_step']:.2f}x" if ref else "-"
         print(  # noqa: T201
             f"{r['mode']:34} {r['res']:>5} {r['refs']:>4} {r['tokens']:>6} {r['s_per_step']:>8.4f} {ratio:>13} "
-            f"{r['first_step_s']:>8.2f} {str(r['peak_gib']):>9}"
-            + ("" if r["finite"] else "  NOT FINITE")
+            f"{r['first_step_s']:>8.2f} {str(r['peak_gib']):>9}" + ("" if r["finite"] else "  NOT FINITE")
         )
 
 

@@ -84,8 +84,12 @@ def check_dequant(args) -> None:
             ref = dequant.dequantize(raw, t, shape, dtype)
             dequant.set_backend("triton")
             out = dequant.dequantize(raw, t, shape, dtype)
-            same &= bool(torch.equal(ref.view(torch.uint8) if dtype != torch.float32 else ref.view(torch.int32),
-                                     out.view(torch.uint8) if dtype != torch.float32 else out.view(torch.int32)))  # fmt: skip
+            same &= bool(
+                torch.equal(
+                    ref.view(torch.uint8) if dtype != torch.float32 else ref.view(torch.int32),
+                    out.view(torch.uint8) if dtype != torch.float32 else out.view(torch.int32),
+                )
+            )
         for name in ("torch", "triton"):
             dequant.set_backend(name)
             row[f"{name}_ms"] = round(_time_ms(dequant.dequantize, raw, t, shape, torch.bfloat16), 3)
@@ -133,11 +137,20 @@ def _accuracy_files(args, shape) -> dict[str, Path]:
 
 # (mode as bench_kontext spells it, file, whether a bound applies): bounds are the CPU tests' (test_loader_host.py)
 ACCURACY_MODES = [
-    ("q8_0", "q8_0"), ("q8_0:torch_dequant", "q8_0"), ("q8_0:materialize", "q8_0"), ("q4_k", "q4_k"),
-    ("q4_k:materialize", "q4_k"), ("q4_k:materialize_fp8", "q4_k"), ("q4_k:materialize:compile", "q4_k"),
-    ("bf16:compile", "bf16"), ("bf16:fp8ch", "bf16"), ("bf16:fp8ch:compile", "bf16"), ("fp8", "fp8"),
-    ("fp8:fp8mm", "fp8"), ("comfy:fp8fast", "fp8"),
-]  # fmt: skip
+    ("q8_0", "q8_0"),
+    ("q8_0:torch_dequant", "q8_0"),
+    ("q8_0:materialize", "q8_0"),
+    ("q4_k", "q4_k"),
+    ("q4_k:materialize", "q4_k"),
+    ("q4_k:materialize_fp8", "q4_k"),
+    ("q4_k:materialize:compile", "q4_k"),
+    ("bf16:compile", "bf16"),
+    ("bf16:fp8ch", "bf16"),
+    ("bf16:fp8ch:compile", "bf16"),
+    ("fp8", "fp8"),
+    ("fp8:fp8mm", "fp8"),
+    ("comfy:fp8fast", "fp8"),
+]
 
 
 def check_accuracy(args) -> None:
@@ -156,14 +169,29 @@ def check_accuracy(args) -> None:
         dequant.set_backend(None)
         latents[spec] = latent
         err = float((latent - reference).norm() / reference.norm())
-        report({"check": "accuracy", "mode": spec, "rel_err_vs_bf16": round(err, 5),
-                "finite": bool(torch.isfinite(latent).all()), "ok": bool(torch.isfinite(latent).all()),
-                "summary": summary}, args)  # fmt: skip
+        report(
+            {
+                "check": "accuracy",
+                "mode": spec,
+                "rel_err_vs_bf16": round(err, 5),
+                "finite": bool(torch.isfinite(latent).all()),
+                "ok": bool(torch.isfinite(latent).all()),
+                "summary": summary,
+            },
+            args,
+        )
     same = bool(torch.equal(latents["q8_0"], latents["q8_0:torch_dequant"]))
     report({"check": "accuracy", "mode": "triton == torch dequant (same latent)", "ok": same}, args)
     compiled = float((latents["q4_k:materialize:compile"] - latents["q4_k:materialize"]).norm() / reference.norm())
-    report({"check": "accuracy", "mode": "compiled vs eager (q4_k materialize)", "rel_diff": round(compiled, 5),
-            "ok": compiled < 0.02}, args)  # fmt: skip
+    report(
+        {
+            "check": "accuracy",
+            "mode": "compiled vs eager (q4_k materialize)",
+            "rel_diff": round(compiled, 5),
+            "ok": compiled < 0.02,
+        },
+        args,
+    )
 
 
 def _run_mode(spec: str, path: Path, args):
@@ -198,11 +226,29 @@ def check_memory(args) -> None:
         peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
         bench_kontext.release(patcher)
         after.append(round(allocated(), 1))
-        report({"check": "memory", "run": run + 1, "format": fmt, "finite": finite, "ok": finite,
-                "peak_gib": None if peak is None else round(peak, 2), "allocated_after_mib": after[-1]}, args)  # fmt: skip
+        report(
+            {
+                "check": "memory",
+                "run": run + 1,
+                "format": fmt,
+                "finite": finite,
+                "ok": finite,
+                "peak_gib": None if peak is None else round(peak, 2),
+                "allocated_after_mib": after[-1],
+            },
+            args,
+        )
     growth = max(after) - baseline
-    report({"check": "memory", "mode": "10 runs, swaps and unloads", "baseline_mib": round(baseline, 1),
-            "max_growth_mib": round(growth, 1), "ok": growth < LEAK_BOUND_MIB}, args)  # fmt: skip
+    report(
+        {
+            "check": "memory",
+            "mode": "10 runs, swaps and unloads",
+            "baseline_mib": round(baseline, 1),
+            "max_growth_mib": round(growth, 1),
+            "ok": growth < LEAK_BOUND_MIB,
+        },
+        args,
+    )
 
 
 def main(argv=None) -> int:

@@ -101,7 +101,9 @@ def write_models(models_dir: Path, workflows: list[str]) -> list[str]:
             save_file(synth.lora_state_dict(shapes, rank=8, seed=1), str(path))
         else:
             raise SystemExit(f"run_workflows: no writer for {model['directory']}/{model['name']}")
-        written.append(f"{model['directory']}/{model['name']} ({path.stat().st_size / 2**30:.2f} GiB, {time.time() - t0:.0f} s)")
+        written.append(
+            f"{model['directory']}/{model['name']} ({path.stat().st_size / 2**30:.2f} GiB, {time.time() - t0:.0f} s)"
+        )
     return written
 
 
@@ -118,8 +120,19 @@ def start_server(comfy: Path, base: Path, cpu: bool) -> tuple[subprocess.Popen, 
     if not link.exists():
         link.symlink_to(ROOT, target_is_directory=True)
     port = _free_port()
-    command = [sys.executable, "main.py", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-               "--disable-auto-launch", "--database-url", "sqlite:///:memory:"] + (["--cpu"] if cpu else [])  # fmt: skip
+    command = [
+        sys.executable,
+        "main.py",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--base-directory",
+        str(base),
+        "--disable-auto-launch",
+        "--database-url",
+        "sqlite:///:memory:",
+    ] + (["--cpu"] if cpu else [])
     log = open(base / "server.log", "wb")  # a file, not a pipe: a full pipe would stall the server
     process = subprocess.Popen(command, cwd=comfy, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -141,8 +154,23 @@ def run_one(name: str, url: str, out: Path, args) -> dict:
     from atelier_core.workflow_fill import reference_nodes
 
     references = [str(p) for p in REFERENCES][: len(reference_nodes(api))]
-    command = [sys.executable, "-m", "atelier_core.cli", "run", name, "--image", str(EXAMPLE), "--prompt", PROMPT,
-               "--server", url, "-o", str(out / name), "--seed", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "atelier_core.cli",
+        "run",
+        name,
+        "--image",
+        str(EXAMPLE),
+        "--prompt",
+        PROMPT,
+        "--server",
+        url,
+        "-o",
+        str(out / name),
+        "--seed",
+        "1",
+    ]
     for ref in references:
         command += ["--reference", ref]
     for setting in args.set:
@@ -160,8 +188,15 @@ def run_one(name: str, url: str, out: Path, args) -> dict:
 
         with Image.open(image) as im:
             sizes.append(list(im.size))
-    return {"workflow": name, "ok": code == 0 and bool(images), "exit": code, "seconds": round(time.time() - t0, 1),
-            "images": [p.name for p in images], "sizes": sizes, "tail": "" if code == 0 else tail}  # fmt: skip
+    return {
+        "workflow": name,
+        "ok": code == 0 and bool(images),
+        "exit": code,
+        "seconds": round(time.time() - t0, 1),
+        "images": [p.name for p in images],
+        "sizes": sizes,
+        "tail": "" if code == 0 else tail,
+    }
 
 
 def main(argv=None) -> int:

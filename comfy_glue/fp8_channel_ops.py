@@ -41,13 +41,17 @@ def make_fp8_channel_ops(compute_dtype: torch.dtype):  # noqa: C901 (the layer c
         def reset_parameters(self):
             return None
 
-        def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        def _load_from_state_dict(
+            self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        ):
             weight = state_dict.get(prefix + "weight")
             bias = state_dict.get(prefix + "bias")
             if weight is None:
                 missing_keys.append(prefix + "weight")
             elif tuple(weight.shape) != (self.out_features, self.in_features):
-                error_msgs.append(f"{prefix}weight has shape {tuple(weight.shape)}, expected {(self.out_features, self.in_features)}")
+                error_msgs.append(
+                    f"{prefix}weight has shape {tuple(weight.shape)}, expected {(self.out_features, self.in_features)}"
+                )
             else:
                 wq, scale = fp8_linear.quantize_weight(weight)
                 self.weight = torch.nn.Parameter(wq, requires_grad=False)
@@ -65,7 +69,9 @@ def make_fp8_channel_ops(compute_dtype: torch.dtype):  # noqa: C901 (the layer c
 
         def set_weight(self, weight, inplace_update=False, seed=None, return_weight=False, **kwargs):
             scaled = weight / self.weight_scale.to(device=weight.device, dtype=weight.dtype)
-            wq = comfy.float.stochastic_rounding(scaled.clamp(-fp8_linear.FP8_MAX, fp8_linear.FP8_MAX), fp8_linear.FP8, seed=seed)
+            wq = comfy.float.stochastic_rounding(
+                scaled.clamp(-fp8_linear.FP8_MAX, fp8_linear.FP8_MAX), fp8_linear.FP8, seed=seed
+            )
             if return_weight:
                 return wq
             if inplace_update:

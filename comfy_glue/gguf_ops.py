@@ -81,7 +81,9 @@ class _GGUFWeight:
     def reset_parameters(self):
         return None
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         expected = self.ggml_shape
         weight = state_dict.get(prefix + "weight")
         bias = state_dict.get(prefix + "bias")
@@ -157,7 +159,12 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):  # noqa: C901 (the lay
         def atelier_prepare(self, device: torch.device, dtype: torch.dtype) -> None:
             """Materialize now (eagerly), so a compiled forward finds the weight ready instead of rebuilding it."""
             # Only what `_payload` would keep: lowvram layers (patched per forward, weights off the device) stay lazy.
-            if mode != "on_the_fly" and not self.weight_function and self.weight is not None and self.weight.device == device:
+            if (
+                mode != "on_the_fly"
+                and not self.weight_function
+                and self.weight is not None
+                and self.weight.device == device
+            ):
                 self._payload(device, dtype)
 
         def _payload(self, device: torch.device, dtype: torch.dtype) -> tuple:
@@ -187,8 +194,20 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):  # noqa: C901 (the lay
         Only the rows the tokens pick are dequantized: a prompt reads a few hundred of T5's 32,128 rows.
         """
 
-        def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
-                     scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None, dtype=None):  # fmt: skip
+        def __init__(
+            self,
+            num_embeddings,
+            embedding_dim,
+            padding_idx=None,
+            max_norm=None,
+            norm_type=2.0,
+            scale_grad_by_freq=False,
+            sparse=False,
+            _weight=None,
+            _freeze=False,
+            device=None,
+            dtype=None,
+        ):
             torch.nn.Module.__init__(self)
             self.num_embeddings = num_embeddings
             self.embedding_dim = embedding_dim

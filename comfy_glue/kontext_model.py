@@ -99,7 +99,10 @@ def _strip(sd: dict, shapes: dict) -> tuple[dict, dict]:
     if not prefix:
         return sd, shapes
     n = len(prefix)
-    return ({k[n:]: v for k, v in sd.items() if k.startswith(prefix)}, {k[n:]: v for k, v in shapes.items() if k.startswith(prefix)})
+    return (
+        {k[n:]: v for k, v in sd.items() if k.startswith(prefix)},
+        {k[n:]: v for k, v in shapes.items() if k.startswith(prefix)},
+    )
 
 
 def _weight_dtype(sd: dict) -> torch.dtype | None:

@@ -79,9 +79,13 @@ class AtelierKontextLoader(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, model_name: str, compute_dtype: str = "auto", gguf_mode: str = "auto", fp8_matmul: bool = False,
+        cls,
+        model_name: str,
+        compute_dtype: str = "auto",
+        gguf_mode: str = "auto",
+        fp8_matmul: bool = False,
         float_weights: str = "as_stored",
-    ):  # fmt: skip
+    ):
         path = resolve_model_file(model_name)
         try:
             loaded = load_kontext(path, LoadOptions(compute_dtype, gguf_mode, fp8_matmul, float_weights))

@@ -108,9 +108,12 @@ class AtelierKontextTextEncoders(io.ComfyNode):
             load_device = options.get("load_device", mm.text_encoder_device())
             options["custom_operations"] = make_gguf_ops(mm.text_encoder_dtype(load_device), "on_the_fly")
         clip = comfy.sd.load_text_encoder_state_dicts(
-            [clip_sd, t5_sd], embedding_directory=folder_paths.get_folder_paths("embeddings"),
-            clip_type=comfy.sd.CLIPType.FLUX, model_options=options, **host_compat.text_encoder_options(),
-        )  # fmt: skip
+            [clip_sd, t5_sd],
+            embedding_directory=folder_paths.get_folder_paths("embeddings"),
+            clip_type=comfy.sd.CLIPType.FLUX,
+            model_options=options,
+            **host_compat.text_encoder_options(),
+        )
         summary = f"CLIP-L {clip_l_name}; T5-XXL {t5_name}: {t5_kind}"
         return io.NodeOutput(clip, ui=ui.PreviewText(summary))
 

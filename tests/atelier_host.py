@@ -214,7 +214,9 @@ class ComfyHost:
     # -- execution ------------------------------------------------------------------------------------------------
     def validate(self, prompt: dict) -> list[str]:
         """Run ComfyUI's validate_prompt; return the output node ids, or raise PromptInvalid."""
-        valid, error, outputs, node_errors = asyncio.run(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+        valid, error, outputs, node_errors = asyncio.run(
+            self.execution.validate_prompt(str(uuid.uuid4()), prompt, None)
+        )
         if not valid:
             raise PromptInvalid(error, node_errors)
         return outputs

@@ -148,7 +148,9 @@ class AtelierTestQwenEditEncode:
         images = [i for i in (image1, image2, image3) if i is not None]
         if vae is not None and images:
             latents = [vae.encode(i[:, :, :, :3]) for i in images]
-            conditioning = node_helpers.conditioning_set_values(conditioning, {"reference_latents": latents}, append=True)
+            conditioning = node_helpers.conditioning_set_values(
+                conditioning, {"reference_latents": latents}, append=True
+            )
         return (conditioning,)
 
 

@@ -37,9 +37,17 @@ def edit_graph(
     graph: dict = {
         "loader": {
             "class_type": "AtelierKontextLoader",
-            "inputs": {"model_name": model_name, "compute_dtype": compute_dtype, "gguf_mode": gguf_mode, "fp8_matmul": False},
+            "inputs": {
+                "model_name": model_name,
+                "compute_dtype": compute_dtype,
+                "gguf_mode": gguf_mode,
+                "fp8_matmul": False,
+            },
         },
-        "text": {"class_type": "AtelierTestTextEncode", "inputs": {"text": "make the cloak red", "tokens": 8, "guidance": 2.5}},
+        "text": {
+            "class_type": "AtelierTestTextEncode",
+            "inputs": {"text": "make the cloak red", "tokens": 8, "guidance": 2.5},
+        },
         "ref": {"class_type": "AtelierTestLatent", "inputs": {"width": size, "height": size, "seed": 3}},
         "reference": {"class_type": "ReferenceLatent", "inputs": {"conditioning": ["text", 0], "latent": ["ref", 0]}},
         "guidance": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["reference", 0], "guidance": 2.5}},

@@ -45,20 +45,57 @@ EXECUTE_TIMEOUT_S = 60  # the run itself: token counting and a 451x300 merge on 
 ORIGINAL_NAME, EDITED_NAME = "atelier_original.png", "atelier_edited.png"
 EDIT_BOX = (140, 90, 320, 210)  # x0, y0, x1, y1
 PROMPT_INPUTS = {
-    "mode": "describe", "template": "(none)", "subject": "fantasy knight", "custom_subject": "", "scale": "32 mm",
-    "material": "acrylic", "technique": "wet blending", "light_direction": "side", "light_temperature": "warm golden",
-    "light_quality": "soft", "camera": "macro 1:1", "focal_length": "100 mm macro", "aperture": "f/8",
-    "depth_of_field": "shallow", "backdrop": "grey gradient", "base": "(none)", "part": "", "change_to": "", "text": "",
-    "reference": 2, "keep": "everything else", "extra": "on a round resin base", "guidance": 2.5, "variants": 3,
-    "vary": "lighting", "seed": 7,
-}  # fmt: skip
+    "mode": "describe",
+    "template": "(none)",
+    "subject": "fantasy knight",
+    "custom_subject": "",
+    "scale": "32 mm",
+    "material": "acrylic",
+    "technique": "wet blending",
+    "light_direction": "side",
+    "light_temperature": "warm golden",
+    "light_quality": "soft",
+    "camera": "macro 1:1",
+    "focal_length": "100 mm macro",
+    "aperture": "f/8",
+    "depth_of_field": "shallow",
+    "backdrop": "grey gradient",
+    "base": "(none)",
+    "part": "",
+    "change_to": "",
+    "text": "",
+    "reference": 2,
+    "keep": "everything else",
+    "extra": "on a round resin base",
+    "guidance": 2.5,
+    "variants": 3,
+    "vary": "lighting",
+    "seed": 7,
+}
 MERGE_INPUTS = {
-    "threshold": 6.0, "formula": "ciede2000", "auto_threshold": False, "min_area": 64, "grow": 6, "feather": 12,
-    "blend": "poisson", "align": True, "match_color": True, "mask_mode": "add",
-}  # fmt: skip
+    "threshold": 6.0,
+    "formula": "ciede2000",
+    "auto_threshold": False,
+    "min_area": 64,
+    "grow": 6,
+    "feather": 12,
+    "blend": "poisson",
+    "align": True,
+    "match_color": True,
+    "mask_mode": "add",
+}
 # Node ids of the run graph (strings, as in API prompts).
-RUN_IDS = {"original": "1", "edited": "2", "merge": "3", "merged": "4", "mask_image": "5", "mask": "6",
-           "report": "7", "builder": "8", "prompt": "9"}  # fmt: skip
+RUN_IDS = {
+    "original": "1",
+    "edited": "2",
+    "merge": "3",
+    "merged": "4",
+    "mask_image": "5",
+    "mask": "6",
+    "report": "7",
+    "builder": "8",
+    "prompt": "9",
+}
 
 
 def _chromium() -> str | None:
@@ -129,15 +166,18 @@ def _run_prompt() -> dict:
     nodes = {
         i["original"]: ("LoadImage", {"image": ORIGINAL_NAME}, "original"),
         i["edited"]: ("LoadImage", {"image": EDITED_NAME}, "edited"),
-        i["merge"]: ("AtelierDiffMerge", {"original": [i["original"], 0], "edited": [i["edited"], 0], **MERGE_INPUTS},
-                     None),
+        i["merge"]: (
+            "AtelierDiffMerge",
+            {"original": [i["original"], 0], "edited": [i["edited"], 0], **MERGE_INPUTS},
+            None,
+        ),
         i["merged"]: ("PreviewImage", {"images": [i["merge"], 0]}, "merged"),
         i["mask_image"]: ("MaskToImage", {"mask": [i["merge"], 1]}, None),
         i["mask"]: ("PreviewImage", {"images": [i["mask_image"], 0]}, "hard mask"),
         i["report"]: ("PreviewAny", {"source": [i["merge"], 4]}, "diff-merge report"),
         i["builder"]: ("AtelierMiniaturePrompt", dict(PROMPT_INPUTS), None),
         i["prompt"]: ("PreviewAny", {"source": [i["builder"], 0]}, "assembled prompt"),
-    }  # fmt: skip
+    }
     prompt = {}
     for nid, (class_type, inputs, title) in nodes.items():
         prompt[nid] = {"class_type": class_type, "inputs": inputs}
@@ -148,9 +188,11 @@ def _run_prompt() -> dict:
 
 def _post_setting(url: str, key: str, value) -> None:
     request = urllib.request.Request(
-        f"{url}/settings/{key}", data=json.dumps(value).encode(), method="POST",
+        f"{url}/settings/{key}",
+        data=json.dumps(value).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request, timeout=10):  # loopback: the server this test started
         pass
 
@@ -205,8 +247,11 @@ def browser_run(tmp_path_factory):
         config_path.write_text(json.dumps(config))
         run = subprocess.run(
             ["node", str(BROWSER_DIR / "check_workflows.mjs"), str(config_path)],
-            cwd=BROWSER_DIR, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-        )  # fmt: skip
+            cwd=BROWSER_DIR,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
         assert run.returncode == 0, f"browser driver failed:\n{run.stderr[-4000:]}\n{server.log()[-2000:]}"
         report = json.loads(run.stdout.strip().splitlines()[-1])
         (out / "report.json").write_text(json.dumps(report, indent=1))
@@ -237,7 +282,7 @@ def _canonical(prompt: dict) -> dict:
                         {k: [names.get(str(v[0]), "?"), v[1]] for k, v in node["inputs"].items() if _is_link(v)},
                         sort_keys=True,
                     )
-                ).encode()  # fmt: skip
+                ).encode()
             ).hexdigest()[:12]
             for nid, node in prompt.items()
         }
@@ -246,8 +291,11 @@ def _canonical(prompt: dict) -> dict:
         inputs = {
             k: ([names.get(str(v[0]), "?"), v[1]] if _is_link(v) else _number(v)) for k, v in node["inputs"].items()
         }
-        canonical[names[nid]] = {"class_type": node["class_type"], "inputs": inputs,
-                                 "title": node.get("_meta", {}).get("title")}  # fmt: skip
+        canonical[names[nid]] = {
+            "class_type": node["class_type"],
+            "inputs": inputs,
+            "title": node.get("_meta", {}).get("title"),
+        }
     return canonical
 
 
@@ -292,12 +340,24 @@ def test_no_page_errors(browser_run):
 
 def _python_plan(width: int, height: int, values: dict) -> geometry.Geometry:
     size = values["size"]
-    mode = {"Kontext preferred (17 sizes)": "kontext", "keep input ratio": "keep",
-            "FLUX.2 (input ratio, 128-ch latent)": "flux2", "Qwen-Image preferred (7 sizes)": "qwen",
-            "custom W:H": f"{values['custom_width']}:{values['custom_height']}"}.get(size, size)  # fmt: skip
+    mode = {
+        "Kontext preferred (17 sizes)": "kontext",
+        "keep input ratio": "keep",
+        "FLUX.2 (input ratio, 128-ch latent)": "flux2",
+        "Qwen-Image preferred (7 sizes)": "qwen",
+        "custom W:H": f"{values['custom_width']}:{values['custom_height']}",
+    }.get(size, size)
     size_by = {"long side": "long_side"}.get(values["size_by"], values["size_by"])
-    return geometry.plan(width, height, mode, fit=values["fit"], anchor=values["anchor"], size_by=size_by,
-                         megapixels=values["megapixels"], long_side=values["long_side"])  # fmt: skip
+    return geometry.plan(
+        width,
+        height,
+        mode,
+        fit=values["fit"],
+        anchor=values["anchor"],
+        size_by=size_by,
+        megapixels=values["megapixels"],
+        long_side=values["long_side"],
+    )
 
 
 def test_aspect_lock_shows_python_target_for_loaded_picture(browser_run):
@@ -379,7 +439,7 @@ def _executed(browser_run) -> dict:
             f"{detail.get('exception_message')}\n{''.join(detail.get('traceback') or [])[-3000:]}\n"
             f"/history status: {[m[0] for m in messages]}\nexecuted before: {detail.get('executed')}\n"
             f"dialogs: {run.get('dialogs')}"
-        )  # fmt: skip
+        )
     assert (run.get("status") or {}).get("status_str") == "success", run.get("status")
     return run
 
@@ -417,10 +477,15 @@ def _expected_prompt():
     if PROMPT_INPUTS["custom_subject"].strip():
         menus["subject"] = PROMPT_INPUTS["custom_subject"]
     choices = builder.Choices(
-        mode=PROMPT_INPUTS["mode"], part=PROMPT_INPUTS["part"], value=PROMPT_INPUTS["change_to"],
-        text=PROMPT_INPUTS["text"], reference=str(PROMPT_INPUTS["reference"]), keep=PROMPT_INPUTS["keep"],
-        extra=PROMPT_INPUTS["extra"], **menus,
-    )  # fmt: skip
+        mode=PROMPT_INPUTS["mode"],
+        part=PROMPT_INPUTS["part"],
+        value=PROMPT_INPUTS["change_to"],
+        text=PROMPT_INPUTS["text"],
+        reference=str(PROMPT_INPUTS["reference"]),
+        keep=PROMPT_INPUTS["keep"],
+        extra=PROMPT_INPUTS["extra"],
+        **menus,
+    )
     loaded = vocabulary.load_vocabulary(None)  # the test server's user directory has no vocabulary file
     prompt = builder.build(choices, loaded.vocabulary)
     assert not prompt.warnings, prompt.warnings
@@ -469,8 +534,9 @@ def test_diff_merge_shows_previews_and_report_after_run(browser_run):
             assert img["src"].startswith("/api/view?") or img["src"].startswith("/view?"), img
             assert "type=temp" in img["src"], img
 
-    options = diffmerge.MergeOptions(**{k: v for k, v in MERGE_INPUTS.items() if k != "mask_mode"},
-                                     user_mask_mode=MERGE_INPUTS["mask_mode"])  # fmt: skip
+    options = diffmerge.MergeOptions(
+        **{k: v for k, v in MERGE_INPUTS.items() if k != "mask_mode"}, user_mask_mode=MERGE_INPUTS["mask_mode"]
+    )
     result = diffmerge.diff_merge(original.astype(np.float32) / 255, edited.astype(np.float32) / 255, options)
     x0, y0, x1, y1 = EDIT_BOX
     assert result.hard_mask[y0:y1, x0:x1].mean() > 0.9, "Python's merge missed the recoloured box"

@@ -93,7 +93,10 @@ def add_sampler(graph: dict, key: str, model: list, positive: list) -> None:
             "denoise": 1.0,
         },
     }
-    graph[f"capture_{key}"] = {"class_type": "AtelierTestCapture", "inputs": {"key": key, "value": [f"sampler_{key}", 0]}}
+    graph[f"capture_{key}"] = {
+        "class_type": "AtelierTestCapture",
+        "inputs": {"key": key, "value": [f"sampler_{key}", 0]},
+    }
 
 
 def add_stitched(graph: dict, key: str, refs, method: str = "auto") -> str:
@@ -118,8 +121,14 @@ def add_core(graph: dict, key: str, names) -> None:
     """The same references through core VAEEncode -> chained ReferenceLatent (the model's default method)."""
     cond = ["text", 0]
     for i, name in enumerate(names):
-        graph[f"enc_{key}_{i}"] = {"class_type": "VAEEncode", "inputs": {"pixels": [f"load_{name}", 0], "vae": ["vae", 0]}}
-        graph[f"ref_{key}_{i}"] = {"class_type": "ReferenceLatent", "inputs": {"conditioning": cond, "latent": [f"enc_{key}_{i}", 0]}}
+        graph[f"enc_{key}_{i}"] = {
+            "class_type": "VAEEncode",
+            "inputs": {"pixels": [f"load_{name}", 0], "vae": ["vae", 0]},
+        }
+        graph[f"ref_{key}_{i}"] = {
+            "class_type": "ReferenceLatent",
+            "inputs": {"conditioning": cond, "latent": [f"enc_{key}_{i}", 0]},
+        }
         cond = [f"ref_{key}_{i}", 0]
     add_sampler(graph, key, ["loader", 0], cond)
 
@@ -181,13 +190,17 @@ def test_a_flux1_vae_on_flux2_is_refused(comfy_host, files, flux_vae_file):
     assert "16-channel" in message and "FLUX.2 samples 128-channel" in message, message
 
 
-@pytest.mark.parametrize(("image_model", "message"), [("qwen_image", "TextEncodeQwenImageEditPlus"), ("hidream", "'hidream' model")])
+@pytest.mark.parametrize(
+    ("image_model", "message"), [("qwen_image", "TextEncodeQwenImageEditPlus"), ("hidream", "'hidream' model")]
+)
 def test_a_model_the_stitcher_does_not_serve_is_named_in_the_error(comfy_host, files, image_model, message):
     import sys
     from types import SimpleNamespace
 
     pack_error = sys.modules[f"{comfy_host.pack_module_name}.atelier_core.errors"].AtelierError
-    model = SimpleNamespace(model=SimpleNamespace(model_config=SimpleNamespace(unet_config={"image_model": image_model})))
+    model = SimpleNamespace(
+        model=SimpleNamespace(model_config=SimpleNamespace(unet_config={"image_model": image_model}))
+    )
     text = [[torch.zeros(1, 8, CONTEXT), {}]]
     with pytest.raises(pack_error, match=message):
         comfy_host.node_class(NODE).execute(model, text, object(), image_1=torch.full((1, 64, 64, 3), 0.5))
@@ -230,24 +243,57 @@ def test_restore_and_diff_merge_on_a_flux2_edit(comfy_host, files):
     Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(comfy_host.input_path(original))
     g = base_graph()
     g["orig"] = {"class_type": "LoadImage", "inputs": {"image": original}}
-    g["lock"] = {"class_type": "AtelierAspectLock", "inputs": {"image": ["orig", 0], "size": "FLUX.2 (input ratio, 128-ch latent)", **LOCK}}
+    g["lock"] = {
+        "class_type": "AtelierAspectLock",
+        "inputs": {"image": ["orig", 0], "size": "FLUX.2 (input ratio, 128-ch latent)", **LOCK},
+    }
     g["stitch"] = {
         "class_type": NODE,
-        "inputs": {"model": ["loader", 0], "conditioning": ["text", 0], "vae": ["vae", 0], "position_method": "auto",
-                   "sizing": "keep", "fit": "crop", "token_budget": 4096, "image_1": ["lock", 0], "weight_1": 1.0},
-    }  # fmt: skip
+        "inputs": {
+            "model": ["loader", 0],
+            "conditioning": ["text", 0],
+            "vae": ["vae", 0],
+            "position_method": "auto",
+            "sizing": "keep",
+            "fit": "crop",
+            "token_budget": 4096,
+            "image_1": ["lock", 0],
+            "weight_1": 1.0,
+        },
+    }
     add_sampler(g, "edit", ["stitch", 0], ["stitch", 1])
     g["sampler_edit"]["inputs"]["latent_image"] = ["lock", 5]
     g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler_edit", 0], "vae": ["vae", 0]}}
-    g["restore"] = {"class_type": "AtelierRestoreSize", "inputs": {"edited": ["decode", 0], "geometry": ["lock", 4], "original": ["orig", 0]}}
+    g["restore"] = {
+        "class_type": "AtelierRestoreSize",
+        "inputs": {"edited": ["decode", 0], "geometry": ["lock", 4], "original": ["orig", 0]},
+    }
     g["merge"] = {
         "class_type": "AtelierDiffMerge",
-        "inputs": {"original": ["orig", 0], "edited": ["restore", 0], "threshold": 6.0, "formula": "ciede2000",
-                   "auto_threshold": False, "min_area": 64, "grow": 6, "feather": 12, "blend": "alpha", "align": False,
-                   "match_color": False, "mask_mode": "add", "geometry": ["lock", 4]},
-    }  # fmt: skip
-    for key, source in (("decoded", ["decode", 0]), ("restored", ["restore", 0]), ("merged", ["merge", 0]),
-                        ("hard", ["merge", 1]), ("soft", ["merge", 2]), ("orig", ["orig", 0])):  # fmt: skip
+        "inputs": {
+            "original": ["orig", 0],
+            "edited": ["restore", 0],
+            "threshold": 6.0,
+            "formula": "ciede2000",
+            "auto_threshold": False,
+            "min_area": 64,
+            "grow": 6,
+            "feather": 12,
+            "blend": "alpha",
+            "align": False,
+            "match_color": False,
+            "mask_mode": "add",
+            "geometry": ["lock", 4],
+        },
+    }
+    for key, source in (
+        ("decoded", ["decode", 0]),
+        ("restored", ["restore", 0]),
+        ("merged", ["merge", 0]),
+        ("hard", ["merge", 1]),
+        ("soft", ["merge", 2]),
+        ("orig", ["orig", 0]),
+    ):
         g[f"cap_{key}"] = {"class_type": "AtelierTestCapture", "inputs": {"key": key, "value": source}}
     comfy_host.run(g)
     c = comfy_host.captured

@@ -47,7 +47,9 @@ def test_samples_within_fp8_error_and_stores_fp8(comfy_host, files):
 
     kontext_model = _kontext_model(comfy_host)
     path = comfy_host.model_path("diffusion_models", files["tiny_bf16"])
-    model = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", float_weights="fp8_per_channel")).patcher.model
+    model = kontext_model.load_kontext(
+        path, kontext_model.LoadOptions("fp32", float_weights="fp8_per_channel")
+    ).patcher.model
     qkv = model.diffusion_model.double_blocks[0].img_attn.qkv
     assert qkv.weight.dtype == torch.float8_e4m3fn and qkv.weight_scale.shape == (qkv.out_features, 1)
 
@@ -91,7 +93,9 @@ def test_lora_applies_and_unpatches_exactly(comfy_host, files):
     ours, before, after = patched_output("fp8_per_channel")
     low, _, _ = patched_output("fp8_per_channel", lowvram=True)
     assert rel_error(ours, exact) < 0.08  # LoRA on fp8 weights: fp8's error, not a missing or doubled LoRA
-    assert torch.equal(before.view(torch.uint8), after.view(torch.uint8)), "removing the LoRA did not restore the fp8 bytes"
+    assert torch.equal(before.view(torch.uint8), after.view(torch.uint8)), (
+        "removing the LoRA did not restore the fp8 bytes"
+    )
     assert rel_error(low, ours) < 0.08  # lowvram patches each forward on the dequantized weight: the same result
 
 

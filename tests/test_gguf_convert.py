@@ -374,7 +374,9 @@ def test_text_progress_lines(tmp_path):
 def test_torch_k_quants_equal_numpy_and_ggml(t):
     from test_gguf_quantize import GGML_DIGESTS, golden_input
 
-    assert hashlib.sha256(fast_quantize.quantize(golden_input(), t, "cpu").tobytes()).hexdigest() == GGML_DIGESTS[t.name]
+    assert (
+        hashlib.sha256(fast_quantize.quantize(golden_input(), t, "cpu").tobytes()).hexdigest() == GGML_DIGESTS[t.name]
+    )
     rng = np.random.default_rng(int(t))
     cases = [
         (rng.standard_normal((24, 1024)) * rng.choice([1e-30, 1e-6, 0.02, 1.0, 1e4], (24, 1))).astype(np.float32),
@@ -459,9 +461,22 @@ def test_multi_gb_conversion_keeps_memory_bounded(tmp_path):
     out = tmp_path / "mid-Q8_0.gguf"
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "atelier_core.cli", "quantize", str(src), str(out), "--type", "Q8_0", "--json",
-         "--no-progress"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "atelier_core.cli",
+            "quantize",
+            str(src),
+            str(out),
+            "--type",
+            "Q8_0",
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)

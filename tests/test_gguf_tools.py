@@ -47,8 +47,21 @@ def test_quantize_json_and_lora(tiny, tmp_path, capsys):
     lora = tmp_path / "l.safetensors"
     save_file(synth.lora_state_dict(synth.kontext_state_dict(synth.TINY)), str(lora))
     out = tmp_path / "t.gguf"
-    code = main(["quantize", str(tiny), str(out), "--type", "BF16", "--lora", str(lora), "--lora-strength", "0.7",
-                 "--json", "--no-progress"])
+    code = main(
+        [
+            "quantize",
+            str(tiny),
+            str(out),
+            "--type",
+            "BF16",
+            "--lora",
+            str(lora),
+            "--lora-strength",
+            "0.7",
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result["type"] == "BF16" and result["lora_targets"] == 4 and result["tensors"] == 84
@@ -134,7 +147,10 @@ def test_quantize_as_a_subprocess(tiny, tmp_path):
     out = tmp_path / "sub.gguf"
     proc = subprocess.run(
         [sys.executable, "-m", "atelier_core.cli", "quantize", str(tiny), str(out), "--type", "Q5_0"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout and "Q5_0" in proc.stdout and "tensors" in proc.stderr
@@ -142,7 +158,10 @@ def test_quantize_as_a_subprocess(tiny, tmp_path):
         assert gf.architecture == "flux" and gf.metadata["general.file_type"] == 8
     again = subprocess.run(
         [sys.executable, "-m", "atelier_core.cli", "quantize", str(tiny), str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert again.returncode == 2 and again.stderr.startswith("error:") and "already exists" in again.stderr
 
@@ -155,7 +174,9 @@ def test_peak_rss_is_the_commands_own_not_its_parents():
     for i in range(0, len(ballast), 4096):
         ballast[i] = 1
     code = "from atelier_core.cli.gguf_commands import peak_rss_bytes; print(peak_rss_bytes())"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     del ballast
     assert run.returncode == 0, run.stderr
     assert int(run.stdout) < 1.5 * 1024**3, f"the child reported {int(run.stdout) / 1e9:.2f} GB"

@@ -264,11 +264,17 @@ def _compile(t: GGMLType, out: str, arch: int, fusion: bool):
     kernel = triton_dequant._dequant_kernel
     info = TYPE_INFO[t]
     signature = {"raw_ptr": "*u8", "out_ptr": out, "table_ptr": "*fp32", "n_blocks": "i64"}
-    constants = {"TYPE": int(t), "TYPE_SIZE": info.type_size, "BLOCK_SIZE": info.block_size,
-                 "BLOCKS": triton_dequant._BLOCKS_PER_PROGRAM[info.block_size], "OUT_BF16": out == "*bf16"}  # fmt: skip
+    constants = {
+        "TYPE": int(t),
+        "TYPE_SIZE": info.type_size,
+        "BLOCK_SIZE": info.block_size,
+        "BLOCKS": triton_dequant._BLOCKS_PER_PROGRAM[info.block_size],
+        "OUT_BF16": out == "*bf16",
+    }
     signature.update(dict.fromkeys(constants, "constexpr"))
-    source = ASTSource(fn=kernel, signature=signature,
-                       constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()})  # fmt: skip
+    source = ASTSource(
+        fn=kernel, signature=signature, constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()}
+    )
     import triton
 
     return triton.compile(source, target=GPUTarget("cuda", arch, 32), options={"enable_fp_fusion": fusion})

@@ -56,8 +56,14 @@ def test_scaled_fp8_refused_where_comfyui_dropped_its_scaled_fp8_operations(comf
     compat = _compat(comfy_host)
     compat.check_scaled_fp8_supported("x.safetensors")  # this host still has them: no error
 
-    def newer_pick_operations(weight_dtype, compute_dtype, load_device=None, disable_fast_fp8=False,
-                              fp8_optimizations=False, model_config=None):  # fmt: skip
+    def newer_pick_operations(
+        weight_dtype,
+        compute_dtype,
+        load_device=None,
+        disable_fast_fp8=False,
+        fp8_optimizations=False,
+        model_config=None,
+    ):
         raise AssertionError("never called")
 
     folder = comfy_host.model_path("diffusion_models", "")
@@ -75,8 +81,9 @@ def test_scaled_fp8_refused_where_comfyui_dropped_its_scaled_fp8_operations(comf
 def test_text_encoder_asks_for_the_classic_patcher_where_dynamic_vram_exists(comfy_host):
     compat = _compat(comfy_host)
 
-    def newer_loader(state_dicts=(), embedding_directory=None, clip_type=None, model_options=None,
-                     disable_dynamic=False):  # fmt: skip
+    def newer_loader(
+        state_dicts=(), embedding_directory=None, clip_type=None, model_options=None, disable_dynamic=False
+    ):
         return None
 
     assert compat.text_encoder_options(newer_loader) == {"disable_dynamic": True}

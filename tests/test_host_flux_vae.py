@@ -32,7 +32,9 @@ def test_flux_vae_round_trip(comfy_host, flux_vae_file, caplog):
     }
     with caplog.at_level(logging.WARNING):
         comfy_host.run(prompt)
-    assert not [r.getMessage() for r in caplog.records if "VAE keys" in r.getMessage()], "key set differs from ComfyUI's"
+    assert not [r.getMessage() for r in caplog.records if "VAE keys" in r.getMessage()], (
+        "key set differs from ComfyUI's"
+    )
 
     vae = comfy_host.captured["vae"]
     assert vae.latent_channels == FLUX_LATENT_CHANNELS  # detected as the 16-channel FLUX VAE

@@ -12,10 +12,14 @@ def test_import_has_no_side_effects():
     """The root __init__ only defines names: no calls, no prints, no I/O at import time."""
     tree = ast.parse((PACK_DIR / "__init__.py").read_text())
     for node in tree.body:
-        assert isinstance(node, (ast.Expr, ast.Assign, ast.AsyncFunctionDef, ast.FunctionDef, ast.ImportFrom)), ast.dump(node)
+        assert isinstance(node, (ast.Expr, ast.Assign, ast.AsyncFunctionDef, ast.FunctionDef, ast.ImportFrom)), (
+            ast.dump(node)
+        )
         if isinstance(node, ast.Expr):
             assert isinstance(node.value, ast.Constant), "only a docstring may stand alone at module level"
-    assert any(isinstance(n, ast.Assign) and n.targets[0].id == "WEB_DIRECTORY" for n in tree.body if isinstance(n, ast.Assign))
+    assert any(
+        isinstance(n, ast.Assign) and n.targets[0].id == "WEB_DIRECTORY" for n in tree.body if isinstance(n, ast.Assign)
+    )
 
 
 def test_pack_loads_without_import_failure(comfy_host):

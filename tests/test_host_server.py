@@ -47,9 +47,19 @@ class ComfyServer:
         (base / "custom_nodes").mkdir(parents=True)
         (base / "custom_nodes" / PACK_FOLDER).symlink_to(PACK_DIR, target_is_directory=True)
         command = [
-            sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--base-directory", str(base), "--disable-auto-launch", "--database-url", "sqlite:///:memory:",
-        ]  # fmt: skip
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--base-directory",
+            str(base),
+            "--disable-auto-launch",
+            "--database-url",
+            "sqlite:///:memory:",
+        ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "wb")  # a file, not a pipe: a full pipe would stall the server
         self.process = subprocess.Popen(

@@ -76,9 +76,15 @@ def test_executed_text_shows_in_one_read_only_widget(tmp_path):
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["widgets"] == [
-        {"name": "atelier_report", "value": "updated", "readOnly": True, "serialize": False,
-         "optionsSerialize": False, "multiline": True}
-    ]  # fmt: skip
+        {
+            "name": "atelier_report",
+            "value": "updated",
+            "readOnly": True,
+            "serialize": False,
+            "optionsSerialize": False,
+            "multiline": True,
+        }
+    ]
     assert result["size"] == [200, 160], "the node grows to show the text"
     assert result["chained"] == {"text": ["updated"]}, "an earlier onExecuted still runs"
     assert result["otherWidgets"] == 0, "nodes of other packs are left alone"

@@ -29,16 +29,36 @@ const rounds = [0.5, 1.5, 2.5, -0.5, -1.5, 3.49999, 3.5, 4.5, 1e6 + 0.5].map(pyR
 console.log(JSON.stringify({ plans, rounds }));
 """
 
-SIZES = [(512, 512), (451, 300), (300, 451), (1000, 1), (3, 1000), (1920, 1080), (1080, 1920), (4000, 3000),
-         (1023, 769), (17, 16), (2048, 512), (640, 427), (4096, 4096)]  # fmt: skip
+SIZES = [
+    (512, 512),
+    (451, 300),
+    (300, 451),
+    (1000, 1),
+    (3, 1000),
+    (1920, 1080),
+    (1080, 1920),
+    (4000, 3000),
+    (1023, 769),
+    (17, 16),
+    (2048, 512),
+    (640, 427),
+    (4096, 4096),
+]
 MODES = ["kontext", "keep", *geometry.MODEL_MODES, *geometry.RATIO_PRESETS, "7:3", "1:9", "9:1", "100:1", "2.35"]
 
 
 def _cases() -> list[tuple]:
     cases = []
     for (w, h), mode in itertools.product(SIZES, MODES):
-        for fit, anchor in (("crop", "center"), ("crop", "top-left"), ("pad", "center"), ("pad", "bottom-right"),
-                            ("stretch", "center"), ("crop", "right"), ("pad", "top")):  # fmt: skip
+        for fit, anchor in (
+            ("crop", "center"),
+            ("crop", "top-left"),
+            ("pad", "center"),
+            ("pad", "bottom-right"),
+            ("stretch", "center"),
+            ("crop", "right"),
+            ("pad", "top"),
+        ):
             cases.append((w, h, mode, fit, anchor, "megapixels", 1.0, 1024))
     for (w, h), mode, (size_by, mp, long_side) in itertools.product(
         SIZES[:6],
@@ -53,7 +73,7 @@ def _cases() -> list[tuple]:
             ("long_side", 1.0, 3072),
             ("long_side", 1.0, 1536),
             ("long_side", 1.0, 1032),
-        ],  # fmt: skip
+        ],
     ):
         cases.append((w, h, mode, "pad", "center", size_by, mp, long_side))
     return cases
@@ -62,8 +82,13 @@ def _cases() -> list[tuple]:
 def _python(case: tuple) -> dict:
     w, h, mode, fit, anchor, size_by, mp, long_side = case
     g = geometry.plan(w, h, mode, fit=fit, anchor=anchor, size_by=size_by, megapixels=mp, long_side=long_side)
-    return {"target": list(g.target_size), "crop": list(g.crop_box), "resized": list(g.resized_size),
-            "pad": list(g.pad_box), "original": list(g.original_size)}  # fmt: skip
+    return {
+        "target": list(g.target_size),
+        "crop": list(g.crop_box),
+        "resized": list(g.resized_size),
+        "pad": list(g.pad_box),
+        "original": list(g.original_size),
+    }
 
 
 def test_js_plan_matches_python_geometry(tmp_path):
@@ -136,8 +161,13 @@ def test_js_stitcher_tokens_match_python(tmp_path):
         shutil.copy(PACK_DIR / "js" / name, ours / name)
     (tmp_path / "package.json").write_text(json.dumps({"type": "module"}))
     (tmp_path / "driver.js").write_text(STITCH_DRIVER)
-    size_sets = [[(512, 512)], [(451, 300), (1920, 1080)], [(4096, 4096), (300, 451), (1000, 250), (64, 48)],
-                 [(3000, 17), (17, 3000)], [(1024, 1024)] * 8]  # fmt: skip
+    size_sets = [
+        [(512, 512)],
+        [(451, 300), (1920, 1080)],
+        [(4096, 4096), (300, 451), (1000, 250), (64, 48)],
+        [(3000, 17), (17, 3000)],
+        [(1024, 1024)] * 8,
+    ]
     cases = []
     for sizes, sizing, budget in itertools.product(size_sets, stitch.SIZINGS, (1, 700, 4096, 9000, 30000)):
         weights = [1.0, 0.0, 0.5, 2.0, 1.0, 1.0, 1.0, 1.0][: len(sizes)]

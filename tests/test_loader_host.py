@@ -65,7 +65,9 @@ def model_files(comfy_host, tiny_sd):
     }
     for qtype in GGUF_TOLERANCE:
         files[f"gguf_{qtype}"] = synth.write_gguf(folder / f"tiny_{qtype}.gguf", tiny_sd, qtype)
-    files["gguf_prefixed"] = synth.write_gguf(folder / "tiny_prefixed_Q8_0.gguf", tiny_sd, "Q8_0", prefix="model.diffusion_model.")
+    files["gguf_prefixed"] = synth.write_gguf(
+        folder / "tiny_prefixed_Q8_0.gguf", tiny_sd, "Q8_0", prefix="model.diffusion_model."
+    )
     return {k: str(p.relative_to(folder)) for k, p in files.items()}
 
 
@@ -248,6 +250,7 @@ def test_gguf_lora_is_applied_once_not_per_step(comfy_host, model_files, lora_fi
 
 # -- memory management ------------------------------------------------------------------------------------------------
 
+
 def test_repeated_runs_and_model_swaps_do_not_leak(comfy_host, model_files):
     """Ten queue items alternating two loaders (GGUF and fp8) with unloads between: loaded models and RSS stay flat."""
     import gc
@@ -270,6 +273,7 @@ def test_repeated_runs_and_model_swaps_do_not_leak(comfy_host, model_files):
 
 
 # -- files and folders ------------------------------------------------------------------------------------------------
+
 
 def test_combo_lists_gguf_and_safetensors_from_extra_folders(comfy_host, model_files, tmp_path, tiny_sd):
     """Folders added the way extra_model_paths.yaml adds them are listed, .gguf and .safetensors alike."""
@@ -303,7 +307,10 @@ def test_truncated_gguf_fails_fast_with_file_name(comfy_host, model_files, refer
 def test_other_architecture_is_refused(comfy_host, tiny_sd):
     from safetensors.torch import save_file
 
-    vae_like = {"decoder.conv_in.weight": torch.zeros(512, 16, 3, 3), "encoder.down.0.block.0.conv1.weight": torch.zeros(4, 4)}
+    vae_like = {
+        "decoder.conv_in.weight": torch.zeros(512, 16, 3, 3),
+        "encoder.down.0.block.0.conv1.weight": torch.zeros(4, 4),
+    }
     save_file(vae_like, str(comfy_host.model_path("diffusion_models", "a_vae.safetensors")))
     with pytest.raises(ExecutionFailed) as info:
         comfy_host.run(edit_graph("a_vae.safetensors"))

@@ -36,9 +36,15 @@ def test_vae_latent_must_match_the_model():
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((1000, 1000), (1328, 1328)), ((1920, 1080), (1664, 928)), ((1080, 1920), (928, 1664)),
-     ((640, 480), (1472, 1104)), ((600, 400), (1584, 1056)), ((4000, 1000), (1664, 928))],
-)  # fmt: skip
+    [
+        ((1000, 1000), (1328, 1328)),
+        ((1920, 1080), (1664, 928)),
+        ((1080, 1920), (928, 1664)),
+        ((640, 480), (1472, 1104)),
+        ((600, 400), (1584, 1056)),
+        ((4000, 1000), (1664, 928)),
+    ],
+)
 def test_qwen_mode_snaps_to_the_nearest_published_size(size, expected):
     geo = geometry.plan(*size, "qwen")
     assert geo.target_size == expected and geo.mode == "qwen"

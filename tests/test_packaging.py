@@ -99,14 +99,22 @@ def test_console_script_target_exists():
 def test_cli_help_runs():
     result = subprocess.run(
         [sys.executable, "-m", "atelier_core.cli", "--help"],
-        cwd=PACK_DIR, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=PACK_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
     assert "kontext-atelier" in result.stdout
     version = subprocess.run(
         [sys.executable, "-m", "atelier_core.cli", "--version"],
-        cwd=PACK_DIR, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=PACK_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert version.returncode == 0 and PROJECT["version"] in version.stdout, (version.stdout, version.stderr)
 
 

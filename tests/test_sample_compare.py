@@ -32,8 +32,21 @@ def test_compare_sample_ranks_quantization_levels(tmp_path, capsys):
     results = {}
     for qtype in ("Q8_0", "Q2_K"):
         quant = synth.write_gguf(tmp_path / f"{qtype}.gguf", sd, qtype)
-        argv = ["compare", str(ref), str(quant), "--sample", "--comfyui", str(root), "--json", "--seeds", "2",
-                "--size", "64", "--steps", "3"]  # fmt: skip
+        argv = [
+            "compare",
+            str(ref),
+            str(quant),
+            "--sample",
+            "--comfyui",
+            str(root),
+            "--json",
+            "--seeds",
+            "2",
+            "--size",
+            "64",
+            "--steps",
+            "3",
+        ]
         assert main(argv) == 0
         results[qtype] = json.loads(capsys.readouterr().out)["sampling"]
     assert results["Q8_0"]["space"] == "latent" and len(results["Q8_0"]["seeds"]) == 2

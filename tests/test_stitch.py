@@ -181,7 +181,9 @@ def test_plan_refuses_bad_inputs():
     budget=st.integers(min_value=2048, max_value=40000),
 )
 def test_pixel_stitch_layout(sizes, sizing, budget):
-    plan, first = stitch.plan_references(sizes, [1.0] * len(sizes), sizing=sizing, token_budget=budget, layout="pixel_stitch")
+    plan, first = stitch.plan_references(
+        sizes, [1.0] * len(sizes), sizing=sizing, token_budget=budget, layout="pixel_stitch"
+    )
     cw, ch = plan.canvas
     assert cw % 16 == 0 and ch % 16 == 0
     x = 0
@@ -231,7 +233,9 @@ def test_weight_spec_and_bias_layout():
 
 
 def test_pixel_stitch_weight_spec_marks_each_piece():
-    plan, _ = stitch.plan_references([(64, 64), (32, 64), (64, 64)], [1.0, 0.0, 2.0], sizing="keep", layout="pixel_stitch")
+    plan, _ = stitch.plan_references(
+        [(64, 64), (32, 64), (64, 64)], [1.0, 0.0, 2.0], sizing="keep", layout="pixel_stitch"
+    )
     assert plan.canvas == (128, 64)  # the weight-0 image is left out of the stitch
     (rects,) = stitch.weight_spec(plan)
     assert rects == ((0, 4, 4, 8, 2.0),)

@@ -37,6 +37,7 @@ def one_thread():
     yield
     torch.set_num_threads(before)
 
+
 NODE = "AtelierContextStitcher"
 MODEL = "stitch_tiny_fp32.safetensors"
 SIZE = 64
@@ -68,7 +69,10 @@ class Graph:
                 "inputs": {"model_name": MODEL, "compute_dtype": "fp32", "gguf_mode": "auto", "fp8_matmul": False},
             },
             "vae": {"class_type": "VAELoader", "inputs": {"vae_name": vae}},
-            "text": {"class_type": "AtelierTestTextEncode", "inputs": {"text": "paint the cloak red", "tokens": 8, "guidance": 2.5}},
+            "text": {
+                "class_type": "AtelierTestTextEncode",
+                "inputs": {"text": "paint the cloak red", "tokens": 8, "guidance": 2.5},
+            },
             "negative": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["text", 0]}},
             "empty": {"class_type": "EmptySD3LatentImage", "inputs": {"width": SIZE, "height": SIZE, "batch_size": 1}},
         }
@@ -97,7 +101,10 @@ class Graph:
         return node
 
     def sample(self, key: str, model: list, positive: list) -> None:
-        self.prompt[f"guidance_{key}"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": positive, "guidance": 2.5}}
+        self.prompt[f"guidance_{key}"] = {
+            "class_type": "FluxGuidance",
+            "inputs": {"conditioning": positive, "guidance": 2.5},
+        }
         self.prompt[f"sampler_{key}"] = {
             "class_type": "KSampler",
             "inputs": {
@@ -113,7 +120,10 @@ class Graph:
                 "denoise": 1.0,
             },
         }
-        self.prompt[f"capture_{key}"] = {"class_type": "AtelierTestCapture", "inputs": {"key": key, "value": [f"sampler_{key}", 0]}}
+        self.prompt[f"capture_{key}"] = {
+            "class_type": "AtelierTestCapture",
+            "inputs": {"key": key, "value": [f"sampler_{key}", 0]},
+        }
 
     def stitched(self, key: str, refs, method: str = "offset", **kw) -> str:
         node = self.stitcher(key, refs, method, **kw)
@@ -124,7 +134,10 @@ class Graph:
         """The same references through core VAEEncode -> chained ReferenceLatent (-> multi-reference method)."""
         cond = ["text", 0]
         for i, name in enumerate(names):
-            self.prompt[f"enc_{key}_{i}"] = {"class_type": "VAEEncode", "inputs": {"pixels": self.image(name), "vae": ["vae", 0]}}
+            self.prompt[f"enc_{key}_{i}"] = {
+                "class_type": "VAEEncode",
+                "inputs": {"pixels": self.image(name), "vae": ["vae", 0]},
+            }
             self.prompt[f"ref_{key}_{i}"] = {
                 "class_type": "ReferenceLatent",
                 "inputs": {"conditioning": cond, "latent": [f"enc_{key}_{i}", 0]},
@@ -155,7 +168,17 @@ def test_schema(comfy_host):
     assert info["category"] == "Kontext Atelier/Conditioning"
     assert info["description"]
     required, optional = info["input"]["required"], info["input"].get("optional", {})
-    for name in ("model", "conditioning", "vae", "position_method", "sizing", "fit", "token_budget", "image_1", "weight_1"):
+    for name in (
+        "model",
+        "conditioning",
+        "vae",
+        "position_method",
+        "sizing",
+        "fit",
+        "token_budget",
+        "image_1",
+        "weight_1",
+    ):
         assert name in required, name
     for slot in range(2, stitch.MAX_REFERENCES + 1):
         assert f"image_{slot}" in optional and f"weight_{slot}" in optional
@@ -208,7 +231,9 @@ def test_bucket_sizing_and_crop_geometry(comfy_host):
     cls = comfy_host.node_class(NODE)
     text = [[torch.zeros(1, 8, 4096), {"pooled_output": torch.zeros(1, 768)}]]
     wide = torch.rand(1, 460, 700, 3, generator=torch.Generator().manual_seed(1))
-    out = cls.execute(object(), text, _ShapeVAE(), "index", "bucket", "crop", 4096, image_1=wide, image_2=_image(1, 64, 64, 3))
+    out = cls.execute(
+        object(), text, _ShapeVAE(), "index", "bucket", "crop", 4096, image_1=wide, image_2=_image(1, 64, 64, 3)
+    )
     _, cond, geo, tokens = out.args
     assert [tuple(r.shape) for r in cond[0][1]["reference_latents"]] == [(1, 16, 104, 156), (1, 16, 128, 128)]
     assert cond[0][1]["reference_latents_method"] == "index"
@@ -289,7 +314,9 @@ def test_weights_survive_gguf_bf16_and_a_lora_loader_after_the_stitcher(comfy_ho
     gguf = comfy_host.model_path("diffusion_models", "stitch_tiny_Q8_0.gguf")
     if not gguf.is_file():
         synth.write_gguf(gguf, sd, "Q8_0")
-    save_file(synth.lora_state_dict(sd, rank=4, seed=10), str(comfy_host.model_path("loras", "stitch_lora.safetensors")))
+    save_file(
+        synth.lora_state_dict(sd, rank=4, seed=10), str(comfy_host.model_path("loras", "stitch_lora.safetensors"))
+    )
     g = Graph(files["vae"], steps=2)
     for name, file, dtype in (("fp32", MODEL, "fp32"), ("gguf", gguf.name, "bf16")):
         g.prompt[f"loader_{name}"] = {
@@ -349,9 +376,17 @@ def test_weights_need_the_model_output_and_chain(comfy_host, files):
     g.prompt["stitch_two"] = {
         "class_type": NODE,
         "inputs": {
-            "model": [first, 0], "conditioning": [first, 1], "vae": ["vae", 0], "position_method": "offset",
-            "sizing": "keep", "fit": "crop", "token_budget": 4096,
-            "image_1": g.image(IMAGES[1]), "weight_1": 1.0, "image_2": g.image(IMAGES[2]), "weight_2": 2.0,
+            "model": [first, 0],
+            "conditioning": [first, 1],
+            "vae": ["vae", 0],
+            "position_method": "offset",
+            "sizing": "keep",
+            "fit": "crop",
+            "token_budget": 4096,
+            "image_1": g.image(IMAGES[1]),
+            "weight_1": 1.0,
+            "image_2": g.image(IMAGES[2]),
+            "weight_2": 2.0,
         },
     }
     g.prompt["cap_model"] = {"class_type": "AtelierTestCapture", "inputs": {"key": "model", "value": ["stitch_two", 0]}}

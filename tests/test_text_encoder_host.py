@@ -53,7 +53,7 @@ def test_narrow_t5_from_gguf_matches_comfyui_on_the_same_weights(comfy_host, tmp
     dense = {
         k: dequantize(v, v.ggml_type, v.ggml_shape) if v.dtype == torch.uint8 else v.float()
         for k, v in quantized.items()
-    }  # fmt: skip
+    }
 
     ours = _narrow_t5(gguf_ops.make_gguf_ops(torch.float32, "on_the_fly"), quantized)
     reference = _narrow_t5(comfy.ops.manual_cast, dense)
@@ -73,7 +73,10 @@ def test_narrow_t5_from_gguf_matches_comfyui_on_the_same_weights(comfy_host, tmp
     assert err < 0.08, f"Q8_0 T5 differs from its float weights by {err:.3g}"
 
     swapped = dict(quantized)
-    gate, up = "encoder.block.1.layer.1.DenseReluDense.wi_0.weight", "encoder.block.1.layer.1.DenseReluDense.wi_1.weight"
+    gate, up = (
+        "encoder.block.1.layer.1.DenseReluDense.wi_0.weight",
+        "encoder.block.1.layer.1.DenseReluDense.wi_1.weight",
+    )
     swapped[gate], swapped[up] = quantized[up], quantized[gate]
     with torch.no_grad():
         out_swapped = _narrow_t5(gguf_ops.make_gguf_ops(torch.float32, "on_the_fly"), swapped)(tokens, None)[0]
@@ -96,15 +99,20 @@ def encoder_files(comfy_host):
 
 def _encode_graph(clip_l: str, t5: str, text: str) -> dict:
     return {
-        "encoders": {"class_type": "AtelierKontextTextEncoders", "inputs": {"clip_l_name": clip_l, "t5_name": t5, "device": "default"}},
+        "encoders": {
+            "class_type": "AtelierKontextTextEncoders",
+            "inputs": {"clip_l_name": clip_l, "t5_name": t5, "device": "default"},
+        },
         "encode": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["encoders", 0], "text": text}},
         "capture": {"class_type": "AtelierTestCapture", "inputs": {"key": "cond", "value": ["encode", 0]}},
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.slow  # about a minute on two cores: a 1.5 GB encoder through the executor, twice
 def test_full_size_t5_gguf_encodes_through_core_clip_text_encode(comfy_host, encoder_files):
-    outputs = comfy_host.run(_encode_graph(encoder_files["clip_l"], encoder_files["t5"], "paint the cloak deep crimson"))
+    outputs = comfy_host.run(
+        _encode_graph(encoder_files["clip_l"], encoder_files["t5"], "paint the cloak deep crimson")
+    )
     [[tokens, extra]] = comfy_host.captured["cond"]
     assert tokens.shape[0] == 1 and tokens.shape[2] == 4096 and tokens.shape[1] >= 7
     assert extra["pooled_output"].shape == (1, 768)

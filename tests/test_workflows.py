@@ -84,6 +84,8 @@ def needs_nodes(name: str, object_info: dict) -> None:
             if isinstance(value, str) and "." not in value and options is not None and value not in options:
                 missing.append(f"{node['class_type']} {key} {value!r}")
     skip_unless_host_has(not missing, f"{name} needs {', '.join(missing)} (ComfyUI 0.3.75+)")
+
+
 TURBO_STEPS = 8  # the 8-step LoRA workflows
 
 
@@ -140,7 +142,10 @@ def test_other_model_workflows_lock_edit_restore_and_merge_with_core_loaders(nam
     titles = {n["_meta"]["title"].lower(): key for key, n in api.items()}
     lock, restore, merge = (api[titles[t]] for t in ("aspect lock", "restore size", "diff-merge"))
     assert restore["inputs"]["geometry"] == [titles["aspect lock"], 4]
-    assert merge["inputs"]["edited"] == [titles["restore size"], 0] and merge["inputs"]["original"] == [titles["image"], 0]
+    assert merge["inputs"]["edited"] == [titles["restore size"], 0] and merge["inputs"]["original"] == [
+        titles["image"],
+        0,
+    ]
     sampler = api[titles["sampler"]]["inputs"]
     assert sampler["latent_image"] == [titles["aspect lock"], 5]  # the lock's latent sizes the edit
     clip_type = next(n["inputs"]["type"] for n in api.values() if n["class_type"] == "CLIPLoader")

@@ -72,7 +72,14 @@ LOCK = {
 
 def _loaders(b: ModuleType, model: dict, text: dict, clip_type: str, vae: dict) -> list:
     return [
-        b.Node(1, "UNETLoader", {"unet_name": model["name"], "weight_dtype": "default"}, title="Model", pos=(-420, 0), models=[model]),
+        b.Node(
+            1,
+            "UNETLoader",
+            {"unet_name": model["name"], "weight_dtype": "default"},
+            title="Model",
+            pos=(-420, 0),
+            models=[model],
+        ),
         b.Node(
             2,
             "CLIPLoader",
@@ -86,7 +93,9 @@ def _loaders(b: ModuleType, model: dict, text: dict, clip_type: str, vae: dict) 
 
 
 def _lock(b: ModuleType, size: str) -> object:
-    return b.Node(6, "AtelierAspectLock", {"image": b._link(4), "size": size, **LOCK}, title="Aspect lock", pos=(0, 480))
+    return b.Node(
+        6, "AtelierAspectLock", {"image": b._link(4), "size": size, **LOCK}, title="Aspect lock", pos=(0, 480)
+    )
 
 
 def _finish(b: ModuleType, name: str, decoded: list) -> list:
@@ -105,7 +114,9 @@ def _finish(b: ModuleType, name: str, decoded: list) -> list:
     ]
 
 
-def _sampler(b: ModuleType, model: list, positive: list, negative: list, latent: list, steps: int, cfg: float) -> object:
+def _sampler(
+    b: ModuleType, model: list, positive: list, negative: list, latent: list, steps: int, cfg: float
+) -> object:
     return b.Node(
         11,
         "KSampler",
@@ -141,7 +152,10 @@ def _note(b: ModuleType, what: str, models: list[dict], name: str) -> object:
 
 
 def flux2_multi_reference(b: ModuleType, name: str) -> object:
-    refs = [b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}", pos=(-420, 700 + 170 * (i - 2))) for i in (2, 3)]
+    refs = [
+        b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}", pos=(-420, 700 + 170 * (i - 2)))
+        for i in (2, 3)
+    ]
     stitcher = {
         "model": b._link(1),
         "conditioning": b._link(5),
@@ -162,8 +176,11 @@ def flux2_multi_reference(b: ModuleType, name: str) -> object:
         b.Node(
             5,
             "CLIPTextEncode",
-            {"text": "dress the knight from image 1 in the cloak from image 2, in the colours of image 3; keep the pose, "
-             "the face and everything else the same", "clip": b._link(2)},
+            {
+                "text": "dress the knight from image 1 in the cloak from image 2, in the colours of image 3; keep the pose, "
+                "the face and everything else the same",
+                "clip": b._link(2),
+            },
             title="Prompt",
             pos=(0, 0),
             color="#232",
@@ -171,7 +188,13 @@ def flux2_multi_reference(b: ModuleType, name: str) -> object:
         ),
         _lock(b, "FLUX.2 (input ratio, 128-ch latent)"),
         b.Node(8, "AtelierContextStitcher", stitcher, title="Context stitcher", pos=(420, 260)),
-        b.Node(9, "FluxGuidance", {"conditioning": b._link(8, 1), "guidance": FLUX2_GUIDANCE}, title="Guidance", pos=(420, 0)),
+        b.Node(
+            9,
+            "FluxGuidance",
+            {"conditioning": b._link(8, 1), "guidance": FLUX2_GUIDANCE},
+            title="Guidance",
+            pos=(420, 0),
+        ),
         b.Node(10, "ConditioningZeroOut", {"conditioning": b._link(5)}, title="Negative (zero)", pos=(420, 140)),
         _sampler(b, b._link(8, 0), b._link(9), b._link(10), b._link(6, 5), FLUX2_STEPS, 1.0),
         b.Node(12, "VAEDecode", {"samples": b._link(11), "vae": b._link(3)}, title="VAE decode", pos=(740, 320)),

@@ -102,8 +102,11 @@ def diagram(ui: dict, title: str, summary: str) -> Image.Image:
         if note:  # a hint of the note's text lines
             for row in range(int((y2 - bar_bottom - 8) // max(6, 14 * scale))):
                 y = bar_bottom + 8 + row * max(6, 14 * scale)
-                draw.line([x1 + 6, y, x1 + 6 + (x2 - x1 - 12) * (0.55 + 0.4 * ((row * 7) % 5) / 4), y],
-                          fill=(150, 130, 100), width=max(1, round(3 * scale)))  # fmt: skip
+                draw.line(
+                    [x1 + 6, y, x1 + 6 + (x2 - x1 - 12) * (0.55 + 0.4 * ((row * 7) % 5) / 4), y],
+                    fill=(150, 130, 100),
+                    width=max(1, round(3 * scale)),
+                )
     return image
 
 

@@ -426,9 +426,14 @@ def run_compare(args) -> int:
         from ..runtime.sample_compare import compare_sampling
 
         sampled = compare_sampling(
-            Path(args.ref), Path(args.quant), comfyui=args.comfyui, vae=Path(args.vae) if args.vae else None,
-            seeds=tuple(range(args.seeds)), size=args.size, steps=args.steps,
-        )  # fmt: skip
+            Path(args.ref),
+            Path(args.quant),
+            comfyui=args.comfyui,
+            vae=Path(args.vae) if args.vae else None,
+            seeds=tuple(range(args.seeds)),
+            size=args.size,
+            steps=args.steps,
+        )
         result["sampling"] = sampled.as_dict()
     if args.json:
         _write_json(result)

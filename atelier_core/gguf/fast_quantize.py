@@ -282,9 +282,7 @@ def _q2_k(x: torch.Tensor) -> np.ndarray:
     requant = _nint((xs + dm[..., None]) / dq[..., None]).clamp_(0, 3).to(F32)
     L = torch.where((dq != 0)[..., None], requant, L.reshape(nb, 16, 16)).reshape(nb, QK_K)
     sc_np = _np(sc).astype(np.uint8)
-    return np.concatenate(
-        [sc_np, _pack_crumbs(_np(L)), _fp16_bits(_np(d)), _fp16_bits(_np(dmin))], axis=1
-    )
+    return np.concatenate([sc_np, _pack_crumbs(_np(L)), _fp16_bits(_np(d)), _fp16_bits(_np(dmin))], axis=1)
 
 
 def _q3_k(x: torch.Tensor) -> np.ndarray:

@@ -519,7 +519,11 @@ def _alignment(metadata: dict[str, Any], metadata_types: dict[str, str]) -> int:
     if "general.alignment" not in metadata:
         return DEFAULT_ALIGNMENT
     alignment = metadata["general.alignment"]
-    if metadata_types["general.alignment"] != "UINT32" or not 0 < alignment <= MAX_ALIGNMENT or alignment & (alignment - 1):
+    if (
+        metadata_types["general.alignment"] != "UINT32"
+        or not 0 < alignment <= MAX_ALIGNMENT
+        or alignment & (alignment - 1)
+    ):
         raise _Fail(
             f"general.alignment is {alignment!r} ({metadata_types['general.alignment']}); it must be a "
             f"power of two up to {MAX_ALIGNMENT} stored as UINT32",

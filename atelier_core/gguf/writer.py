@@ -209,7 +209,9 @@ def atomic_gguf(
     import gguf
 
     path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".part", dir=os.path.dirname(os.path.abspath(path)))
+    fd, tmp = tempfile.mkstemp(
+        prefix=os.path.basename(path) + ".", suffix=".part", dir=os.path.dirname(os.path.abspath(path))
+    )
     os.close(fd)
     writer = None
     try:
@@ -219,7 +221,11 @@ def atomic_gguf(
         for name, shape, t in infos:
             byte_shape = (*shape[:-1], TYPE_INFO[t].row_bytes(shape[-1]))
             writer.add_tensor_info(
-                name, byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape)), raw_dtype=gguf.GGMLQuantizationType(int(t))
+                name,
+                byte_shape,
+                np.dtype(np.uint8),
+                int(np.prod(byte_shape)),
+                raw_dtype=gguf.GGMLQuantizationType(int(t)),
             )
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -232,7 +238,9 @@ def atomic_gguf(
         writer = None
         os.replace(tmp, path)
     except OSError as e:
-        raise AtelierError(f"{path}: writing failed ({e.strerror or e}); check free disk space and permissions") from None
+        raise AtelierError(
+            f"{path}: writing failed ({e.strerror or e}); check free disk space and permissions"
+        ) from None
     finally:
         if writer is not None:
             try:

@@ -93,7 +93,17 @@ def compare_sampling(
             latent = torch.zeros(1, 16, lat, lat)
             noise = comfy.sample.prepare_noise(latent, seed)
             out = comfy.sample.sample(
-                patcher, noise, steps, 1.0, "euler", "simple", positive, negative, latent, denoise=1.0, seed=seed,
+                patcher,
+                noise,
+                steps,
+                1.0,
+                "euler",
+                "simple",
+                positive,
+                negative,
+                latent,
+                denoise=1.0,
+                seed=seed,
                 disable_pbar=True,
             )
             if decoder is not None:

@@ -116,9 +116,19 @@ def write_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, prefix: str 
 
 # Byte offsets of the fp16 scale fields (d, and dmin where the type has one) in one block of each quantized type.
 SCALE_FIELDS = {
-    "Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2), "IQ4_NL": (0,), "IQ4_XS": (0,),
-    "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,),
-}  # fmt: skip
+    "Q8_0": (0,),
+    "Q4_0": (0,),
+    "Q4_1": (0, 2),
+    "Q5_0": (0,),
+    "Q5_1": (0, 2),
+    "IQ4_NL": (0,),
+    "IQ4_XS": (0,),
+    "Q2_K": (80, 82),
+    "Q3_K": (108,),
+    "Q4_K": (0, 2),
+    "Q5_K": (0, 2),
+    "Q6_K": (208,),
+}
 
 
 def write_gguf_random_blocks(path: Path, shape: KontextShape, qtype: str, seed: int = 0, device="cpu") -> Path:
@@ -140,8 +150,12 @@ def write_random_gguf(
 
     generator = torch.Generator(device=device).manual_seed(seed)
     plan = [(key, dims, writer.default_type_for(key, dims, qtype)) for key, dims in tensors]
-    with writer.atomic_gguf(path, arch, {"general.file_type": writer.file_type_for([t for *_, t in plan])},
-                            [(key, dims, t) for key, dims, t in plan]) as out:  # fmt: skip
+    with writer.atomic_gguf(
+        path,
+        arch,
+        {"general.file_type": writer.file_type_for([t for *_, t in plan])},
+        [(key, dims, t) for key, dims, t in plan],
+    ) as out:
         for key, dims, t in plan:
             if t in (GGMLType.F32, GGMLType.F16, GGMLType.BF16):
                 dtype = {GGMLType.F32: torch.float32, GGMLType.F16: torch.float16, GGMLType.BF16: torch.bfloat16}[t]
@@ -150,8 +164,9 @@ def write_random_gguf(
                 continue
             info = TYPE_INFO[t]
             n_blocks = dims[0] * dims[1] // info.block_size
-            blocks = torch.randint(0, 256, (n_blocks, info.type_size), generator=generator, device=device,
-                                   dtype=torch.uint8)  # fmt: skip
+            blocks = torch.randint(
+                0, 256, (n_blocks, info.type_size), generator=generator, device=device, dtype=torch.uint8
+            )
             # scale fields so the values have a trained weight's spread (std 1/sqrt(fan_in)), as random_tensor
             scale = torch.full((n_blocks, 1), _unit_scale(t) * dims[1] ** -0.5, device=device).half()
             for offset in SCALE_FIELDS[info.name]:
@@ -161,6 +176,7 @@ def write_random_gguf(
 
 
 # -- T5 encoder (Kontext's text encoder) ---------------------------------------------------------------------------
+
 
 def t5_state_dict(cfg=None, seed: int = 0) -> dict[str, torch.Tensor]:
     """A float32 T5 v1.1 encoder with Hugging Face names (``atelier_core.text_encoders.t5_layout``)."""

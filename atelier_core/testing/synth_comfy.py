@@ -195,7 +195,9 @@ def write_state_dict(path: Path, tensors: dict[str, torch.Tensor]) -> Path:
 # harness's AtelierTestNarrowUNETLoader, which reads them from img_in / txt_in.
 
 
-def qwen_image_state_dict(seed: int = 0, heads: int = 2, layers: int = 1, context_dim: int = 64) -> dict[str, torch.Tensor]:
+def qwen_image_state_dict(
+    seed: int = 0, heads: int = 2, layers: int = 1, context_dim: int = 64
+) -> dict[str, torch.Tensor]:
     """Random float32 weights with the key names of ComfyUI's Qwen-Image transformer (16-channel latents, patch 2)."""
     import comfy.ldm.qwen_image.model
     import comfy.ops
@@ -219,8 +221,12 @@ def wan21_vae_state_dict(seed: int = 0, dim: int = 16, dtype: torch.dtype = torc
 
     with torch.device("meta"):
         model = comfy.ldm.wan.vae.WanVAE(
-            dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+            dim=dim,
+            z_dim=16,
+            dim_mult=[1, 2, 4, 4],
+            num_res_blocks=2,
+            attn_scales=[],
             temperal_downsample=[False, True, True],
-        )  # fmt: skip
+        )
     generator = torch.Generator().manual_seed(seed)
     return {key: init_tensor(key, tuple(t.shape), generator).to(dtype) for key, t in model.state_dict().items()}

@@ -32,7 +32,13 @@ def ggml_blocks(x: np.ndarray, t: GGMLType) -> bytes:
     src = np.ascontiguousarray(x, dtype=np.float32)
     ggml.ggml_quantize_init(int(t))
     written = ggml.ggml_quantize_chunk(
-        int(t), src.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), out.ctypes.data_as(ctypes.c_void_p), 0, rows, n, None
+        int(t),
+        src.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+        out.ctypes.data_as(ctypes.c_void_p),
+        0,
+        rows,
+        n,
+        None,
     )
     assert written == out.size, (t.name, written, out.size)
     return out.tobytes()
