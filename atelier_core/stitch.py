@@ -1,6 +1,6 @@
 """Multi-reference context stitching for FLUX.1 Kontext: sizing plans, token counts, pixel-stitch layout, weights.
 
-ComfyUI-free; the node adapter is ``nodes/stitch.py``. Everything here is arithmetic on sizes plus one small tensor
+ComfyUI-free; the node adapter is ``nodes/stitch.py``, its runtime part (weights as attention bias, encode cache) ``comfy_glue/reference_weights.py``. Everything here is arithmetic on sizes plus one small tensor
 builder (:func:`reference_key_bias`).
 
 Tokens. FLUX patches a latent (1/8 of the pixels) in 2x2 cells, so one token covers 16x16 pixels and a reference of

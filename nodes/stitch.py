@@ -1,61 +1,26 @@
 """Kontext Context Stitcher: one to eight reference images into the conditioning, each sized, encoded once, weighted.
 
-Weight hook, and why the node takes and returns the MODEL. A weight scales how strongly the image and text queries
-attend to a reference's tokens: ``log(w)`` is added to the attention logits of that reference's keys (0 -> masked,
-2 -> twice the softmax share before renormalising). That needs two things at sampling time:
-
-1. *which* keys belong to which reference, per conditioning: the weights travel inside the conditioning as a
-   ``model_conds`` entry (``CONDConstant`` of plain tuples, see ``atelier_core.stitch.weight_spec``). ComfyUI's
-   sampler passes ``model_conds`` straight to the diffusion model as keyword arguments, batches a positive and a
-   negative together only when their entries are equal, and core Flux ignores unknown keywords;
-2. code that turns it into FLUX's ``attention_mask`` keyword (which core Flux already threads through every double
-   and single block, block-replace patches included, into ``optimized_attention``; every attention backend accepts
-   an additive mask). That is a ``DIFFUSION_MODEL`` wrapper on a clone of the model (``add_wrapper_with_key``): it
-   survives LoRA loaders and other patch nodes (clones copy wrappers), works the same for every loader path (GGUF,
-   fp8, bf16; it touches no weights), and builds the ``[1, 1, 1, tokens]`` bias once per model call from the real
-   token layout (text, image, each reference in order), so references added later by core nodes keep weight 1.
-
-The wrapper has to reach the sampler on the MODEL wire, so the stitcher takes the model and returns it (option (a)),
-rather than a separate "reference weights" node (option (b)): the weights are set on the node that owns the
-references, there is no second node to forget or to mismatch with the references, and the returned model is the
-input object itself when no weight differs from 1 (nothing patched, results bit-identical to core ReferenceLatent).
-A weight of 0 leaves the reference out altogether (no encode, no tokens): exactly the result of not connecting it.
-For the last reference the masked limit w -> 0 is that same result (the bias at ``MASKED_BIAS`` matches the absent
-reference exactly in the tests). For a middle one, ``offset`` and ``index`` give later references positions after
-it; masking keeps them there while leaving it out moves them up, so w -> 0 and w = 0 differ by that shift (about 1%
-of the latent on the test model). Influence grows monotonically with the weight either way.
-
-Encode cache: a module-level LRU (:data:`ENCODE_CACHE_ENTRIES` entries, :data:`ENCODE_CACHE_BYTES` bytes) keyed by
-a hash of the resized pixels, their shape and dtype, and the VAE object (held by weak reference, so a reloaded VAE
-never hits an entry of the old one). It holds only latents that are pure functions of its key, so nothing leaks
-between graphs; it saves the encode when a queue item changes something else (a weight, the prompt, another image).
+How the weights reach the model (an attention bias from a DIFFUSION_MODEL wrapper on a clone of the MODEL, which
+is why the node takes and returns it) and the encode cache are described in ``comfy_glue/reference_weights.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
-import weakref
-from collections import OrderedDict
 
 import comfy.conds
-import comfy.patcher_extension
 import node_helpers
 import torch
 from comfy_api.latest import io, ui
 
 from ..atelier_core import geometry, model_families, stitch
 from ..atelier_core.errors import AtelierError
+from ..comfy_glue import reference_weights
 from .types import KontextGeometry
 
 log = logging.getLogger(__name__)
 
 NAME = stitch.NODE_NAME
-WEIGHTS_KEY = "atelier_reference_weights"  # model_conds entry (and diffusion-model keyword) carrying the weights
-WRAPPER_KEY = "atelier_reference_weights"
-ENCODE_CACHE_ENTRIES = 16
-ENCODE_CACHE_BYTES = 256 * 1024**2
 AUTO = "auto"
 SIZING_TOOLTIP = (
     "How each reference is sized. bucket: the model's preferred size: for Kontext its nearest of the 17 (~1 MP, like "
@@ -63,89 +28,6 @@ SIZING_TOOLTIP = (
     "token budget: all references share token_budget equally, each at its own ratio (no upscaling). keep: the "
     "image's own size in multiples of 16 (at most 1536x1536 of area)."
 )
-
-
-# -- encode cache ------------------------------------------------------------------------------------------------------
-
-_cache: OrderedDict[tuple, tuple[weakref.ref, torch.Tensor]] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _cache_key(vae, pixels: torch.Tensor) -> tuple:
-    data = pixels.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return (hashlib.blake2b(data, digest_size=20).hexdigest(), tuple(pixels.shape), str(pixels.dtype), id(vae))
-
-
-def encode_cached(vae, pixels: torch.Tensor) -> torch.Tensor:
-    """``vae.encode(pixels[..., :3])`` (what core VAEEncode does), reusing the latent of identical pixels."""
-    key = _cache_key(vae, pixels)
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None and hit[0]() is vae:
-            _cache.move_to_end(key)
-            return hit[1]
-    latent = vae.encode(pixels[:, :, :, :3])
-    size = latent.numel() * latent.element_size()
-    if size <= ENCODE_CACHE_BYTES:
-        with _cache_lock:
-            _cache[key] = (weakref.ref(vae), latent)
-            while len(_cache) > ENCODE_CACHE_ENTRIES or _cache_bytes() > ENCODE_CACHE_BYTES:
-                _cache.popitem(last=False)
-    return latent
-
-
-def _cache_bytes() -> int:
-    return sum(t.numel() * t.element_size() for _, t in _cache.values())
-
-
-def clear_encode_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-
-
-# -- model patch -------------------------------------------------------------------------------------------------------
-
-
-def reference_weight_wrapper(executor, *args, **kwargs):
-    """DIFFUSION_MODEL wrapper: turn the conditioning's reference weights into FLUX's additive attention mask.
-
-    Arguments are core Flux's ``_forward``: ``x, timestep, context, y, guidance, ref_latents, control,
-    transformer_options``. Without weights in this call's conditioning it calls straight through.
-    """
-    spec = kwargs.pop(WEIGHTS_KEY, None)
-    if not spec or len(args) < 6 or args[5] is None:
-        return executor(*args, **kwargs)
-    model = executor.class_obj
-    if any(getattr(block, "flipped_img_txt", False) for block in getattr(model, "double_blocks", ())):
-        log.warning("%s: this model orders image before text tokens; reference weights are not applied", NAME)
-        return executor(*args, **kwargs)
-    x, context, ref_latents = args[0], args[2], args[5]
-    patch = getattr(model, "patch_size", 2)
-    img_rows, img_cols = stitch.token_grid_for_latent(x.shape[-2], x.shape[-1], patch)
-    grids = [stitch.token_grid_for_latent(r.shape[-2], r.shape[-1], patch) for r in ref_latents]
-    bias = stitch.reference_key_bias(context.shape[1], img_rows * img_cols, grids, spec)
-    if bias is not None:
-        mask = bias.to(device=x.device, dtype=x.dtype).view(1, 1, 1, -1)
-        existing = kwargs.get("attention_mask")
-        if existing is not None:
-            if existing.shape[-1] != mask.shape[-1]:
-                raise AtelierError(
-                    f"{NAME}: another node set an attention mask for {existing.shape[-1]} tokens, but the model sees "
-                    f"{mask.shape[-1]} (text, image and references); reference weights cannot be combined with it."
-                )
-            mask = existing.reshape(*([1] * (4 - existing.ndim)), *existing.shape).to(mask.dtype) + mask
-        kwargs["attention_mask"] = mask
-    return executor(*args, **kwargs)
-
-
-def patch_model(model):
-    """A clone of ``model`` with the weight wrapper (once, however many stitchers are chained)."""
-    kind = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
-    if model.get_wrappers(kind, WRAPPER_KEY):
-        return model
-    patched = model.clone()
-    patched.add_wrapper_with_key(kind, WRAPPER_KEY, reference_weight_wrapper)
-    return patched
 
 
 # -- model -------------------------------------------------------------------------------------------------------------
@@ -219,10 +101,10 @@ def _attach(conditioning, latents: list[torch.Tensor], method: str, spec) -> lis
         d["reference_latents_method"] = method
         if any(spec):
             model_conds = dict(d.get("model_conds", {}))
-            previous = model_conds.get(WEIGHTS_KEY)
+            previous = model_conds.get(reference_weights.WEIGHTS_KEY)
             earlier = tuple(previous.cond) if previous is not None else ()
             earlier = (earlier + ((),) * existing)[:existing]
-            model_conds[WEIGHTS_KEY] = comfy.conds.CONDConstant(earlier + tuple(spec))
+            model_conds[reference_weights.WEIGHTS_KEY] = comfy.conds.CONDConstant(earlier + tuple(spec))
             d["model_conds"] = model_conds
         out.append([t[0], d])
     return out
@@ -387,13 +269,13 @@ class AtelierContextStitcher(io.ComfyNode):
         pieces = {p.slot: _resized(images[p.slot], p.geometry, f"{NAME} (image_{p.slot})") for p in plan.placements}
         if plan.canvas is not None and plan.placements:
             canvas = torch.cat([pieces[p.slot].expand(batch, -1, -1, -1)[..., :3] for p in plan.placements], dim=2)
-            latents = [encode_cached(vae, canvas)]
+            latents = [reference_weights.encode_cached(vae, canvas)]
         else:
-            latents = [encode_cached(vae, pieces[p.slot]) for p in plan.placements]
+            latents = [reference_weights.encode_cached(vae, pieces[p.slot]) for p in plan.placements]
         method = family.default_method if layout == "pixel_stitch" else layout
         spec = stitch.weight_spec(plan) if plan.placements else ()
         out_conditioning = _attach(conditioning, latents, method, spec) if latents else conditioning
-        out_model = patch_model(model) if plan.weighted else model
+        out_model = reference_weights.patch_model(model) if plan.weighted else model
         summary = plan.describe()
         log.info("%s (%s): %s", NAME, family.name, summary)
         return io.NodeOutput(out_model, out_conditioning, first, plan.tokens, ui=ui.PreviewText(summary))

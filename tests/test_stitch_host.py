@@ -413,7 +413,7 @@ def test_unchanged_reference_is_not_encoded_again(comfy_host, files, monkeypatch
 
     import comfy.sd
 
-    sys.modules[f"{comfy_host.pack_module_name}.nodes.stitch"].clear_encode_cache()
+    sys.modules[f"{comfy_host.pack_module_name}.comfy_glue.reference_weights"].clear_encode_cache()
     calls = []
     real = comfy.sd.VAE.encode
 
