@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atelier_core import align, diffmerge, poisson  # noqa: E402
+from atelier_core.image import align, diffmerge, poisson  # noqa: E402
 
 
 def _median_time(fn, repeat: int) -> tuple[float, object]:

@@ -9,7 +9,7 @@ node class is loaded from ``flux_kontext_diff_merge.py`` and called with the def
 1. Speed: the test photos upscaled to 1024, 2048 and 4096 (ours only) with a local edit and a Kontext-like
    re-render (sub-pixel shift, 0.4 % zoom, tint, blur, noise); best of ``--repeat`` for each merge with its
    defaults (ours: alignment, colour-drift fit, CIEDE2000, Poisson), and our peak numpy memory (tracemalloc).
-2. Many turns: ``--turns`` chained edits on each photo and drift size (atelier_core.diffmerge_chain), each
+2. Many turns: ``--turns`` chained edits on each photo and drift size (atelier_core.image.diffmerge_chain), each
    re-rendered and merged back before the next, for both; pixels changed farther than 20 / 50 px from the
    turn's edit, the share of pixels outside the edits (grown by 8 px) still bit-identical to the original,
    and PSNR to the ideal chain there and inside the edits. The spurious pixels (> 20 px) are drawn in red on
@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from atelier_core import diffmerge, diffmerge_chain  # noqa: E402
+from atelier_core.image import diffmerge, diffmerge_chain  # noqa: E402
 
 PHOTOS = ("astronaut_512.jpg", "chelsea_451x300.jpg")
 

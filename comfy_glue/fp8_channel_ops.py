@@ -7,7 +7,7 @@ the whole format for every channel: the same half of bf16's memory, less roundin
 for unequal channels, tests/test_fp8_channel_host.py for a whole model).
 
 The weight is quantized while the state dict loads, so only the fp8 copy ever reaches the GPU. Products run
-through ``atelier_core.fp8_linear`` (row-wise fp8 matmul where the GPU has it, the fp8 weight upcast elsewhere).
+through ``atelier_core.model.fp8_linear`` (row-wise fp8 matmul where the GPU has it, the fp8 weight upcast elsewhere).
 LoRA uses ComfyUI's ``convert_weight``/``set_weight`` hooks with the scale kept fixed and ComfyUI's stochastic
 rounding, as its own scaled-fp8 layers do, so ComfyUI's backup restores the exact original bytes.
 """
@@ -19,7 +19,7 @@ import comfy.model_management
 import comfy.ops
 import torch
 
-from ..atelier_core import fp8_linear
+from ..atelier_core.model import fp8_linear
 from .gguf_ops import apply_weight_functions, patched_bias
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)

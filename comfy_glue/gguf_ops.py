@@ -18,8 +18,8 @@ import comfy.ops
 import torch
 from comfy.model_patcher import LowVramPatch
 
-from ..atelier_core import fp8_linear
 from ..atelier_core.gguf.dequant import dequantize
+from ..atelier_core.model import fp8_linear
 
 
 def _is_raw(weight: torch.Tensor | None) -> bool:
@@ -134,7 +134,7 @@ def make_gguf_ops(compute_dtype: torch.dtype, mode: str):  # noqa: C901 (the lay
 
     ``mode``: ``on_the_fly`` dequantizes at every forward; ``materialize`` keeps the dequantized weight on the
     device after its first use; ``materialize_fp8`` keeps an fp8 copy with per-channel scales instead and multiplies
-    in fp8 where the GPU can (``atelier_core.fp8_linear``). A class per load keeps these settings off shared
+    in fp8 where the GPU can (``atelier_core.model.fp8_linear``). A class per load keeps these settings off shared
     classes, so two loader nodes with different settings never leak into each other.
     """
     if mode not in MODES:

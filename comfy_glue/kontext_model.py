@@ -19,10 +19,10 @@ import comfy.supported_models
 import comfy.utils
 import torch
 
-from ..atelier_core import architecture, fp8_linear, model_files, model_ops
 from ..atelier_core.errors import AtelierError
 from ..atelier_core.gguf import reader as gguf_reader
 from ..atelier_core.gguf.types import GGMLType
+from ..atelier_core.model import architecture, fp8_linear, model_files, model_ops
 from . import host_compat
 from .fp8_channel_ops import make_fp8_channel_ops
 from .gguf_ops import make_gguf_ops

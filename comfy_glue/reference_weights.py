@@ -5,7 +5,7 @@ attend to a reference's tokens: ``log(w)`` is added to the attention logits of t
 2 -> twice the softmax share before renormalising). That needs two things at sampling time:
 
 1. *which* keys belong to which reference, per conditioning: the weights travel inside the conditioning as a
-   ``model_conds`` entry (``CONDConstant`` of plain tuples, see ``atelier_core.stitch.weight_spec``). ComfyUI's
+   ``model_conds`` entry (``CONDConstant`` of plain tuples, see ``atelier_core.image.stitch.weight_spec``). ComfyUI's
    sampler passes ``model_conds`` straight to the diffusion model as keyword arguments, batches a positive and a
    negative together only when their entries are equal, and core Flux ignores unknown keywords;
 2. code that turns it into FLUX's ``attention_mask`` keyword (which core Flux already threads through every double
@@ -42,8 +42,8 @@ from collections import OrderedDict
 import comfy.patcher_extension
 import torch
 
-from ..atelier_core import stitch
 from ..atelier_core.errors import AtelierError
+from ..atelier_core.image import stitch
 
 log = logging.getLogger(__name__)
 

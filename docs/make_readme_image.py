@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atelier_core.diffmerge import diff_merge
+from atelier_core.image.diffmerge import diff_merge
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,11 +1,12 @@
-"""Kontext Aspect-Ratio Lock and Kontext Restore Size: thin V3 adapters over ``atelier_core.geometry``."""
+"""Kontext Aspect-Ratio Lock and Kontext Restore Size: thin V3 adapters over ``atelier_core.image.geometry``."""
 
 from __future__ import annotations
 
 import torch
 from comfy_api.latest import io
 
-from ..atelier_core import geometry, model_families
+from ..atelier_core.image import geometry
+from ..atelier_core.model import model_families
 from .types import KontextGeometry
 
 CATEGORY = "Kontext Atelier/Geometry"
@@ -15,7 +16,7 @@ RESTORE_NAME = "Kontext Restore Size"
 SIZE_KONTEXT = "Kontext preferred (17 sizes)"
 SIZE_KEEP = "keep input ratio"
 SIZE_CUSTOM = "custom W:H"
-# Other models' preferred sizes (sources in atelier_core.model_families); Kontext's stays the first and default.
+# Other models' preferred sizes (sources in atelier_core.model.model_families); Kontext's stays the first and default.
 SIZE_FLUX2 = "FLUX.2 (input ratio, 128-ch latent)"
 SIZE_QWEN = "Qwen-Image preferred (7 sizes)"
 SIZE_MODELS = {SIZE_FLUX2: "flux2", SIZE_QWEN: "qwen"}

@@ -1,4 +1,4 @@
-"""Kontext Diff-Merge: a thin V3 adapter over ``atelier_core.diffmerge``."""
+"""Kontext Diff-Merge: a thin V3 adapter over ``atelier_core.image.diffmerge``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..atelier_core import diffmerge, geometry
+from ..atelier_core.image import diffmerge, geometry
 from .types import KontextGeometry
 
 NAME = "Kontext Diff-Merge"

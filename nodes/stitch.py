@@ -13,8 +13,9 @@ import node_helpers
 import torch
 from comfy_api.latest import io, ui
 
-from ..atelier_core import geometry, model_families, stitch
 from ..atelier_core.errors import AtelierError
+from ..atelier_core.image import geometry, stitch
+from ..atelier_core.model import model_families
 from ..comfy_glue import reference_weights
 from .types import KontextGeometry
 

@@ -18,8 +18,8 @@ import folder_paths
 import torch
 from comfy_api.latest import io, ui
 
-from ..atelier_core import model_files, text_encoders
 from ..atelier_core.errors import AtelierError
+from ..atelier_core.model import model_files, text_encoders
 from ..comfy_glue import host_compat, model_folders
 from ..comfy_glue.gguf_ops import make_gguf_ops
 from ..comfy_glue.kontext_model import gguf_state_dict

@@ -1,6 +1,6 @@
 """Socket types that Atelier nodes pass between each other (defined once; import them from here).
 
-``KontextGeometry`` carries an :class:`atelier_core.geometry.Geometry`: what the Kontext Aspect-Ratio Lock did to an
+``KontextGeometry`` carries an :class:`atelier_core.image.geometry.Geometry`: what the Kontext Aspect-Ratio Lock did to an
 image (crop box, resize, padding, target size, fingerprint), so Kontext Restore Size and the diff-merge can undo
 it exactly.
 """

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core import align
+from atelier_core.image import align
 
 DATA = Path(__file__).parent / "data"
 
@@ -62,7 +62,7 @@ def test_identity_warp_is_an_exact_copy(photo):
 
 
 def test_colour_drift_fit_recovers_gains_and_ignores_the_edit(photo):
-    from atelier_core.color import linear_to_srgb, srgb_to_linear
+    from atelier_core.image.color import linear_to_srgb, srgb_to_linear
 
     gains = np.array([1.08, 0.97, 0.9], np.float32)
     drifted = np.clip(linear_to_srgb(srgb_to_linear(photo) * gains), 0, 1)

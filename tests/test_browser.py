@@ -32,7 +32,7 @@ import pytest
 from atelier_host import PACK_DIR, find_comfyui, skip_unless_host_has
 from test_host_server import ComfyServer
 
-from atelier_core import geometry
+from atelier_core.image import geometry
 
 BROWSER_DIR = PACK_DIR / "tests" / "browser"
 WORKFLOWS = PACK_DIR / "workflows"
@@ -397,7 +397,7 @@ def test_aspect_lock_shows_python_target_for_loaded_picture(browser_run):
 
 
 def test_stitcher_shows_token_count(browser_run):
-    from atelier_core import stitch
+    from atelier_core.image import stitch
 
     stitchers = [
         w for r in browser_run["workflows"] for w in r.get("widgets", []) if w["type"] == "AtelierContextStitcher"
@@ -519,7 +519,7 @@ def test_prompt_builder_shows_assembled_prompt_after_run(browser_run):
 def test_diff_merge_shows_previews_and_report_after_run(browser_run):
     import numpy as np
 
-    from atelier_core import diffmerge
+    from atelier_core.image import diffmerge
 
     run = _executed(browser_run)
     assert not run.get("previewTimeout"), "the image previews did not all load within 15 s"

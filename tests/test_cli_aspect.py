@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core import geometry as G
 from atelier_core.cli import main
+from atelier_core.image import geometry as G
 
 DATA = Path(__file__).parent / "data"
 PACK = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atelier_core import color
+from atelier_core.image import color
 
 # Sharma, Wu & Dalal (2005), CIEDE2000 test data (pairs chosen to cover hue wrap, the blue rotation term and
 # near-zero chroma).

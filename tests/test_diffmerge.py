@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core import align, diffmerge
 from atelier_core.errors import AtelierError
+from atelier_core.image import align, diffmerge
 
 DATA = Path(__file__).parent / "data"
 
@@ -224,7 +224,7 @@ def _rect(shape, rows, cols) -> np.ndarray:
 
 def _rerender(clean, shift=(1.6, -0.8), tint=LINEAR_TINT) -> np.ndarray:
     """Kontext-like drift of the whole edited image: a sub-pixel shift and a colour cast in linear light."""
-    from atelier_core.color import linear_to_srgb, srgb_to_linear
+    from atelier_core.image.color import linear_to_srgb, srgb_to_linear
 
     out = np.clip(align.warp_image(clean, align.Alignment(-shift[0], -shift[1])), 0, 1)
     return np.clip(linear_to_srgb(srgb_to_linear(out) * np.float32(tint)), 0, 1).astype(np.float32)

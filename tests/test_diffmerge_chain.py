@@ -1,6 +1,6 @@
 """Ten chained edits, each re-rendered with Kontext-like drift and merged back before the next.
 
-The guarantees (atelier_core.diffmerge_chain measures them against the ideal chain):
+The guarantees (atelier_core.image.diffmerge_chain measures them against the ideal chain):
 
 * with the default settings no pixel farther than 20 px from that turn's edit ever changes (no spurious
   detections that would then stay in the picture for good), the pixels outside the edits grown by 20 px are
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core import diffmerge, diffmerge_chain
+from atelier_core.image import diffmerge, diffmerge_chain
 
 DATA = Path(__file__).parent / "data"
 

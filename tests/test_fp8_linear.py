@@ -1,4 +1,4 @@
-"""fp8 linear layers with per-channel weight and per-token activation scales (``atelier_core.fp8_linear``).
+"""fp8 linear layers with per-channel weight and per-token activation scales (``atelier_core.model.fp8_linear``).
 
 The row-wise ``torch._scaled_mm`` runs on the CPU in this torch, so the fast path is checked here as well as the
 upcast fallback; on a GPU the same function runs on fp8 tensor cores.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from atelier_core import fp8_linear
+from atelier_core.model import fp8_linear
 
 CPU = torch.device("cpu")
 

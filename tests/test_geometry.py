@@ -1,4 +1,4 @@
-"""Aspect-ratio lock and exact restore (``atelier_core.geometry``).
+"""Aspect-ratio lock and exact restore (``atelier_core.image.geometry``).
 
 Plan-level properties run over random sizes from 1x1 to 6000x4000 without allocating images; pixel-level tests use
 moderate sizes. PSNR thresholds here are the guarantees the module states (see the module docstring / report).
@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from atelier_core import geometry as G
 from atelier_core.errors import AtelierError
+from atelier_core.image import geometry as G
 
 DATA = Path(__file__).parent / "data"
 BIG = 6000 * 4000  # lifts the 16 MP input limit so the arithmetic is tested over the whole requested range

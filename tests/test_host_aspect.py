@@ -8,7 +8,7 @@ import pytest
 import torch
 from atelier_host import ExecutionFailed
 
-from atelier_core import geometry as G
+from atelier_core.image import geometry as G
 
 LOCK_DEFAULTS = {
     "size": "Kontext preferred (17 sizes)",

@@ -16,7 +16,7 @@ import torch
 from atelier_host import ExecutionFailed, new_executor
 from kontext_graphs import edit_graph
 
-from atelier_core import architecture
+from atelier_core.model import architecture
 from atelier_core.testing import synth
 
 

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 from atelier_host import PACK_DIR
 
-from atelier_core import geometry, stitch
+from atelier_core.image import geometry, stitch
 
 APP_STUB = "export const app = { registerExtension() {} };\n"
 DRIVER = """

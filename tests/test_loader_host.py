@@ -379,7 +379,7 @@ def test_lowvram_partial_load_with_lora_matches_full_load(comfy_host, model_file
 
 def test_gguf_fp8_layer_uses_rowwise_matmul_on_bf16_input(comfy_host, model_files):
     """materialize_fp8 keeps an fp8 weight and multiplies bf16 activations in fp8 (row-wise on this CPU's torch)."""
-    fp8_linear = sys.modules[comfy_host.pack_module_name + ".atelier_core.fp8_linear"]
+    fp8_linear = sys.modules[comfy_host.pack_module_name + ".atelier_core.model.fp8_linear"]
     kontext_model = sys.modules[comfy_host.pack_module_name + ".comfy_glue.kontext_model"]
     path = comfy_host.model_path("diffusion_models", model_files["gguf_Q8_0"])
     fp8 = kontext_model.load_kontext(path, kontext_model.LoadOptions("fp32", "materialize_fp8")).patcher.model

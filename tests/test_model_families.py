@@ -1,11 +1,12 @@
-"""Which models the pack serves and their preferred sizes (atelier_core.model_families, geometry's model modes)."""
+"""Which models the pack serves and their preferred sizes (atelier_core.model.model_families, geometry's model modes)."""
 
 from __future__ import annotations
 
 import pytest
 
-from atelier_core import geometry, model_families, stitch
 from atelier_core.errors import AtelierError
+from atelier_core.image import geometry, stitch
+from atelier_core.model import model_families
 
 
 def test_families_by_comfyui_image_model():

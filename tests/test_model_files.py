@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from atelier_core import architecture, model_files
 from atelier_core.errors import AtelierError, UnsupportedModelError
+from atelier_core.model import architecture, model_files
 from atelier_core.testing import synth
 
 

@@ -1,4 +1,4 @@
-"""The loader's choice of operations and dtypes (atelier_core.model_ops), branch by branch, with a fake device."""
+"""The loader's choice of operations and dtypes (atelier_core.model.model_ops), branch by branch, with a fake device."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from atelier_core.errors import AtelierError
-from atelier_core.model_ops import DeviceFacts, Storage, choose_operations
+from atelier_core.model.model_ops import DeviceFacts, Storage, choose_operations
 
 BF16, FP16, FP32, E4M3 = torch.bfloat16, torch.float16, torch.float32, torch.float8_e4m3fn
 

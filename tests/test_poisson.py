@@ -7,7 +7,7 @@ import pytest
 from scipy.sparse import lil_matrix
 from scipy.sparse.linalg import spsolve
 
-from atelier_core import poisson
+from atelier_core.image import poisson
 
 
 def _reference(original: np.ndarray, edit: np.ndarray, region: np.ndarray) -> np.ndarray:

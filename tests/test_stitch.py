@@ -9,8 +9,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from atelier_core import geometry, stitch
 from atelier_core.errors import AtelierError
+from atelier_core.image import geometry, stitch
 
 SIDES_W = st.integers(min_value=1, max_value=6000)
 SIDES_H = st.integers(min_value=1, max_value=4000)

@@ -25,7 +25,7 @@ from atelier_host import ExecutionFailed
 from kontext_graphs import rel_error
 from PIL import Image
 
-from atelier_core import stitch
+from atelier_core.image import stitch
 from atelier_core.testing import synth
 
 

@@ -18,8 +18,8 @@ import torch
 from atelier_host import ExecutionFailed
 from safetensors.torch import save_file
 
-from atelier_core import text_encoders
 from atelier_core.gguf.dequant import dequantize
+from atelier_core.model import text_encoders
 from atelier_core.testing import synth
 from atelier_core.testing.synth_comfy import clip_l_state_dict, write_t5_fp8
 

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import torch
 
-from .. import geometry
 from ..errors import AtelierError
+from ..image import geometry
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import diffmerge
 from ..errors import AtelierError
+from ..image import diffmerge
 
 logger = logging.getLogger(__name__)
 

@@ -85,7 +85,7 @@ def model_files(root: Path, kind: str) -> list[Path]:
 
 def describe_transformer(path: Path) -> str:
     """What a transformer file is, from its header only."""
-    from .. import model_files as mf
+    from ..model import model_files as mf
 
     try:
         kind = mf.sniff_format(path)

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import architecture, model_files
 from ..errors import AtelierError
 from ..gguf import convert as gconvert
 from ..gguf.dequant import dequantize
 from ..gguf.reader import SkippedArray, open_gguf
-from ..kontext_layout import parameter_count
+from ..model import architecture, model_files
+from ..model.kontext_layout import parameter_count
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def inspect_file(path: Path, with_tensors: bool = False) -> dict:
     else:
         header = model_files.read_safetensors_header(path)
         info["metadata"] = {k: _printable(v) for k, v in header.metadata.items()}
-        from ..model_files import SAFETENSORS_DTYPE_BYTES
+        from ..model.model_files import SAFETENSORS_DTYPE_BYTES
 
         for name, (dtype, shape) in header.tensors.items():
             shapes[name] = tuple(shape)

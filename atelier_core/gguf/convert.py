@@ -64,9 +64,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__, architecture, model_files
+from .. import __version__
 from ..errors import AtelierError, UnsupportedModelError
-from ..kontext_layout import KontextShape, layout
+from ..model import architecture, model_files
+from ..model.kontext_layout import KontextShape, layout
 from .lora import LoraMerge
 from .types import GGMLType, tensor_nbytes
 from .writer import QUANTIZATION_VERSION, _check_f16_range, atomic_gguf, default_type_for

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from .. import model_files
 from ..errors import AtelierError
+from ..model import model_files
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..kontext_layout import FULL, HEAD_DIM, TINY, KontextShape, layout, parameter_count  # noqa: F401 (part of synth's API)
+from ..model.kontext_layout import FULL, HEAD_DIM, TINY, KontextShape, layout, parameter_count  # noqa: F401 (part of synth's API)
 
 
 def random_tensor(key: str, dims: tuple[int, ...], generator: torch.Generator, device="cpu") -> torch.Tensor:
@@ -179,8 +179,8 @@ def write_random_gguf(
 
 
 def t5_state_dict(cfg=None, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A float32 T5 v1.1 encoder with Hugging Face names (``atelier_core.text_encoders.t5_layout``)."""
-    from ..text_encoders import T5_XXL, t5_layout
+    """A float32 T5 v1.1 encoder with Hugging Face names (``atelier_core.model.text_encoders.t5_layout``)."""
+    from ..model.text_encoders import T5_XXL, t5_layout
 
     generator = torch.Generator().manual_seed(seed)
     sd = {}
@@ -197,7 +197,7 @@ def t5_state_dict(cfg=None, seed: int = 0) -> dict[str, torch.Tensor]:
 def write_t5_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, cfg=None) -> Path:
     """A T5 encoder GGUF as the popular files are: llama.cpp names, ``general.architecture = t5encoder``."""
     from ..gguf import writer
-    from ..text_encoders import T5_XXL, gguf_name
+    from ..model.text_encoders import T5_XXL, gguf_name
 
     tensors = {}
     for key, value in sd.items():
@@ -209,7 +209,7 @@ def write_t5_gguf(path: Path, sd: dict[str, torch.Tensor], qtype: str, cfg=None)
 
 def write_t5_gguf_random_blocks(path: Path, qtype: str, cfg=None, seed: int = 0) -> Path:
     """The full-size T5-XXL encoder as random valid blocks under llama.cpp names (loader and speed tests only)."""
-    from ..text_encoders import T5_XXL, gguf_name, t5_layout
+    from ..model.text_encoders import T5_XXL, gguf_name, t5_layout
 
     cfg = cfg or T5_XXL
     return write_random_gguf(path, [(gguf_name(k, cfg), d) for k, d in t5_layout(cfg)], qtype, "t5encoder", seed)

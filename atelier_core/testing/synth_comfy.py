@@ -94,7 +94,7 @@ def write_t5_fp8(path: Path, seed: int = 0, device="cpu", prefix: str = "") -> P
     ``prefix`` as files saved from a ComfyUI CLIP have it (``t5xxl.transformer.``)."""
     from safetensors.torch import save_file
 
-    from ..text_encoders import t5_layout
+    from ..model.text_encoders import t5_layout
 
     generator = torch.Generator(device=device).manual_seed(seed)
     out = {}

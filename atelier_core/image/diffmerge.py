@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
+from ..errors import AtelierError
 from . import align as _align
 from . import color as _color
 from . import poisson as _poisson
 from .diffmerge_mask import _bbox, _fill_holes, _outline_preview, _remove_small, feather_mask, grow_mask
-from .errors import AtelierError
 
 log = logging.getLogger(__name__)
 

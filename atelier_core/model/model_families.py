@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import AtelierError
+from ..errors import AtelierError
 
 Size = tuple[int, int]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import UnsupportedModelError
+from ..errors import UnsupportedModelError
 from .kontext_layout import HEAD_DIM, KontextShape, layout
 
 PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import AtelierError
+from ..errors import AtelierError
 
 FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 FLOAT_WEIGHTS = ("as_stored", "fp8_per_channel")

@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import AtelierError
+from ..errors import AtelierError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ KONTEXT_RESOLUTIONS: tuple[tuple[int, int], ...] = (
 )
 
 RATIO_PRESETS: tuple[str, ...] = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "5:4", "4:5", "21:9")
-# Model-preferred sizes beside Kontext's (see atelier_core.model_families for their sources): "qwen" is the nearest
+# Model-preferred sizes beside Kontext's (see atelier_core.model.model_families for their sources): "qwen" is the nearest
 # of Qwen-Image's seven sizes (chosen like Kontext's); "flux2" (FLUX.2 has no list) the image's own ratio in
 # multiples of 16 at the requested size (1 MP by default), i.e. "keep" under FLUX.2's name.
 MODEL_MODES: tuple[str, ...] = ("flux2", "qwen")
@@ -497,7 +497,7 @@ def plan(
 
     mode = str(mode).strip().lower()
     if mode in ("kontext", "qwen"):
-        from .model_families import QWEN_IMAGE_RESOLUTIONS
+        from ..model.model_families import QWEN_IMAGE_RESOLUTIONS
 
         sizes = KONTEXT_RESOLUTIONS if mode == "kontext" else QWEN_IMAGE_RESOLUTIONS
         tw, th = nearest_kontext_resolution(width, height, sizes)

@@ -11,7 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import AtelierError
+from ..errors import AtelierError
 
 GGUF_MAGIC = b"GGUF"
 # safetensors: 8-byte little-endian header length, then a JSON header. Real headers are a few MB at most.

@@ -8,9 +8,9 @@ Tokens. FLUX patches a latent (1/8 of the pixels) in 2x2 cells, so one token cov
 
 Sizing, per reference (the three ``SIZINGS``):
 
-* ``bucket``: the model's preferred size (``size_mode``, from :mod:`atelier_core.model_families`). For Kontext the
+* ``bucket``: the model's preferred size (``size_mode``, from :mod:`atelier_core.model.model_families`). For Kontext the
   nearest of its 17 preferred ~1 MP sizes, chosen exactly as core's ``FluxKontextImageScale`` and the Aspect-Ratio
-  Lock choose it (:func:`atelier_core.geometry.plan`); for FLUX.2 the image's own ratio at 1 MP.
+  Lock choose it (:func:`atelier_core.image.geometry.plan`); for FLUX.2 the image's own ratio at 1 MP.
 * ``token budget``: the budget is the total for all references; each reference gets an equal share and the
   largest multiple-of-16 size of its own ratio (clamped to 1:4..4:1) within that share, never larger than the image
   itself (no upscaling). The total never exceeds the budget.
@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import AtelierError
 from . import geometry
-from .errors import AtelierError
 
 NODE_NAME = "Kontext Context Stitcher"
 MAX_REFERENCES = 8
@@ -119,7 +119,7 @@ def keep_size(width: int, height: int) -> Size:
 def fit_geometry(
     width: int, height: int, target: Size, fit: str, mode: str, fingerprint: str | None = None
 ) -> geometry.Geometry:
-    """A :class:`~atelier_core.geometry.Geometry` that brings ``width x height`` to ``target`` with ``fit``
+    """A :class:`~atelier_core.image.geometry.Geometry` that brings ``width x height`` to ``target`` with ``fit``
     (centred crop, centred edge padding or stretch), so Restore Size can undo it like an Aspect-Ratio Lock's."""
     if fit not in FITS:
         raise AtelierError(f"{NODE_NAME}: unknown fit {fit!r}; choose one of {', '.join(FITS)}.")

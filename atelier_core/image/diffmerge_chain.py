@@ -2,7 +2,7 @@
 
 Each turn applies one local edit to the current picture (the "ideal" chain applies it to the ideal picture),
 re-renders the whole frame the way Kontext does (sub-pixel shift, slight zoom, colour tint, softening, noise),
-and merges the render back with :func:`atelier_core.diffmerge.diff_merge`. The figures compare the merged chain
+and merges the render back with :func:`atelier_core.image.diffmerge.diff_merge`. The figures compare the merged chain
 with the ideal one: pixels far from every edit must never change, and after all turns the pixels outside the
 edits must still be the original's bit for bit. Used by tests/test_diffmerge_chain.py and
 bench/bench_diffmerge_chain.py.

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import AtelierError
+from ..errors import AtelierError
 
 T5_GGUF_ARCHS = ("t5", "t5encoder")
 

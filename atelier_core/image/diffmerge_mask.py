@@ -1,5 +1,5 @@
 """Mask steps of the diff-merge: clean-up (specks, holes), exact Euclidean grow/shrink, feathering, and the
-outlined preview. Masks are (H, W) bool arrays; see atelier_core.diffmerge for the pipeline."""
+outlined preview. Masks are (H, W) bool arrays; see atelier_core.image.diffmerge for the pipeline."""
 
 from __future__ import annotations
 
