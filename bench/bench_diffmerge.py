@@ -75,7 +75,7 @@ def main() -> int:
                 lambda s=src8, d=dst8, m=mask8, c=centre: cv2.seamlessClone(s, d, m, c, cv2.NORMAL_CLONE), args.repeat
             )
             cv_text = f"{t_cv:8.3f}"
-        except cv2.error as exc:  # the anchor's failure mode: ROI assertions when the region nears a border
+        except cv2.error as exc:  # flux-kontext-diff-merge's failure mode with cv2.seamlessClone: ROI assertions when the region nears a border
             t_cv, cv_text = float("nan"), f"failed ({str(exc).splitlines()[0][:30]})"
         rows.append((frac, 100 * region.mean(), result.report["poisson"]["cycles"], t_merge, t_ours, cv_text, t_cv))
     sys.stdout.write(f"{args.size}x{args.size}, median of {args.repeat} runs, cv2 threads {cv2.getNumThreads()}\n")

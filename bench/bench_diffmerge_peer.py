@@ -40,7 +40,7 @@ PHOTOS = ("astronaut_512.jpg", "chelsea_451x300.jpg")
 
 
 def load_peer(folder: Path):
-    """-> merge(original, edited) -> merged float image, with the peer node's own defaults."""
+    """-> merge(original, edited) -> merged float image, with flux-kontext-diff-merge's own node defaults."""
     try:
         import skimage.metrics  # noqa: F401
     except ImportError:

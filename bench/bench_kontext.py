@@ -43,7 +43,9 @@ CORE_MODES = {
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--comfy", help="ComfyUI folder (default: the project's host finder: COMFYUI_PATH, ~/ComfyUI, ...)")
-    ap.add_argument("--gguf-peer", default=None, help="a ComfyUI-GGUF checkout, for the peer:* modes")
+    ap.add_argument(
+        "--gguf-peer", default=None, help="a ComfyUI-GGUF checkout, for the peer:* modes (ComfyUI-GGUF's own loader)"
+    )
     ap.add_argument("--modes", default="comfy:bf16,bf16,fp8,q8_0,q4_k", help="comma list, see the module help")
     ap.add_argument("--res", default="1024", help="comma list of square resolutions")
     ap.add_argument("--refs", default="1", help="comma list of reference counts (references as large as the image)")

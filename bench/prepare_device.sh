@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the folder that travels to the lent GPU machine (see ../shared/GPU.md): a trimmed copy of ComfyUI, an
-# optional ComfyUI-GGUF checkout for the peer timings, and the wheels that machine lacks. It goes in `.device/`,
+# optional ComfyUI-GGUF checkout for ComfyUI-GGUF's own timings, and the wheels that machine lacks. It goes in `.device/`,
 # which this script adds to .git/info/exclude (fetched code must never be committed). Name `.device` in the
 # device tool's `carry` and start the command with `bash bench/on_device.sh ...`.
 #

@@ -1,4 +1,4 @@
-"""Run every shipped workflow, unmodified, on a real ComfyUI server with full-size random weights (issue 9).
+"""Run every shipped workflow, unmodified, on a real ComfyUI server with full-size random weights.
 
 Every model file the workflows name (``properties.models`` and ``atelier_downloads``) is written under the name the
 workflow expects, at full size, in the real layout and format: the Kontext transformer as a Q4_K GGUF of random

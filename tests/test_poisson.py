@@ -119,7 +119,7 @@ def test_multiband_weights_zero_and_one_and_range():
     w = np.zeros((90, 120), np.float32)
     w[:, 60:] = 1
     out = poisson.multiband_blend(a, b, w)
-    # Far from the seam each side is its own image (the anchor's multiband returned a white frame).
+    # Far from the seam each side is its own image (flux-kontext-diff-merge's multiband returned a white frame).
     assert np.abs(out[:, :20] - a[:, :20]).max() < 0.05 and np.abs(out[:, -20:] - b[:, -20:]).max() < 0.05
     assert out.min() > -0.2 and out.max() < 1.2
 
