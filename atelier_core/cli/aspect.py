@@ -39,18 +39,18 @@ def register(subparsers) -> None:
         help="kontext (nearest of the 17 preferred sizes), keep (the input's ratio), a preset "
         "(%(presets)s) or any W:H (default: kontext)",
     )
-    mode.presets = LazyNames(".geometry", "RATIO_PRESETS")  # argparse fills %(presets)s from the action
+    mode.presets = LazyNames(".image.geometry", "RATIO_PRESETS")  # argparse fills %(presets)s from the action
     lock.add_argument(
         "--fit",
         default="crop",
-        choices=LazyNames(".geometry", "FITS"),
+        choices=LazyNames(".image.geometry", "FITS"),
         metavar="FIT",
         help="%(choices)s: how to reach the target (default: crop)",
     )
     lock.add_argument(
         "--anchor",
         default="center",
-        choices=LazyNames(".geometry", "ANCHORS"),
+        choices=LazyNames(".image.geometry", "ANCHORS"),
         metavar="ANCHOR",
         help="%(choices)s: what stays when cropping / where the picture sits when padding",
     )
@@ -71,7 +71,7 @@ def register(subparsers) -> None:
     lock.add_argument(
         "--pad-mode",
         default="edge",
-        choices=LazyNames(".geometry", "PAD_MODES"),
+        choices=LazyNames(".image.geometry", "PAD_MODES"),
         metavar="PAD_MODE",
         help="%(choices)s: how --fit pad fills the border (default: edge)",
     )
