@@ -1,6 +1,6 @@
 """Our diff-merge against flux-kontext-diff-merge (safzanpirani), side by side in one process: speed and many turns.
 
-    python bench/bench_diffmerge_peer.py /tmp/peers/flux-kontext-diff-merge [--repeat 4] [--turns 10]
+    python bench/bench_diffmerge_peer.py /tmp/peers/flux-kontext-diff-merge [--repeat 4] [--turns 10] [--profile]
 
 The peer's repository is not part of this project: clone it anywhere outside the repo and pass its folder. Its
 node class is loaded from ``flux_kontext_diff_merge.py`` and called with the defaults its INPUT_TYPES declares
@@ -10,18 +10,23 @@ node class is loaded from ``flux_kontext_diff_merge.py`` and called with the def
    re-render (sub-pixel shift, 0.4 % zoom, tint, blur, noise); best of ``--repeat`` for each merge with its
    defaults (ours: alignment, colour-drift fit, CIEDE2000, Poisson), and our peak numpy memory (tracemalloc).
 2. Many turns: ``--turns`` chained edits on each photo and drift size (atelier_core.image.diffmerge_chain), each
-   re-rendered and merged back before the next, for both; pixels changed farther than 20 / 50 px from the
-   turn's edit, the share of pixels outside the edits (grown by 8 px) still bit-identical to the original,
+   re-rendered and merged back before the next, for ours with its defaults, ours with the wide band the help
+   page offers (grow 4, feather 12) and the peer; pixels changed farther than 8 / 20 / 50 px from the turn's
+   edit, the share of pixels outside the edits (grown by 8 and by 20 px) still bit-identical to the original,
    and PSNR to the ideal chain there and inside the edits. The spurious pixels (> 20 px) are drawn in red on
-   bench/out/chain_<who>_<photo>_<drift>.png.
+   bench/out/chain_<who>_<photo>_<drift>.png (who: ours, ours_wide, peer), with the edits outlined in green.
+3. ``--profile``: where our time goes at 1024 and 2048 (cProfile of 3 merges of the astronaut case, the
+   cumulative seconds per merge of each pipeline stage).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import importlib.util
 import io
+import pstats
 import sys
 import time
 import tracemalloc
@@ -36,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from atelier_core.image import diffmerge, diffmerge_chain  # noqa: E402
 
-PHOTOS = ("astronaut_512.jpg", "chelsea_451x300.jpg")
+PHOTOS = ("astronaut_512.jpg", "chelsea_451x300.jpg", "coffee_600x400.jpg")
 
 
 def load_peer(folder: Path):
@@ -119,35 +124,68 @@ def speed_table(peer, repeat: int) -> list[str]:
     return rows
 
 
+# The pipeline's stages, as diff_merge calls them (atelier_core/image/diffmerge.py).
+STAGES = (
+    ("alignment", "_align_step"),
+    ("colour prediction", "_colour_step"),
+    ("ΔE map", "_difference_map"),
+    ("threshold, clean-up, grow", "_detect"),
+    ("feather", "feather_mask"),
+    ("blend (Poisson)", "_blend"),
+    ("preview", "_outline_preview"),
+)
+
+
+def profile_table(runs: int = 3) -> list[str]:
+    rows = ["| size | " + " | ".join(name for name, _ in STAGES) + " | whole merge |", "|---" * (len(STAGES) + 2) + "|"]
+    for size in (1024, 2048):
+        orig, edited = speed_case("astronaut_512.jpg", size)
+        diffmerge.diff_merge(orig, edited)  # warm-up: first calls pay for imports and OpenCV's thread pool
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(runs):
+            diffmerge.diff_merge(orig, edited)
+        prof.disable()
+        stats = pstats.Stats(prof).stats  # {(file, line, name): (calls, prim, tottime, cumtime, callers)}
+        by_name: dict[str, float] = {}
+        for (_file, _line, name), (*_, cumtime, _callers) in stats.items():
+            by_name[name] = by_name.get(name, 0.0) + cumtime
+        cells = [f"{by_name.get(fn, 0.0) / runs:.3f}" for _, fn in STAGES]
+        rows.append(f"| {size} | " + " | ".join(cells) + f" | {by_name.get('diff_merge', 0.0) / runs:.3f} |")
+    return rows
+
+
 def chain_table(peer, turns: int, out_dir: Path) -> list[str]:
     rows = [
-        "| who | photo | drift | px > 20 px (all turns) | turns with px > 50 px | widest change px "
-        "| identical outside +8 px | identical outside +20 px | PSNR outside +8 px dB | PSNR in edits dB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| who | photo | drift | px > 8 px (all turns) | px > 20 px (all turns) | turns with px > 50 px "
+        "| widest change px | identical outside +8 px | identical outside +20 px | PSNR outside +8 px dB "
+        "| PSNR in edits dB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    narrow_opts = diffmerge.MergeOptions(grow=1, feather=4)
+    wide_opts = diffmerge.MergeOptions(grow=4, feather=12)
 
-    def narrow(original, render):
-        return diffmerge.diff_merge(original, render, narrow_opts).merged
+    def wide(original, render):
+        return diffmerge.diff_merge(original, render, wide_opts).merged
 
     for name in PHOTOS:
         for drift, seed in (("small", 1), ("medium", 2), ("large", 3)):
             img = photo(name, 1024)
-            for who, merge in (("ours", None), ("ours, grow 1 feather 4", narrow), ("peer", peer)):
+            for who, tag, merge in (
+                ("ours", "ours", None),
+                ("ours, grow 4 feather 12", "ours_wide", wide),
+                ("peer", "peer", peer),
+            ):
                 f = diffmerge_chain.run_chain(img, turns, drift, seed, far=20.0, dilate=8, merge=merge)
                 pic = diffmerge_chain.spurious_picture(img, f)
                 cv2.imwrite(
-                    str(
-                        out_dir
-                        / f"chain_{who.split(',')[0]}{'_narrow' if ',' in who else ''}_{name.split('_')[0]}_{drift}.png"
-                    ),
+                    str(out_dir / f"chain_{tag}_{name.split('_')[0]}_{drift}.png"),
                     (pic[..., ::-1] * 255).round().astype(np.uint8),
                 )
                 rows.append(
-                    f"| {who} | {name} | {drift} | {sum(f.far_changed)} | {sum(1 for v in f.beyond50 if v)} "
-                    f"| {max(f.band):.0f} | {100 * f.identical_outside:.2f} % | {100 * f.identical_beyond_far:.2f} % "
-                    f"| {f.psnr_outside:.1f} | {f.psnr_edits:.1f} |"
+                    f"| {who} | {name} | {drift} | {sum(f.beyond_dilate)} | {sum(f.far_changed)} "
+                    f"| {sum(1 for v in f.beyond50 if v)} | {max(f.band):.0f} | {100 * f.identical_outside:.2f} % "
+                    f"| {100 * f.identical_beyond_far:.2f} % | {f.psnr_outside:.1f} | {f.psnr_edits:.1f} |"
                 )
     return rows
 
@@ -159,6 +197,7 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=10)
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--skip-chain", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="also print where our time goes, per stage")
     args = ap.parse_args()
     if not (args.peer / "flux_kontext_diff_merge.py").is_file():
         ap.error(
@@ -169,6 +208,9 @@ def main() -> int:
     out.write(f"peer defaults: {defaults}\ncv2 threads {cv2.getNumThreads()}\n\n")
     if not args.skip_speed:
         out.write(f"Speed, best of {args.repeat}\n" + "\n".join(speed_table(peer, args.repeat)) + "\n\n")
+        out.flush()
+    if args.profile:
+        out.write("Our stages, s per merge (cProfile, 3 merges)\n" + "\n".join(profile_table()) + "\n\n")
         out.flush()
     if not args.skip_chain:
         rows = chain_table(peer, args.turns, ROOT / "bench" / "out")

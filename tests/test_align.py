@@ -100,3 +100,45 @@ def test_tone_curves_fit_a_gamma_drift_and_ignore_a_recoloured_region(photo):
     # Within MAX_CURVE_CORRECTION of identity everywhere, and monotone.
     assert np.abs(curves.values - curves.knots).max() <= align.MAX_CURVE_CORRECTION + 1e-9
     assert (np.diff(curves.values, axis=1) >= 0).all()
+
+
+def test_bin_medians_match_numpy_per_bin():
+    rng = np.random.default_rng(3)
+    mov = rng.random(50000)
+    ref = mov + rng.normal(0, 0.02, mov.size) + 0.1 * (rng.random(mov.size) < 0.2)  # 20 % outliers
+    medians, counts = align._bin_medians(mov, ref, 49)
+    bins = np.clip((mov * 48).round().astype(int), 0, 48)
+    exact = np.array([np.median(ref[bins == k]) for k in range(49)])
+    assert (counts == np.bincount(bins, minlength=49)).all()
+    level = (ref.max() - ref.min()) / align._MEDIAN_LEVELS
+    assert np.abs(medians - exact).max() <= level
+
+
+def test_drift_prediction_lookup_equals_the_direct_prediction(photo):
+    gains = np.array([1.1, 1.0, 0.88])
+    lin = align.srgb_to_linear(photo)
+    drifted = align.linear_to_srgb(np.clip(lin * gains + 0.004, 0, 1)).astype(np.float32) ** 1.08
+    fix = align.fit_color_drift(photo, drifted)
+    curves = align.fit_tone_curves(drifted, fix.apply_inverse(photo))
+    assert not fix.is_identity and not curves.is_identity
+    direct = curves.apply(fix.apply_inverse(photo))
+    looked_up = align.drift_prediction(fix, curves).apply(photo)
+    assert np.abs(looked_up - direct).max() < 3e-5
+    # The lookup is only defined for the diagonal fits fit_color_drift makes.
+    mixing = align.ColorTransform(np.array([[1.0, 0.1, 0], [0, 1, 0], [0, 0, 1]]), np.zeros(3))
+    with pytest.raises(ValueError, match="diagonal"):
+        align.drift_prediction(mixing, None)
+
+
+@pytest.mark.parametrize("shape", [(40000, 1, 3), (2, 33000, 3), (300, 200, 3)])
+def test_tone_curves_apply_to_any_shape_as_an_interpolation(shape):
+    # cv2.remap refuses a side of 32767 or more: a long list of sampled pixels must still go through.
+    knots = np.linspace(0.0, 1.0, 49)
+    values = np.stack([knots**1.1, np.sqrt(knots), knots * 0.9 + 0.05])
+    curves = align.ToneCurves(knots, values)
+    srgb = np.random.default_rng(0).random(shape, dtype=np.float32)
+    out = curves.apply(srgb)
+    assert out.shape == shape
+    for c in range(3):
+        expected = np.interp(srgb[..., c], knots, values[c])
+        assert np.abs(out[..., c] - expected).max() < 2e-3  # remap resolves 1/32 of a knot step

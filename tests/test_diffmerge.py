@@ -166,6 +166,25 @@ def test_grey_and_rgba_inputs(photo):
     assert (r.merged[320:380, 320:380, 3] == 0).all() and (r.merged[:200, :200] == rgba[:200, :200]).all()
 
 
+def test_closing_fills_gaps_to_the_outline_without_moving_it():
+    from atelier_core.image.diffmerge_mask import close_mask
+
+    mask = np.zeros((80, 120), bool)
+    mask[20:60, 20:100] = True
+    mask[20:45, 50:56] = False  # a 6 px wide channel from the top edge into the region: not a hole
+    mask[30:50, 10:20] = True  # a tab sticking out on the left
+    closed = close_mask(mask, 4)
+    # The channel is closed but for its mouth (a disc of radius 4 reaches 2 px into a 6 px opening) ...
+    assert closed[22:45, 50:56].all() and not closed[20, 50:56].all()
+    # ... straight outlines do not move, and what is added (the channel, the tab's inner corners) lies within 4 px.
+    assert not (closed[:20].any() or closed[60:].any() or closed[:, 100:].any() or closed[:, :10].any())
+    assert diffmerge.grow_mask(mask, 4)[closed].all() and (closed & ~mask)[26:54, 10:20].any()
+    wide = mask.copy()
+    wide[20:45, 50:62] = False  # 12 px: wider than 2 x 4, stays open
+    assert np.array_equal(close_mask(wide, 4)[20:40, 51:61], wide[20:40, 51:61])
+    assert np.array_equal(close_mask(mask, 0), mask) and not close_mask(np.zeros_like(mask), 4).any()
+
+
 def test_one_pixel_images():
     a = np.zeros((1, 1, 3), np.float32)
     b = np.ones((1, 1, 3), np.float32)
@@ -300,7 +319,12 @@ def test_lighting_change_over_30_percent(photo, gain, lift):
     assert truth.mean() > 0.3
     clean = photo.copy()
     clean[truth] = np.clip(photo[truth] * gain + lift, 0, 1)
-    _check_large_edit(photo, clean, truth, _rerender(clean), iou_min=0.88)
+    # Darkening by 0.6 leaves the photo's near-black areas below ΔE 6: they stay the original's (about 10k px
+    # at any grow). The IoU is taken against the truth grown by ``grow``, so it depends on the band: with the
+    # wide band (grow 4) it is 0.885, with the default (grow 1) 0.863 for the same undetected pixels.
+    _check_large_edit(photo, clean, truth, _rerender(clean), iou_min=0.86 if gain < 1 else 0.88)
+    wide = diffmerge.MergeOptions(grow=4, feather=12)
+    _check_large_edit(photo, clean, truth, _rerender(clean), iou_min=0.88, options=wide)
 
 
 def test_implausible_colour_fit_is_rejected_and_reported(photo):

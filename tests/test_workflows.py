@@ -133,6 +133,18 @@ def test_api_workflow_uses_kontext_defaults(name):
     assert any(n["class_type"] == "SaveImage" for n in api.values())
 
 
+@pytest.mark.parametrize("name", sorted(API))
+def test_diff_merge_nodes_ship_with_the_node_defaults(name):
+    """The shipped merges use the band the node's help page documents (grow/feather), not an older default."""
+    from atelier_core.image.diffmerge import MergeOptions
+
+    defaults = MergeOptions()
+    for node in (n for n in API[name].values() if n["class_type"] == "AtelierDiffMerge"):
+        inputs = node["inputs"]
+        assert (inputs["grow"], inputs["feather"]) == (defaults.grow, defaults.feather), name
+        assert (inputs["threshold"], inputs["min_area"]) == (defaults.threshold, defaults.min_area), name
+
+
 @pytest.mark.parametrize("name", sorted(OTHER_MODELS))
 def test_other_model_workflows_lock_edit_restore_and_merge_with_core_loaders(name):
     """FLUX.2 / Qwen-Image-Edit: core's loaders, the model's own sampling defaults, and lock -> restore -> merge."""

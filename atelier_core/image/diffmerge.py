@@ -9,6 +9,8 @@ for bit; a soft mask of all ones returns the (aligned) edit.
 Images are float numpy arrays (H, W, C) in 0..1 with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA).
 Detection runs on a copy of about ``detect_megapixels`` (Kontext renders about 1 MP, so finer detail in an
 upscaled edit is not information); masks, alignment and blending are applied at the original's resolution.
+With a fixed threshold the ΔE map is computed in two passes (diffmerge_delta.two_pass_delta_e): a half-size
+pass finds where the edit can be, and only tiles there are computed at full detection size.
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from ..errors import AtelierError
 from . import align as _align
 from . import color as _color
 from . import poisson as _poisson
-from .diffmerge_mask import _bbox, _fill_holes, _outline_preview, _remove_small, feather_mask, grow_mask
+from .diffmerge_delta import delta_e_map, two_pass_delta_e
+from .diffmerge_mask import (
+    _bbox,
+    _fill_holes,
+    _outline_preview,
+    _remove_small,
+    close_mask,
+    feather_mask,
+    grow_mask,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +53,8 @@ __all__ = [
 
 BLEND_MODES = ("poisson", "multiband", "alpha")
 USER_MASK_MODES = ("add", "subtract", "replace")
-# ΔE2000 never exceeds about 2.05x ΔE76 (its lightness, chroma and hue terms are each divided by weights >= 1,
-# the a' stretch is at most 1.5x and the rotation term adds at most 87%), so pixels whose ΔE76 is below
-# threshold / 2.1 cannot pass a ΔE2000 threshold and are not evaluated with the slower formula.
-_DE2000_OVER_DE76 = 2.1
-# And ΔE2000 >= |ΔL| / S_L, since its chroma/hue part (with the rotation term, |R_T| <= 2) is never negative;
-# S_L = 1 + 0.015 (L - 50)^2 / sqrt(20 + (L - 50)^2) is at most 1.747 for L in 0..100.
-_MAX_S_L = 1.75
-# The envelope tolerance never moves a colour by more than this (Lab units per channel): enough for the
-# residual misregistration of an edge, too little to hide a darkened or recoloured region in a textured area.
-_ENVELOPE_CAP = 5.0
+# Clean-up closes gaps and notches up to twice this wide (original pixels) inside a changed region.
+_CLOSE_GAPS_PX = 4.0
 
 
 @dataclass
@@ -62,8 +65,8 @@ class MergeOptions:
     formula: str = "ciede2000"
     auto_threshold: bool = False
     min_area: int = 64
-    grow: int = 4
-    feather: int = 12
+    grow: int = 1
+    feather: int = 4
     blend: str = "poisson"
     align: bool = True
     match_color: bool = True
@@ -177,59 +180,6 @@ def _auto_threshold(values: np.ndarray, floor: float) -> float:
     between[~np.isfinite(between)] = 0
     otsu = float(edges[int(np.argmax(between)) + 1])
     return max(otsu, noise, floor)
-
-
-def delta_e_map(
-    original_rgb: np.ndarray,
-    edit_rgb: np.ndarray,
-    formula: str,
-    threshold: float | None,
-    sigma: float,
-    envelope: int = 0,
-) -> np.ndarray:
-    """ΔE between two sRGB images after a light Gaussian (sigma px) that evens out noise and softening.
-
-    With ``threshold`` given and CIEDE2000, pixels that provably stay below it keep their (smaller) bound
-    ΔE76 / 2.1, and pixels that provably pass it their (smaller, still passing) bound |ΔL| / 1.75, instead of
-    the exact value: the thresholded mask is unchanged and the map costs a fraction.
-    """
-    if sigma > 0:
-        original_rgb = cv2.GaussianBlur(original_rgb, (0, 0), sigma)
-        edit_rgb = cv2.GaussianBlur(edit_rgb, (0, 0), sigma)
-    lab_o = _color.srgb_to_lab(np.clip(original_rgb, 0, 1))
-    lab_e = _color.srgb_to_lab(np.clip(edit_rgb, 0, 1))
-    if envelope > 0:
-        lab_o = _envelope_nearest(lab_o, lab_e, envelope)
-    de76 = _color.delta_e_cie76(lab_o, lab_e)
-    if formula.lower() == "cie76":
-        return de76
-    if threshold is None:
-        return _color.delta_e_ciede2000(lab_o, lab_e)
-    out = de76 / _DE2000_OVER_DE76
-    # Pixels whose lightness difference alone passes the threshold keep that lower bound: the mask only asks
-    # "above the threshold?" (the median filter and the threshold after it are monotone), not by how much.
-    sure = np.abs(lab_o[..., 0] - lab_e[..., 0])
-    sure /= _MAX_S_L
-    passed = sure > threshold
-    np.copyto(out, sure, where=passed)
-    idx = np.flatnonzero((de76 > threshold / _DE2000_OVER_DE76) & ~passed)
-    if idx.size:
-        flat_o, flat_e = lab_o.reshape(-1, 3), lab_e.reshape(-1, 3)
-        exact = _color.delta_e_ciede2000(np.take(flat_o, idx, axis=0), np.take(flat_e, idx, axis=0))
-        np.put(out.reshape(-1), idx, exact)
-    return out
-
-
-def _envelope_nearest(lab_o: np.ndarray, lab_e: np.ndarray, radius: int) -> np.ndarray:
-    """Per pixel, the point nearest the edit's colour in the box spanned by the original's colours within
-    ``radius`` px: a residual sub-pixel misalignment or a softer re-render moves an edge's values between its
-    neighbours' values, which stays inside that box, while a real edit leaves it."""
-    kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
-    lo = cv2.erode(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
-    hi = cv2.dilate(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
-    np.maximum(lo, lab_o - _ENVELOPE_CAP, out=lo)
-    np.minimum(hi, lab_o + _ENVELOPE_CAP, out=hi)
-    return np.clip(lab_e, lo, hi)
 
 
 def _composite_into(out: np.ndarray, original: np.ndarray, blended: np.ndarray, soft: np.ndarray) -> None:
@@ -356,29 +306,35 @@ def _align_step(o_s, e_s, inputs: _Inputs, scale: _Scale, enabled: bool):
 
 
 def _colour_step(o_s: np.ndarray, e_s: np.ndarray, notes: list[str]):
-    """Predict the re-render's colours from the original (linear gain/offset with clipping, then tone curves):
-    -> (fit, predicted o_s)."""
+    """Fit how the re-render's colours follow the original's (linear gain/offset with clipping, then tone
+    curves): -> (fit, per-pixel prediction function, or None when there is no drift)."""
     color_fix = _align.fit_color_drift(o_s, e_s)
     if color_fix.note:
         notes.append(color_fix.note)
         log.info("Kontext Diff-Merge: %s", color_fix.note)
+    # The curves are fitted on a sample, so only the sampled pixels need the linear prediction first; the
+    # image gets both steps at once as a per-channel lookup.
+    samples, seed = 200000, 1
+    o_pts = _align.sample_pixels(o_s, samples, seed)[:, None]
+    e_pts = _align.sample_pixels(e_s, samples, seed)[:, None]
     if not color_fix.is_identity:
-        o_s = color_fix.apply_inverse(o_s)
-    curves = _align.fit_tone_curves(e_s, o_s)
-    if not curves.is_identity:
-        o_s = curves.apply(o_s)
-    return color_fix, o_s
+        o_pts = _align.drift_prediction(color_fix, None).apply(o_pts)
+    curves = _align.fit_tone_curves(e_pts, o_pts, samples, seed)
+    if color_fix.is_identity and curves.is_identity:
+        return color_fix, None
+    return color_fix, _align.drift_prediction(color_fix, curves).apply
 
 
-def _difference_map(o_s, e_s, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions):
+def _difference_map(o_s, e_s, predict, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions):
     """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold)."""
     formula = opts.formula.lower()
-    if opts.auto_threshold:
-        de = delta_e_map(o_s, e_s, formula, None, opts.denoise_sigma, opts.envelope)
+    if opts.auto_threshold:  # the threshold comes from the whole map's histogram: one full pass
+        o_pred = predict(o_s) if predict is not None else o_s
+        de = delta_e_map(o_pred, e_s, formula, None, opts.denoise_sigma, opts.envelope)
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     else:
         threshold = float(opts.threshold)
-        de = delta_e_map(o_s, e_s, formula, threshold, opts.denoise_sigma, opts.envelope)
+        de = two_pass_delta_e(o_s, e_s, predict, formula, threshold, opts.denoise_sigma, opts.envelope)
     if inputs.o_alpha is not None:
         e_alpha_s = scale.small(inputs.e_alpha[..., None]).reshape(scale.dh, scale.dw, 1)
         if alignment.ok and not alignment.is_identity:
@@ -397,7 +353,9 @@ def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions)
     detected = de > threshold
     detected = _remove_small(detected, opts.min_area * scale.factor**2)
     if opts.fill_holes:
-        detected = _fill_holes(detected)
+        # Closing first: a gap that reaches the region's outline (pixels an edit happened to leave at their
+        # old colour) is not a hole, and only ``grow`` would cover it, at the price of a wider blend band.
+        detected = _fill_holes(close_mask(detected, _CLOSE_GAPS_PX * scale.factor))
     if (scale.dh, scale.dw) != (scale.h, scale.w):
         detected = cv2.resize(detected.astype(np.float32), (scale.w, scale.h), interpolation=cv2.INTER_LINEAR) > 0.5
     return grow_mask(detected, int(opts.grow))
@@ -490,10 +448,10 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     scale = _Scale.of(h, w, opts.detect_megapixels)
     o_s, e_s = scale.small(inputs.o_rgb), scale.small(inputs.e_rgb)
     alignment, e_s, shift = _align_step(o_s, e_s, inputs, scale, opts.align)
-    color_fix = None
+    color_fix = predict = None
     if opts.match_color and scale.dh * scale.dw >= 16:
-        color_fix, o_s = _colour_step(o_s, e_s, inputs.notes)
-    de, threshold = _difference_map(o_s, e_s, inputs, alignment, scale, opts)
+        color_fix, predict = _colour_step(o_s, e_s, inputs.notes)
+    de, threshold = _difference_map(o_s, e_s, predict, inputs, alignment, scale, opts)
 
     hard = _with_user_mask(_detect(de, threshold, scale, opts), user_mask, opts.user_mask_mode, inputs.notes)
     if inputs.valid is not None:

@@ -5,7 +5,7 @@ re-renders the whole frame the way Kontext does (sub-pixel shift, slight zoom, c
 and merges the render back with :func:`atelier_core.image.diffmerge.diff_merge`. The figures compare the merged chain
 with the ideal one: pixels far from every edit must never change, and after all turns the pixels outside the
 edits must still be the original's bit for bit. Used by tests/test_diffmerge_chain.py and
-bench/bench_diffmerge_chain.py.
+bench/bench_diffmerge_peer.py.
 """
 
 from __future__ import annotations
@@ -95,12 +95,15 @@ class ChainFigures:
     turns: int
     far_changed: list[int] = field(default_factory=list)  # per turn: changed px farther than ``far`` px from edit
     beyond50: list[int] = field(default_factory=list)  # per turn: changed px farther than 50 px
+    beyond_dilate: list[int] = field(default_factory=list)  # per turn: changed px farther than ``dilate`` px
     band: list[float] = field(default_factory=list)  # per turn: farthest changed px from that turn's edit
     identical_outside: float = 0.0  # fraction bit-identical to the original outside the dilated edits
     identical_beyond_far: float = 0.0  # the same outside the edits grown by ``far`` px
     psnr_outside: float = 0.0  # dB against the ideal chain outside the dilated edits
     psnr_edits: float = 0.0  # dB against the ideal chain inside the edits (shrunk by 3 px): the edits were taken
     spurious: np.ndarray | None = None  # (H, W) bool: every pixel that ever changed farther than ``far`` px
+    edits: np.ndarray | None = None  # (H, W) bool: the union of the turns' edit regions
+    final: np.ndarray | None = None  # (H, W, 3) the merged picture after the last turn
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -146,6 +149,7 @@ def run_chain(
         dist = cv2.distanceTransform((~region).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         figures.far_changed.append(int((changed & (dist > far)).sum()))
         figures.beyond50.append(int((changed & (dist > 50)).sum()))
+        figures.beyond_dilate.append(int((changed & (dist > dilate)).sum()))
         figures.band.append(float(dist[changed].max()) if changed.any() else 0.0)
         figures.spurious |= changed & (dist > far)
         merged = merged_now
@@ -157,12 +161,18 @@ def run_chain(
     figures.identical_beyond_far = float((merged[beyond] == photo[beyond]).all(axis=1).mean())
     inside = _dm.grow_mask(edits, -3)
     figures.psnr_edits = _psnr(merged[inside], ideal[inside])
+    figures.edits, figures.final = edits, merged
     return figures
 
 
 def spurious_picture(photo: np.ndarray, figures: ChainFigures) -> np.ndarray:
-    """The photo darkened, with every spuriously changed pixel (farther than ``far`` from an edit) in red."""
-    out = np.clip(photo, 0, 1) * np.float32(0.5)
+    """The chain's last picture (``photo`` when the figures have none) darkened, the edit regions outlined in
+    green and every spuriously changed pixel (farther than ``far`` from that turn's edit) in red."""
+    base = figures.final if figures.final is not None else photo
+    out = np.clip(base, 0, 1) * np.float32(0.5)
+    if figures.edits is not None and figures.edits.any():
+        outline = _dm.grow_mask(figures.edits, 1) & ~_dm.grow_mask(figures.edits, -1)
+        out[outline] = (0.1, 1.0, 0.1)
     if figures.spurious is not None and figures.spurious.any():
         grown = _dm.grow_mask(figures.spurious, 2)
         out[grown] = (1.0, 0.1, 0.1)

@@ -59,6 +59,21 @@ def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
     return ~grow_mask(~mask, -pixels)
 
 
+def close_mask(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Morphological closing by a disc: fills gaps and notches narrower than ``2 * radius`` px without moving
+    the mask's outer outline (every added pixel lies within ``radius`` of the mask, in a concavity)."""
+    if radius <= 0 or not mask.any() or mask.all():
+        return mask
+    grown = np.zeros_like(mask)
+    box = _bbox(mask, int(np.ceil(radius)) + 1)
+    grown[box] = _distance_outside(mask[box]) <= radius
+    # The erosion of ``grown`` only needs the background within ``radius`` of it: its box padded by radius + 1.
+    box = _bbox(grown, int(np.ceil(radius)) + 1)
+    out = np.zeros_like(mask)
+    out[box] = _distance_outside(~grown[box]) > radius
+    return out | mask
+
+
 def feather_mask(hard: np.ndarray, feather: int) -> np.ndarray:
     """1 on the hard mask, a smoothstep falling to exactly 0 at ``feather`` px outside it."""
     if feather <= 0 or not hard.any() or hard.all():

@@ -49,6 +49,9 @@ SIZINGS: tuple[str, ...] = ("bucket", "token budget", "keep")
 LAYOUTS: tuple[str, ...] = ("offset", "index", "pixel_stitch")
 FITS: tuple[str, ...] = geometry.FITS
 WEIGHT_MIN, WEIGHT_MAX = 0.0, 2.0
+# budget_size uses at least _MIN_USE of a budget of _FULL_USE_FROM tokens or more.
+_MIN_USE = 0.75
+_FULL_USE_FROM = 256
 KEEP_MAX_TOKENS = geometry.MAX_TARGET_AREA // (TOKEN_PIXELS * TOKEN_PIXELS)  # 9216 = 1536x1536
 MIN_TOKEN_BUDGET = 1
 MAX_TOKEN_BUDGET = MAX_REFERENCES * KEEP_MAX_TOKENS
@@ -81,18 +84,8 @@ def _clamped_ratio(width: int, height: int) -> float:
     return min(max(width / height, 1.0 / MAX_RATIO), MAX_RATIO)
 
 
-def budget_size(width: int, height: int, tokens: int) -> Size:
-    """Largest multiple-of-16 size with about the image's ratio that costs at most ``tokens`` tokens.
-
-    The ratio is clamped to 1:4..4:1 (as the Aspect-Ratio Lock does) and the image is never enlarged beyond its own
-    size rounded to 16. Among sizes within the budget, the cost is the log-ratio error plus 0.1 x the unused share of
-    the budget, so a 1% ratio error is traded for 10% of the tokens: sizes stay true to the image first.
-    """
-    if tokens < 1:
-        raise AtelierError(f"{NODE_NAME}: the token budget per reference must be at least 1; got {tokens}.")
-    ratio = _clamped_ratio(width, height)
-    own = max(1, round(width / TOKEN_PIXELS)) * max(1, round(height / TOKEN_PIXELS))
-    cap = max(1, min(tokens, own))
+def _best_grid(ratio: float, cap: int, min_tokens: int) -> tuple[int, int] | None:
+    """(cols, rows) of at most ``cap`` and at least ``min_tokens`` tokens with the lowest cost (see budget_size)."""
     best: tuple[float, int, int] | None = None
     rows_max = max(1, math.isqrt(cap * 4) + 1)  # rows >= cap/4 columns never pays off beyond a 1:4 ratio
     for rows in range(1, min(cap, rows_max) + 1):
@@ -102,11 +95,31 @@ def budget_size(width: int, height: int, tokens: int) -> Size:
                 cols = cap // rows
                 if cols < 1:
                     continue
+            if cols * rows < min_tokens:
+                continue
             cost = abs(math.log(cols / rows / ratio)) + 0.1 * (1 - cols * rows / cap)
             if best is None or cost < best[0] - 1e-12:
                 best = (cost, cols, rows)
-    assert best is not None  # rows = 1, cols = 1 always fits
-    return best[1] * TOKEN_PIXELS, best[2] * TOKEN_PIXELS
+    return None if best is None else (best[1], best[2])
+
+
+def budget_size(width: int, height: int, tokens: int) -> Size:
+    """Largest multiple-of-16 size with about the image's ratio that costs at most ``tokens`` tokens.
+
+    The ratio is clamped to 1:4..4:1 (as the Aspect-Ratio Lock does) and the image is never enlarged beyond its own
+    size rounded to 16. Among sizes within the budget, the cost is the log-ratio error plus 0.1 x the unused share of
+    the budget, so a 1% ratio error is traded for 10% of the tokens: sizes stay true to the image first. From
+    256 tokens up at least 3/4 of them are used (a slightly truer ratio is not worth a quarter of the detail).
+    """
+    if tokens < 1:
+        raise AtelierError(f"{NODE_NAME}: the token budget per reference must be at least 1; got {tokens}.")
+    ratio = _clamped_ratio(width, height)
+    own = max(1, round(width / TOKEN_PIXELS)) * max(1, round(height / TOKEN_PIXELS))
+    cap = max(1, min(tokens, own))
+    floor = math.ceil(_MIN_USE * cap) if cap >= _FULL_USE_FROM else 1
+    # Without the floor 1 x 1 always fits, so the second call always answers.
+    cols, rows = _best_grid(ratio, cap, floor) or _best_grid(ratio, cap, 1)
+    return cols * TOKEN_PIXELS, rows * TOKEN_PIXELS
 
 
 def keep_size(width: int, height: int) -> Size:

@@ -1,0 +1,84 @@
+"""The two-pass ΔE map (a half-size pass finds candidates, only tiles holding them are computed at full size)
+must detect exactly what one pass over the whole detection copy detects, on real photographs at 1024 px."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from atelier_core.image import diffmerge, diffmerge_chain, diffmerge_delta
+
+DATA = Path(__file__).parent / "data"
+
+
+def _photo(name: str, size: int) -> np.ndarray:
+    rgb = cv2.imread(str(DATA / name))[..., ::-1].astype(np.float32) / 255.0
+    return np.ascontiguousarray(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1))
+
+
+def _both(monkeypatch, original, edited, options=None):
+    """-> (result with one pass over the whole map, result with the two passes)."""
+    two = diffmerge.diff_merge(original, edited, options)
+    with monkeypatch.context() as m:
+        m.setattr(diffmerge_delta, "_MIN_TWO_PASS_PIXELS", 10**12)
+        one = diffmerge.diff_merge(original, edited, options)
+    return one, two
+
+
+def _drifted(image, seed=3, size="large"):
+    rng = np.random.default_rng(seed)
+    return diffmerge_chain.drift_for(size, rng).apply(image, rng)
+
+
+@pytest.mark.parametrize("kind", diffmerge_chain.EDIT_KINDS)
+def test_two_passes_detect_what_one_pass_detects(monkeypatch, kind):
+    photo = _photo("coffee_600x400.jpg", 1024)
+    rng = np.random.default_rng(11)
+    region = diffmerge_chain._region(1024, 1024, rng)
+    edited = _drifted(diffmerge_chain.apply_edit(photo, region, kind, rng))
+    one, two = _both(monkeypatch, photo, edited)
+    assert one.hard_mask.sum() > 0.3 * region.sum()  # a removal in a smooth area changes little of it
+    assert (one.hard_mask == two.hard_mask).all()
+    assert (one.merged == two.merged).all()
+
+
+def test_thin_strokes_and_faint_wide_changes_are_not_lost_by_the_half_size_pass(monkeypatch):
+    photo = _photo("astronaut_512.jpg", 1024)
+    edited = photo.copy()
+    # Strokes 2-6 px wide in a colour close to the photo's, and a faint darkening over a wide area: the kinds
+    # of change a 2x2 average and a blur weaken most.
+    for i, width in enumerate((2, 3, 4, 6)):
+        y = 120 + 60 * i
+        cv2.line(edited, (80, y), (900, y + 40), (0.55, 0.35, 0.3), width)
+    edited[600:850, 60:360] *= np.float32(0.75)
+    edited[880:1000, 60:360] *= np.float32(0.88)  # near the threshold: partly found, the hardest case
+    one, two = _both(monkeypatch, photo, _drifted(edited, seed=5, size="medium"))
+    assert one.hard_mask[600:850, 60:360].mean() > 0.9  # the faint change is found
+    assert 0.05 < one.hard_mask[880:1000, 60:360].mean() < 0.95
+    assert one.hard_mask[100:360, 100:880].sum() > 4000  # and so are the strokes
+    assert (one.hard_mask == two.hard_mask).all()
+
+
+def test_a_change_all_over_the_frame_falls_back_to_one_pass(monkeypatch):
+    photo = _photo("chelsea_451x300.jpg", 1024)
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 0.06, photo.shape).astype(np.float32), 0, 1)
+    calls = []
+    real = diffmerge_delta.delta_e_map
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape[:2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(diffmerge_delta, "delta_e_map", counting)
+    diffmerge_delta.two_pass_delta_e(photo, noisy, None, "ciede2000", 6.0, 1.0, 1)
+    # The half-size pass, then one pass over the whole frame (no tiles).
+    assert calls == [(512, 512), (1024, 1024)]
+
+
+def test_runs_of_a_row():
+    row = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
+    assert diffmerge_delta._runs(row) == [(1, 3), (5, 6), (7, 10)]
+    assert diffmerge_delta._runs(np.zeros(4, bool)) == []
