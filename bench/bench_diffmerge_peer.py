@@ -150,7 +150,10 @@ def profile_table(runs: int = 3) -> list[str]:
         by_name: dict[str, float] = {}
         for (_file, _line, name), (*_, cumtime, _callers) in stats.items():
             by_name[name] = by_name.get(name, 0.0) + cumtime
-        cells = [f"{by_name.get(fn, 0.0) / runs:.3f}" for _, fn in STAGES]
+        missing = [fn for _, fn in STAGES if fn not in by_name]
+        if missing:  # a renamed stage would otherwise show as 0.000 s
+            raise SystemExit(f"diff_merge no longer calls {', '.join(missing)}: update STAGES in {__file__}")
+        cells = [f"{by_name[fn] / runs:.3f}" for _, fn in STAGES]
         rows.append(f"| {size} | " + " | ".join(cells) + f" | {by_name.get('diff_merge', 0.0) / runs:.3f} |")
     return rows
 

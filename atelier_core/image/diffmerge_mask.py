@@ -45,18 +45,23 @@ def _distance_outside(mask: np.ndarray) -> np.ndarray:
     return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
-def grow_mask(mask: np.ndarray, pixels: int) -> np.ndarray:
+def grow_mask(mask: np.ndarray, pixels: float) -> np.ndarray:
     """Grow (pixels > 0) or shrink (< 0) by a Euclidean distance, exact for any radius."""
     if pixels == 0 or not mask.any():
         return mask
+    out = np.zeros_like(mask)
     if pixels > 0:
-        box = _bbox(mask, pixels + 1)
-        out = np.zeros_like(mask)
+        box = _bbox(mask, int(np.ceil(pixels)) + 1)
         out[box] = _distance_outside(mask[box]) <= pixels
         return out
     if mask.all():
         return mask
-    return ~grow_mask(~mask, -pixels)
+    # Shrinking keeps the mask pixels farther than |pixels| from the background. The nearest background pixel
+    # of any mask pixel lies in the mask's box grown by 1 px (that ring is background, or the image's edge),
+    # so the distances are taken there rather than over the whole frame.
+    box = _bbox(mask, 1)
+    out[box] = _distance_outside(~mask[box]) > -pixels
+    return out
 
 
 def close_mask(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -64,14 +69,7 @@ def close_mask(mask: np.ndarray, radius: float) -> np.ndarray:
     the mask's outer outline (every added pixel lies within ``radius`` of the mask, in a concavity)."""
     if radius <= 0 or not mask.any() or mask.all():
         return mask
-    grown = np.zeros_like(mask)
-    box = _bbox(mask, int(np.ceil(radius)) + 1)
-    grown[box] = _distance_outside(mask[box]) <= radius
-    # The erosion of ``grown`` only needs the background within ``radius`` of it: its box padded by radius + 1.
-    box = _bbox(grown, int(np.ceil(radius)) + 1)
-    out = np.zeros_like(mask)
-    out[box] = _distance_outside(~grown[box]) > radius
-    return out | mask
+    return grow_mask(grow_mask(mask, radius), -radius) | mask
 
 
 def feather_mask(hard: np.ndarray, feather: int) -> np.ndarray:
