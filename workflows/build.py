@@ -31,6 +31,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atelier_core.model_catalog import CLIP_L, FLUX_VAE, FP8_MODEL, GGUF_MODEL, HYPER_LORA, T5_FP8, T5_GGUF
+
 HERE = Path(__file__).resolve().parent
 API_DIR = HERE / "api"
 # The API files again, inside the installed package, so `kontext-atelier run NAME` finds them from a wheel too.
@@ -44,44 +46,8 @@ NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
 
 # -- models and where to get them -------------------------------------------------------------------------------------
 
-GGUF_MODEL = {
-    "name": "flux1-kontext-dev-Q4_K_M.gguf",
-    "url": "https://huggingface.co/QuantStack/FLUX.1-Kontext-dev-GGUF/resolve/main/flux1-kontext-dev-Q4_K_M.gguf",
-    "directory": "diffusion_models",
-}
-FP8_MODEL = {
-    "name": "flux1-dev-kontext_fp8_scaled.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/flux1-kontext-dev_ComfyUI/resolve/main/split_files/diffusion_models/"
-    "flux1-dev-kontext_fp8_scaled.safetensors",
-    "directory": "diffusion_models",
-}
-CLIP_L = {
-    "name": "clip_l.safetensors",
-    "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/clip_l.safetensors",
-    "directory": "text_encoders",
-}
-T5_FP8 = {
-    "name": "t5xxl_fp8_e4m3fn_scaled.safetensors",
-    "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp8_e4m3fn_scaled.safetensors",
-    "directory": "text_encoders",
-}
-T5_GGUF = {
-    "name": "t5-v1_1-xxl-encoder-Q5_K_M.gguf",
-    "url": "https://huggingface.co/city96/t5-v1_1-xxl-encoder-gguf/resolve/main/t5-v1_1-xxl-encoder-Q5_K_M.gguf",
-    "directory": "text_encoders",
-}
-HYPER_LORA = {
-    # ByteDance's Hyper-SD 8-step LoRA for FLUX.1-dev (strength 0.125 recommended); it applies to Kontext [dev],
-    # which shares FLUX.1-dev's blocks.
-    "name": "Hyper-FLUX.1-dev-8steps-lora.safetensors",
-    "url": "https://huggingface.co/ByteDance/Hyper-SD/resolve/main/Hyper-FLUX.1-dev-8steps-lora.safetensors",
-    "directory": "loras",
-}
-FLUX_VAE = {
-    "name": "ae.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/Lumina_Image_2.0_Repackaged/resolve/main/split_files/vae/ae.safetensors",
-    "directory": "vae",
-}
+# The files themselves (name, folder, download address) are in atelier_core/model_catalog.py, shared with doctor.
+
 EXAMPLE_IMAGE = "example.png"  # ships in every ComfyUI's input/ folder, so each workflow validates as loaded
 
 # Kontext's own defaults (BFL, ComfyUI template): cfg 1 with the distilled guidance in FluxGuidance.

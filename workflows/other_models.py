@@ -13,45 +13,12 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from atelier_core.model_catalog import FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE, QWEN_EDIT_MODEL, QWEN_TEXT, QWEN_VAE
+
 # ``b`` below is workflows/build.py itself (passed in by its ``all_workflows``, so this module never imports it
 # back): its Node/Note/Workflow spec classes and the helpers the Kontext workflows share.
 
 NEEDS_CORE = "0.3.75"
-
-FLUX2_MODEL = {
-    "name": "flux2_dev_fp8mixed.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/diffusion_models/"
-    "flux2_dev_fp8mixed.safetensors",
-    "directory": "diffusion_models",
-}
-FLUX2_TEXT = {
-    "name": "mistral_3_small_flux2_fp8.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/text_encoders/"
-    "mistral_3_small_flux2_fp8.safetensors",
-    "directory": "text_encoders",
-}
-FLUX2_VAE = {
-    "name": "flux2-vae.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
-    "directory": "vae",
-}
-QWEN_EDIT_MODEL = {
-    "name": "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/Qwen-Image-Edit_ComfyUI/resolve/main/split_files/diffusion_models/"
-    "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
-    "directory": "diffusion_models",
-}
-QWEN_TEXT = {
-    "name": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/"
-    "qwen_2.5_vl_7b_fp8_scaled.safetensors",
-    "directory": "text_encoders",
-}
-QWEN_VAE = {
-    "name": "qwen_image_vae.safetensors",
-    "url": "https://huggingface.co/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors",
-    "directory": "vae",
-}
 
 # FLUX.2 [dev]'s defaults (ComfyUI's FLUX.2 template, BFL): distilled guidance 4 in FluxGuidance, cfg 1. Qwen-Image-
 # Edit's (ComfyUI's template): true cfg 2.5 with an empty-prompt negative, the AuraFlow shift of 3.
