@@ -55,7 +55,7 @@ def complete_flux_config(unet_config: dict, params_class=None) -> dict:
             missing.append(spec.name)
     if missing:
         raise AtelierError(
-            f"Kontext Loader: ComfyUI {comfyui_version()} builds FLUX models with new required settings "
+            f"ComfyUI {comfyui_version()} builds FLUX models with new required settings "
             f"({', '.join(missing)}) this version of Kontext Atelier does not know; update Kontext Atelier, or load "
             "the file with ComfyUI's Load Diffusion Model node"
         )
@@ -72,7 +72,7 @@ def check_scaled_fp8_supported(file_name: str, pick_operations=None) -> None:
         from comfy.ops import pick_operations
     if not accepts(pick_operations, "scaled_fp8"):
         raise AtelierError(
-            f"Kontext Loader: {file_name} is a ComfyUI scaled-fp8 file, and ComfyUI {comfyui_version()} loads those "
+            f"{file_name} is a ComfyUI scaled-fp8 file, and ComfyUI {comfyui_version()} loads those "
             "only through its own mixed-precision path; load it with ComfyUI's Load Diffusion Model node, or use the "
             "GGUF, bf16 or plain fp8 file of the model"
         )

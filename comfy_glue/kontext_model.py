@@ -23,7 +23,7 @@ from ..atelier_core.errors import AtelierError
 from ..atelier_core.gguf import reader as gguf_reader
 from ..atelier_core.gguf.types import GGMLType
 from ..atelier_core.model import architecture, fp8_linear, model_files, model_ops
-from . import host_compat
+from . import core_quant, host_compat
 from .fp8_channel_ops import make_fp8_channel_ops
 from .gguf_ops import make_gguf_ops
 
@@ -85,13 +85,15 @@ def gguf_state_dict(
     return sd, shapes, types
 
 
-def _safetensors_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str]:
+def _safetensors_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str, dict]:
     header = model_files.read_safetensors_header(path)
-    sd = comfy.utils.load_torch_file(str(path), safe_load=True)
+    # The header's metadata too: ComfyUI's mixed-precision files describe their layers there.
+    sd, metadata = comfy.utils.load_torch_file(str(path), safe_load=True, return_metadata=True)
     dtypes: dict[str, int] = {}
     for _, (dtype, _shape) in header.tensors.items():
         dtypes[dtype] = dtypes.get(dtype, 0) + 1
-    return sd, header.shapes(), ", ".join(f"{k}×{v}" for k, v in sorted(dtypes.items(), key=lambda kv: -kv[1]))
+    stored = ", ".join(f"{k}×{v}" for k, v in sorted(dtypes.items(), key=lambda kv: -kv[1]))
+    return sd, header.shapes(), stored, metadata or {}
 
 
 def _strip(sd: dict, shapes: dict) -> tuple[dict, dict]:
@@ -124,13 +126,16 @@ def _dense_bytes(shapes: dict, dtype: torch.dtype) -> int:
     return total
 
 
-def _read(path: Path) -> tuple[str, dict, dict, str, torch.Tensor | None]:
-    """(format, state dict without prefix, shapes, stored-types summary, the scaled_fp8 marker or None)."""
+def _read(path: Path) -> tuple[str, dict, dict, str, dict]:
+    """(format, state dict without prefix, shapes, stored-types summary, the safetensors header's metadata)."""
     fmt = model_files.sniff_format(path)
-    sd, shapes, stored = gguf_state_dict(path) if fmt == "gguf" else _safetensors_state_dict(path)
+    if fmt == "gguf":
+        sd, shapes, stored = gguf_state_dict(path)
+        metadata = {}
+    else:
+        sd, shapes, stored, metadata = _safetensors_state_dict(path)
     sd, shapes = _strip(sd, shapes)
-    shapes.pop("scaled_fp8", None)
-    return fmt, sd, shapes, stored, sd.pop("scaled_fp8", None)
+    return fmt, sd, shapes, stored, metadata
 
 
 def _compute_dtype(options: LoadOptions, params: int, supported: list, load_device) -> torch.dtype:
@@ -182,8 +187,15 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
     """Load a Kontext/FLUX.1 transformer (GGUF, fp8, scaled fp8, bf16/fp16/fp32) as a ComfyUI MODEL."""
     path = Path(path)
     model_ops.check_float_weights(options.float_weights)
-    fmt, sd, shapes, stored, scaled_fp8 = _read(path)
-    arch_shapes = {k: v for k, v in shapes.items() if not k.endswith((".scale_weight", ".scale_input"))}
+    fmt, sd, shapes, stored, metadata = _read(path)
+    family = core_quant.quant_family(sd, metadata) if fmt == "safetensors" else None
+    if family is not None:
+        core_quant.check_loadable(path.name, family, sd, metadata)
+    if core_quant.uses_core_loader(family):
+        return _load_core_quantized(path, sd, shapes, stored, metadata, options, family)
+    scaled_fp8 = sd.pop("scaled_fp8", None)
+    shapes.pop("scaled_fp8", None)
+    arch_shapes = {k: v for k, v in shapes.items() if not core_quant.is_quant_key(k)}
     shape = architecture.infer_shape(arch_shapes, path.name)
 
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
@@ -217,6 +229,28 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
         f"{path.name}: {fmt}, {shape.depth}+{shape.depth_single} blocks, hidden {shape.hidden}; stored {stored}; "
         f"compute {str(choice.manual_cast or choice.unet_dtype).replace('torch.', '')}"
         + (f"; {choice.note}" if choice.note else "")
+    )
+    log.info("Kontext Loader: %s", summary)
+    return LoadedKontext(patcher, summary)
+
+
+def _load_core_quantized(path: Path, sd: dict, shapes: dict, stored: str, metadata: dict, options, family: str):
+    """A file in one of ComfyUI's own quantized formats, built by core's loader (see ``core_quant``)."""
+    ignored = [
+        name
+        for name, on in (("fp8_matmul", options.fp8_matmul), ("float_weights", options.float_weights != "as_stored"))
+        if on
+    ]
+    if ignored:
+        log.warning("Kontext Loader: %s ignored for %s (ComfyUI's own %s operations)", ignored, path.name, family)
+    architecture.check_flux_keys([k for k in shapes if not core_quant.is_quant_key(k)], path.name)
+    dtype = COMPUTE_DTYPES.get(options.compute_dtype)
+    patcher = core_quant.load_with_core(path, sd, metadata, dtype)
+    model, flux = patcher.model, patcher.model.diffusion_model
+    summary = (
+        f"{path.name}: ComfyUI {family}, {len(flux.double_blocks)}+{len(flux.single_blocks)} blocks, hidden "
+        f"{flux.hidden_size}; stored {stored}; loaded by ComfyUI's own quantized operations; compute "
+        f"{str(model.manual_cast_dtype or model.get_dtype()).replace('torch.', '')}"
     )
     log.info("Kontext Loader: %s", summary)
     return LoadedKontext(patcher, summary)

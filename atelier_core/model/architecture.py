@@ -53,14 +53,24 @@ def _count(names: list[str], stem: str) -> int:
     return len(indices)
 
 
-def infer_shape(shapes: Shapes, file_label: str) -> KontextShape:
-    """Read a KontextShape from tensor shapes (keys without prefix) and verify every tensor against it."""
-    names = list(shapes)
-    if "double_blocks.0.img_attn.norm.key_norm.scale" not in shapes or "img_in.weight" not in shapes:
+def check_flux_keys(names: list[str], file_label: str) -> None:
+    """Refuse a file that is no FLUX transformer, from its tensor names alone (keys without prefix).
+
+    Enough for files whose weights ComfyUI's quantized formats pack (their shapes are not the layer's), where core's
+    loader reads the widths; ``infer_shape`` checks every shape where we build the model ourselves.
+    """
+    norm = "double_blocks.0.img_attn.norm.key_norm."
+    if not any(n in (f"{norm}scale", f"{norm}weight") for n in names) or "img_in.weight" not in names:
         raise UnsupportedModelError(
             f"'{file_label}' is {_what_else(names)}. The Kontext loader expects a FLUX.1 Kontext [dev] (or FLUX.1-dev, "
             "same layout) transformer with 'double_blocks.*' and 'img_in.weight' tensors."
         )
+
+
+def infer_shape(shapes: Shapes, file_label: str) -> KontextShape:
+    """Read a KontextShape from tensor shapes (keys without prefix) and verify every tensor against it."""
+    names = list(shapes)
+    check_flux_keys(names, file_label)
     try:
         hidden, in_channels = shapes["img_in.weight"]
         context_dim = shapes["txt_in.weight"][1]

@@ -23,6 +23,7 @@ SAFETENSORS_DTYPE_BYTES = {
     "BF16": 2,
     "F8_E4M3": 1,
     "F8_E5M2": 1,
+    "F8_E8M0": 1,  # MXFP8 block scales (ComfyUI mixed precision)
     "I64": 8,
     "I32": 4,
     "I16": 2,

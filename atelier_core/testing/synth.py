@@ -226,3 +226,40 @@ def _unit_scale(ggml_type) -> float:
         blocks[:, offset : offset + 2] = torch.ones(256, 1).half().view(torch.uint8)
     values = dequantize(blocks, ggml_type, (256 * info.block_size,))
     return float(1.0 / values.std())
+
+
+# Per-tensor formats of ComfyUI's mixed precision (``<layer>.comfy_quant`` describes each layer): storage dtype and
+# the largest stored value, so weight = stored * weight_scale.
+MIXED_PER_TENSOR = {
+    "float8_e4m3fn": (torch.float8_e4m3fn, torch.finfo(torch.float8_e4m3fn).max),
+    "float8_e5m2": (torch.float8_e5m2, torch.finfo(torch.float8_e5m2).max),
+    "int8_tensorwise": (torch.int8, 127.0),
+}
+
+
+def write_mixed_precision(path: Path, sd: dict[str, torch.Tensor], fmt: str, in_metadata: bool = False) -> Path:
+    """ComfyUI's mixed-precision layout with one per-tensor scale per layer: ``<layer>.weight`` stored in ``fmt``,
+    ``<layer>.weight_scale`` (float32 scalar) and the layer description, either as a ``<layer>.comfy_quant`` tensor
+    (UTF-8 JSON bytes) or, with ``in_metadata``, in the header's ``_quantization_metadata`` (both are what
+    ``comfy.utils.convert_old_quants`` reads). Block-scaled formats (NVFP4, MXFP8) need core's quantizer:
+    ``synth_comfy.write_core_quantized``."""
+    import json
+
+    storage, top = MIXED_PER_TENSOR[fmt]
+    out: dict[str, torch.Tensor] = {}
+    layers: dict[str, dict] = {}
+    for key, value in sd.items():
+        if value.ndim == 2 and key.endswith(".weight"):
+            stem = key[: -len(".weight")]
+            scale = value.abs().max().clamp(min=1e-12) / top
+            scaled = value / scale
+            out[key] = scaled.round().clamp(-127, 127).to(storage) if storage == torch.int8 else scaled.to(storage)
+            out[f"{stem}.weight_scale"] = scale.reshape(()).to(torch.float32)
+            layers[stem] = {"format": fmt}
+        else:
+            out[key] = value.to(torch.bfloat16)
+    if in_metadata:
+        return _save(path, out, {"_quantization_metadata": json.dumps({"format_version": "1.0", "layers": layers})})
+    for stem, conf in layers.items():
+        out[f"{stem}.comfy_quant"] = torch.tensor(list(json.dumps(conf).encode("utf-8")), dtype=torch.uint8)
+    return _save(path, out)

@@ -230,3 +230,25 @@ def wan21_vae_state_dict(seed: int = 0, dim: int = 16, dtype: torch.dtype = torc
         )
     generator = torch.Generator().manual_seed(seed)
     return {key: init_tensor(key, tuple(t.shape), generator).to(dtype) for key, t in model.state_dict().items()}
+
+
+# -- ComfyUI's block-scaled quantized formats ---------------------------------------------------------------------------
+
+
+def write_core_quantized(path: Path, sd: dict[str, torch.Tensor], fmt: str) -> Path:
+    """A mixed-precision file whose linear weights core's own quantizer packed in ``fmt`` (``nvfp4``, ``mxfp8``, or
+    any format of the running release's ``comfy.quant_ops.QUANT_ALGOS``), with the keys its ``QuantizedTensor``
+    saves (packed weight, block scales, ``weight_scale_2``...) and a ``comfy_quant`` description per layer."""
+    from comfy.quant_ops import QUANT_ALGOS, QuantizedTensor
+
+    layout = QUANT_ALGOS[fmt]["comfy_tensor_layout"]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if value.ndim == 2 and key.endswith(".weight"):
+            stem = key[: -len(".weight")]
+            quantized = QuantizedTensor.from_float(value.to(torch.bfloat16), layout, scale="recalculate")
+            out.update(quantized.state_dict(key))
+            out[f"{stem}.comfy_quant"] = torch.tensor(list(json.dumps({"format": fmt}).encode()), dtype=torch.uint8)
+        else:
+            out[key] = value.to(torch.bfloat16)
+    return write_state_dict(path, out)
