@@ -104,7 +104,11 @@ def _hosts_cli(*args: str, env_cache: Path, shared: Path) -> subprocess.Complete
 
 def test_prepare_refuses_an_unknown_release_and_a_missing_archive(tmp_path):
     run = _hosts_cli("prepare", "0.2.0", env_cache=tmp_path / "c", shared=tmp_path / "s")
-    assert run.returncode == 1 and "0.2.0 is not a supported test host" in run.stderr and "0.3.64, 0.3.75, 0.10.0, 0.33.0" in run.stderr
+    assert (
+        run.returncode == 1
+        and "0.2.0 is not a supported test host" in run.stderr
+        and "0.3.64, 0.3.75, 0.10.0, 0.33.0" in run.stderr
+    )
     run = _hosts_cli("prepare", "0.3.64", env_cache=tmp_path / "c", shared=tmp_path / "s")
     assert run.returncode == 1 and "ComfyUI-0.3.64.tar.gz is missing" in run.stderr and "ATELIER_SHARED" in run.stderr
     assert "Traceback" not in run.stderr
