@@ -48,6 +48,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--set", action="append", default=[], help="passed to every `run` (e.g. Sampler.steps=1)")
     ap.add_argument("--cpu", action="store_true", help="serve with --cpu (a smoke run; full-size models are slow)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per workflow")
+    ap.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="passed to ComfyUI's main.py (e.g. --server-arg=--disable-dynamic-vram); repeatable",
+    )
     ap.add_argument("--json-out", default=None)
     return ap.parse_args(argv)
 
@@ -113,26 +119,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(comfy: Path, base: Path, cpu: bool) -> tuple[subprocess.Popen, str]:
+def start_server(comfy: Path, base: Path, cpu: bool, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
     custom = base / "custom_nodes"
     custom.mkdir(parents=True, exist_ok=True)
     link = custom / "kontext-atelier"
     if not link.exists():
         link.symlink_to(ROOT, target_is_directory=True)
     port = _free_port()
-    command = [
-        sys.executable,
-        "main.py",
-        "--listen",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--base-directory",
-        str(base),
-        "--disable-auto-launch",
-        "--database-url",
-        "sqlite:///:memory:",
-    ] + (["--cpu"] if cpu else [])
+    command = (
+        [
+            sys.executable,
+            "main.py",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--base-directory",
+            str(base),
+            "--disable-auto-launch",
+            "--database-url",
+            "sqlite:///:memory:",
+        ]
+        + (["--cpu"] if cpu else [])
+        + list(extra)
+    )
     log = open(base / "server.log", "wb")  # a file, not a pipe: a full pipe would stall the server
     process = subprocess.Popen(command, cwd=comfy, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -199,8 +209,8 @@ def run_one(name: str, url: str, out: Path, args) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run_all(args) -> list[dict]:
+    """Write the models, serve them, run each chosen workflow; one row per workflow (the server's log is kept)."""
     comfy = comfy_runtime.find_comfyui(args.comfy)
     comfy_runtime.boot(comfy, cpu=args.cpu or None)  # for ComfyUI's own layouts (CLIP-L, VAE)
     base = Path(args.base)
@@ -211,7 +221,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"run_workflows: no shipped workflow named {unknown}; choose from {shipped}")
     for line in write_models(base / "models", names):
         print("wrote", line, file=sys.stderr, flush=True)  # noqa: T201
-    process, url = start_server(comfy, base, args.cpu)
+    process, url = start_server(comfy, base, args.cpu, tuple(args.server_arg))
     rows = []
     try:
         for name in names:
@@ -228,6 +238,11 @@ def main(argv=None) -> int:
         except subprocess.TimeoutExpired:
             process.kill()
         shutil.copy(base / "server.log", base / "results" / "server.log") if (base / "results").is_dir() else None
+    return rows
+
+
+def main(argv=None) -> int:
+    rows = run_all(parse_args(argv))
     print(f"\n{'workflow':32} {'ok':>3} {'seconds':>8}  outputs")  # noqa: T201
     for r in rows:
         print(f"{r['workflow']:32} {'yes' if r['ok'] else 'NO':>3} {r['seconds']:>8.1f}  {r['sizes']}")  # noqa: T201

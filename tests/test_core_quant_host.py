@@ -28,7 +28,7 @@ TOLERANCE = {
     "float8_e5m2": 0.15,  # 0.0724
     "int8_tensorwise": 0.035,  # 0.0161
     "mxfp8": 0.08,  # 0.0357
-    "nvfp4": None,  # not sampled on the CPU (see CPU_UNSAMPLEABLE); on a GPU: bench/gpu_core_quant.py
+    "nvfp4": 0.35,  # not sampled on the CPU (CPU_UNSAMPLEABLE); on a GPU unmeasured yet, a first bound of 4x fp8s
 }
 # The release each mixed-precision format first loads on through this pack (comfy_glue/core_quant.FIRST_RELEASE).
 NEEDS = {"float8_e4m3fn": "0.10.0", "float8_e5m2": "0.10.0", "nvfp4": "0.10.0", "mxfp8": "0.33.0"}
@@ -97,7 +97,8 @@ def fp32_latent(comfy_host, tiny_sd):
 
 
 # Core's NVFP4 layers have no CPU fallback in 0.33.0 (its own Load Diffusion Model fails to sample them on the CPU
-# with the same shape error): there the test compares the built models; bench/gpu_core_quant.py samples them on a GPU.
+# with the same shape error): there the test compares the built models; on a GPU this test samples them (DEVELOPING.md,
+# "GPU work").
 CPU_UNSAMPLEABLE = {"nvfp4"}
 
 
