@@ -167,13 +167,15 @@ def test_core_format_equals_core_loader_or_is_refused_clearly(comfy_host, tiny_s
     ours = comfy_host.captured["latent"]["samples"].clone()
     summary = outputs["loader"]["text"][0]
     assert "2+2 blocks, hidden 256" in summary, summary
-    comfy_host.run(_core_graph(name))
-    core = comfy_host.captured["latent"]["samples"]
     assert torch.isfinite(ours).all()
     if "ComfyUI's own quantized operations" in summary:
+        comfy_host.run(_core_graph(name))
+        core = comfy_host.captured["latent"]["samples"]
         assert torch.equal(ours, core), f"{fmt}: differs from core's loader by {rel_error(ours, core):.3g}"
-    else:  # scaled fp8 before 0.4: our loader hands core's scaled-fp8 operations the file itself
-        assert fmt == "scaled_fp8" and rel_error(ours, core) <= 1e-3, rel_error(ours, core)
+    else:
+        # scaled fp8 before 0.4: our build with core's scaled-fp8 operations. Core's own loader of those releases
+        # cannot build a narrow test model (it fixes FLUX's 24 heads), so only the fp32 bound below applies there.
+        assert fmt == "scaled_fp8", summary
     err = rel_error(ours, fp32_latent)
     assert err <= TOLERANCE[fmt], f"{fmt}: relative error {err:.4g} > {TOLERANCE[fmt]}"
 
