@@ -47,12 +47,24 @@ def test_flux_config_with_an_unknown_required_field_names_the_version(comfy_host
     with pytest.raises(pack_error) as info:
         compat.complete_flux_config({"in_channels": 16}, unknown)
     message = str(info.value)
-    assert "Kontext Loader" in message and "rope_mode" in message and f"ComfyUI {comfy_host.version}" in message
+    # no "Kontext Loader:" here: the node puts it in front of every loader message, once
+    assert "rope_mode" in message and f"ComfyUI {comfy_host.version}" in message and "Load Diffusion Model" in message
 
 
-def test_scaled_fp8_refused_where_comfyui_dropped_its_scaled_fp8_operations(comfy_host, tmp_path, monkeypatch):
+def test_scaled_fp8_goes_to_core_or_is_refused_where_comfyui_has_no_path_for_it(comfy_host, tmp_path, monkeypatch):
+    """0.4 and later convert legacy scaled fp8 themselves: the loader hands the file to core's loader. Before, it
+    builds the model with core's scaled-fp8 operations, and a release with neither path gets a refusal."""
     import comfy.ops
+    import comfy.utils
 
+    folder = comfy_host.model_path("diffusion_models", "")
+    name = "compat_scaled_fp8.safetensors"
+    synth.write_scaled_fp8(folder / name, synth.kontext_state_dict(synth.TINY, seed=0))
+    if hasattr(comfy.utils, "convert_old_quants"):
+        comfy_host.fresh_executor()
+        summary = comfy_host.run(edit_graph(name))["loader"]["text"][0]
+        assert "ComfyUI scaled fp8" in summary and "ComfyUI's own quantized operations" in summary, summary
+        return
     compat = _compat(comfy_host)
     compat.check_scaled_fp8_supported("x.safetensors")  # this host still has them: no error
 
@@ -66,9 +78,6 @@ def test_scaled_fp8_refused_where_comfyui_dropped_its_scaled_fp8_operations(comf
     ):
         raise AssertionError("never called")
 
-    folder = comfy_host.model_path("diffusion_models", "")
-    name = "compat_scaled_fp8.safetensors"
-    synth.write_scaled_fp8(folder / name, synth.kontext_state_dict(synth.TINY, seed=0))
     monkeypatch.setattr(comfy.ops, "pick_operations", newer_pick_operations)
     comfy_host.fresh_executor()
     with pytest.raises(ExecutionFailed) as info:
