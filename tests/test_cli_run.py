@@ -283,6 +283,63 @@ def test_execution_error_is_printed_and_fails(server, quick_file, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_missing_model_files_are_listed_before_anything_is_queued(server, tmp_path):
+    """The shipped workflow names files the server does not have: one line each (file, folder, node), and nothing
+    is uploaded or queued."""
+    image = write_png(tmp_path / "a.png")
+    with urllib.request.urlopen(server.url + "/history", timeout=30) as response:  # loopback: our server
+        before = len(json.loads(response.read()))
+    result = run_cli(
+        "kontext_edit_gguf",
+        "--image",
+        str(image),
+        "--set",
+        "Kontext model.model_name=absent_kontext.gguf",
+        "--set",
+        "VAE.vae_name=absent_vae.safetensors",
+        "--server",
+        server.url,
+        "-o",
+        str(tmp_path / "out"),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "lacks 2 model file(s)" in result.stderr and "nothing was queued" in result.stderr, result.stderr
+    for name, folder, node in (
+        ("absent_kontext.gguf", "ComfyUI/models/diffusion_models/", "node 1 (AtelierKontextLoader 'Kontext model')"),
+        ("absent_vae.safetensors", "ComfyUI/models/vae/", "node 3 (VAELoader 'VAE')"),
+    ):
+        line = next(ln for ln in result.stderr.splitlines() if f"model file {name} is missing" in ln)
+        assert folder in line and node in line, line
+        assert result.stderr.count(name) == 1, result.stderr
+    assert "queued as" not in result.stderr
+    with urllib.request.urlopen(server.url + "/history", timeout=30) as response:
+        assert len(json.loads(response.read())) == before
+
+
+def test_missing_models_on_server_name_the_download():
+    """What the server's /object_info offers decides (V1 and V3 combo specs); a catalog file gets its download."""
+    from atelier_core.cli.model_precheck import missing_on_server
+
+    prompt = api_workflows()["kontext_edit_gguf_t5"]
+    listed = {
+        "AtelierKontextLoader": {"input": {"required": {"model_name": ["COMBO", {"options": ["other.gguf"]}]}}},
+        "AtelierKontextTextEncoders": {
+            "input": {
+                "required": {
+                    "clip_l_name": ["COMBO", {"options": ["clip_l.safetensors"]}],
+                    "t5_name": ["COMBO", {"options": []}],
+                }
+            }
+        },
+        "VAELoader": {"input": {"required": {"vae_name": [["ae.safetensors", "taesd"], {}]}}},
+    }
+    lines = missing_on_server(lambda class_type: {class_type: listed[class_type]}, prompt)
+    assert len(lines) == 2, lines
+    assert "flux1-kontext-dev-Q4_K_M.gguf is missing: download https://huggingface.co/" in lines[0]
+    assert "into ComfyUI/models/diffusion_models/ (or models/unet/)" in lines[0]
+    assert "t5-v1_1-xxl-encoder-Q5_K_M.gguf is missing" in lines[1] and "models/text_encoders/" in lines[1]
+
+
 def test_unknown_workflow_and_missing_server_are_clear(tmp_path):
     image = write_png(tmp_path / "a.png")
     result = run_cli("no_such_workflow", "--image", str(image), timeout=60)

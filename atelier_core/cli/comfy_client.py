@@ -297,10 +297,17 @@ def format_prompt_error(body: dict, prompt: dict | None = None) -> str:
         lines[0] += f": {error['details']}"
     for node_id, info in sorted((body.get("node_errors") or {}).items(), key=lambda kv: str(kv[0])):
         label = describe_node(node_id, info.get("class_type"), prompt)
+        seen = set()
         for item in info.get("errors", []):
             text = str(item.get("message", "error"))
-            if item.get("details"):
-                text += f": {item['details']}"
+            details = str(item.get("details") or "")
+            # A node's own validation answer comes once per input it checks ("input - message"): show it once.
+            said = details.split(" - ", 1)[-1]
+            if (text, said) in seen:
+                continue
+            seen.add((text, said))
+            if details:
+                text += f": {details}"
             lines.append(f"  node {label}: {text}")
     return "\n".join(lines)
 
