@@ -340,6 +340,28 @@ def test_missing_models_on_server_name_the_download():
     assert "t5-v1_1-xxl-encoder-Q5_K_M.gguf is missing" in lines[1] and "models/text_encoders/" in lines[1]
 
 
+def test_doctor_finds_the_running_servers_comfyui_and_models(server, server_base, tmp_path):
+    """No --comfyui, no COMFYUI_PATH, no ~/ComfyUI: the server says where its folders are and which files its loaders
+    offer; every Kontext workflow's files are installed there, so doctor says ready."""
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(PACK_DIR))
+    proc = subprocess.run(
+        [sys.executable, "-m", "atelier_core.cli", "doctor", "--server", server.url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    out = proc.stdout
+    assert f"ComfyUI at {server_base.resolve()}" in out and "(the folder of the server at" in out, out
+    assert "this pack is linked as custom_nodes/kontext-atelier" in out, out
+    assert f"files from the model lists of the server at {server.url}" in out, out
+    assert "kontext_edit_gguf_t5: its 4 model file(s) are there" in out, out
+    assert proc.returncode == 0 and out.rstrip().endswith("ready"), out + proc.stderr
+
+
 def test_unknown_workflow_and_missing_server_are_clear(tmp_path):
     image = write_png(tmp_path / "a.png")
     result = run_cli("no_such_workflow", "--image", str(image), timeout=60)

@@ -30,9 +30,10 @@ def _input_spec(info: dict, input_name: str):
     return (sections.get("required") or {}).get(input_name) or (sections.get("optional") or {}).get(input_name)
 
 
-def missing_on_server(object_info, prompt: dict) -> list[str]:
-    """One line per model file the server lacks. ``object_info(class_type)`` returns the server's description of
-    that node (``/object_info/<class_type>``); a node the server does not know is left to ComfyUI's validation."""
+def server_availability(object_info, prompt: dict):
+    """``available(node id, input name, file name)`` from the server's own lists: a file counts when the loader's
+    choice in ``/object_info/<class_type>`` offers it. ``object_info(class_type)`` asks the server; a node it does not
+    know, or an input that is not a choice, is left to ComfyUI's validation (counted as available)."""
     infos: dict[str, dict] = {}
     for node_id, *_ in workflow_models(prompt):
         class_type = prompt[node_id]["class_type"]
@@ -43,6 +44,12 @@ def missing_on_server(object_info, prompt: dict) -> list[str]:
         options = combo_options(_input_spec(infos[prompt[node_id]["class_type"]], input_name))
         return options is None or name in options
 
+    return available
+
+
+def missing_on_server(object_info, prompt: dict) -> list[str]:
+    """One line per model file the server lacks (file, folder, download, node)."""
+    available = server_availability(object_info, prompt)
     return [
         f"{missing_message(name, directory)} (node {describe_node(node_id, None, prompt)})"
         for node_id, _, name, directory in missing_models(prompt, available)

@@ -113,7 +113,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help="queue a workflow on a running ComfyUI server and download the results",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0].replace("``", ""),
         epilog=(
             "examples:\n"
             "  kontext-atelier run kontext_edit_gguf --image knight.png --prompt 'paint the cloak red'\n"
