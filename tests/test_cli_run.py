@@ -228,6 +228,9 @@ def test_run_queues_and_downloads_the_result(server, quick_file, tmp_path):
     assert produced.is_file(), (sorted(p.name for p in out.iterdir()), result.stderr)
     assert _is_inverted(produced, image), "the download is not this job's output"
     assert "1 of 1 done" in result.stderr
+    # Piped (not a terminal): nodes by title, and the sampler's steps as lines while it runs.
+    assert "  Sampler (node 11)" in result.stderr and "running node" not in result.stderr, result.stderr
+    assert "  Sampler (node 11): step 1/3" in result.stderr and "step 3/3" in result.stderr, result.stderr
     with urllib.request.urlopen(server.url + "/history", timeout=30) as response:  # loopback: our server
         history = json.loads(response.read())
     prompts = [entry["prompt"][2] for entry in history.values()]
@@ -429,6 +432,7 @@ def test_batch_survives_a_server_restart(comfy_host, flux_vae_file, tmp_path_fac
         stderr = cli_log.read_text()
         assert cli.returncode == 0, stderr[-4000:]
         assert "queueing it again" in stderr, stderr[-4000:]
+        assert f"item {BATCH_SIZE} of {BATCH_SIZE} (p{BATCH_SIZE - 1}.png): running" in stderr, stderr[-4000:]
         state = _state(out)
         assert sorted(state) == sorted(p.name for p in images)
         assert all(v["status"] == "done" for v in state.values()), state
