@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -317,6 +318,36 @@ def test_missing_model_files_are_listed_before_anything_is_queued(server, tmp_pa
     assert "queued as" not in result.stderr
     with urllib.request.urlopen(server.url + "/history", timeout=30) as response:
         assert len(json.loads(response.read())) == before
+
+
+@pytest.mark.parametrize("name", ["kontext_edit_gguf_t5", "kontext_multi_reference_fp8"])
+def test_server_refuses_a_missing_transformer_before_anything_runs(server, server_base, name):
+    """Queued straight to the server (as the browser does), the shipped workflow without its transformer file is
+    answered 400 with one message on the loader naming the file, its folder and download; nothing runs."""
+    prompt = api_workflows()[name]
+    loader = next(i for i, n in prompt.items() if n["class_type"] == "AtelierKontextLoader")
+    model = prompt[loader]["inputs"]["model_name"]
+    path = server_base / "models" / "diffusion_models" / model
+    hidden = path.with_name(model + ".away")
+    path.rename(hidden)
+    try:
+        body = json.dumps({"prompt": prompt, "client_id": "missing-model-test"}).encode()
+        request = urllib.request.Request(
+            server.url + "/prompt", data=body, headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=60)  # loopback: our server
+        answer = json.loads(info.value.read())
+    finally:
+        hidden.rename(path)
+    assert info.value.code == 400
+    assert set(answer["node_errors"]) == {loader}, answer["node_errors"]
+    (error,) = answer["node_errors"][loader]["errors"]
+    assert f"model file {model} is missing: download https://" in error["details"], error
+    assert "ComfyUI/models/diffusion_models/" in error["details"]
+    with urllib.request.urlopen(server.url + "/queue", timeout=30) as response:
+        queue = json.loads(response.read())
+    assert not queue["queue_running"] and not queue["queue_pending"]
 
 
 def test_missing_models_on_server_name_the_download():
