@@ -82,3 +82,19 @@ def test_a_terminal_gets_one_redrawn_bar():
     progress.done()
     assert term.getvalue().count("\r\033[K  Sampler (node 11): [") == 4
     assert "step 4/4" in term.getvalue()
+
+
+def test_execution_error_names_the_node_by_title_without_a_module_path():
+    from atelier_core.cli.comfy_client import format_execution_error
+
+    data = {
+        "node_id": "1",
+        "node_type": "AtelierKontextLoader",
+        "exception_type": "custom_nodes.kontext-atelier.atelier_core.errors.AtelierError",
+        "exception_message": "Kontext Loader: model file x.gguf is missing",
+    }
+    prompt = {"1": {"class_type": "AtelierKontextLoader", "_meta": {"title": "Kontext model"}, "inputs": {}}}
+    text = format_execution_error(data, prompt)
+    assert text == "node 1 (AtelierKontextLoader 'Kontext model') failed: Kontext Loader: model file x.gguf is missing"
+    data.update(exception_type="torch.OutOfMemoryError", exception_message="CUDA out of memory")
+    assert format_execution_error(data, prompt).endswith("failed: OutOfMemoryError: CUDA out of memory")

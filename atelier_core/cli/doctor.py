@@ -127,7 +127,14 @@ def check_comfyui(report: Report, search: HostSearch, server: ServerView | None)
 
 
 def check_models(report: Report, args, root: Path | None, server: ServerView | None) -> None:
-    from .doctor_models import availability, check_workflows, chosen_workflows, local_folders, server_folders
+    from .doctor_models import (
+        availability,
+        check_workflows,
+        chosen_workflows,
+        files_in,
+        local_folders,
+        server_folders,
+    )
 
     workflows = chosen_workflows(list(args.workflow or []), bool(args.all))
     if server and server.has_pack:
@@ -142,19 +149,12 @@ def check_models(report: Report, args, root: Path | None, server: ServerView | N
         report.info("no ComfyUI to look in; the files each workflow needs are listed below")
     folders = server_folders(server.folder_paths) if server and server.folder_paths else None
     folders = folders or (local_folders(root) if root else {})
-    ready = check_workflows(
-        report, workflows, availability(server.client if server else None, folders, bool(server and server.has_pack))
+    has_pack = bool(server and server.has_pack)
+    report.ready_workflows = check_workflows(
+        report, workflows, availability(server.client if server else None, folders, has_pack)
     )
-    report.ready_workflows = ready
-    transformers = sorted(
-        {
-            p
-            for folder in folders.get("diffusion_models", [])
-            if folder.is_dir()
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix.lower() in (".gguf", ".safetensors", ".sft")
-        }
-    )
+    found = files_in(folders.get("diffusion_models", [])).values()
+    transformers = sorted(p for p in found if p.suffix.lower() in (".gguf", ".safetensors", ".sft"))
     if transformers:
         report.info("transformers found:")
         for path in transformers:
