@@ -13,6 +13,7 @@ from pathlib import Path
 
 import folder_paths
 
+from ..atelier_core import model_check
 from ..atelier_core.errors import AtelierError
 
 
@@ -42,3 +43,16 @@ def resolve(key: str, name: str, what: str, where: str) -> Path:
         raise AtelierError(
             f"{what} '{name}' was not found in {searched}; put it in {where} and refresh the node list"
         ) from None
+
+
+def check_present(key: str, name: str | None, directory: str, what: str) -> bool | str:
+    """A node's ``validate_inputs`` answer for one file input: True when the file is in the key's folders, else the
+    message naming the file, its folder and its download (ComfyUI then refuses the prompt before any node runs).
+
+    ``None`` is a linked input (its value is known only at run time): the node's own ``execute`` checks it then.
+    """
+    if name is None:
+        return True
+    if name and folder_paths.get_full_path(key, name) is not None:
+        return True
+    return f"{what}: {model_check.missing_message(name or '(no file chosen)', directory)}"

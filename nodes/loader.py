@@ -78,6 +78,12 @@ class AtelierKontextLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model_name: str | None = None) -> bool | str:
+        # ComfyUI checks a V3 combo's value only in newer releases, with a bare "Value not in list": check the
+        # file here so every release refuses the prompt before anything runs, naming the file, folder and download.
+        return model_folders.check_present(MODEL_KEY, model_name, "diffusion_models", "Kontext Loader")
+
+    @classmethod
     def execute(
         cls,
         model_name: str,

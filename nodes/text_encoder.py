@@ -93,6 +93,15 @@ class AtelierKontextTextEncoders(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, clip_l_name: str | None = None, t5_name: str | None = None) -> bool | str:
+        # As the Kontext Loader: every release refuses a missing file before anything runs, one line per file.
+        problems = [
+            model_folders.check_present(FOLDER_KEY, name, "text_encoders", NAME) for name in (clip_l_name, t5_name)
+        ]
+        problems = [p for p in dict.fromkeys(problems) if p is not True]
+        return "\n".join(problems) if problems else True
+
+    @classmethod
     def execute(cls, clip_l_name: str, t5_name: str, device: str = "default"):
         try:
             clip_sd = _load_clip_l(resolve(clip_l_name))

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -228,6 +229,9 @@ def test_run_queues_and_downloads_the_result(server, quick_file, tmp_path):
     assert produced.is_file(), (sorted(p.name for p in out.iterdir()), result.stderr)
     assert _is_inverted(produced, image), "the download is not this job's output"
     assert "1 of 1 done" in result.stderr
+    # Piped (not a terminal): nodes by title, and the sampler's steps as lines while it runs.
+    assert "  Sampler (node 11)" in result.stderr and "running node" not in result.stderr, result.stderr
+    assert "  Sampler (node 11): step 1/3" in result.stderr and "step 3/3" in result.stderr, result.stderr
     with urllib.request.urlopen(server.url + "/history", timeout=30) as response:  # loopback: our server
         history = json.loads(response.read())
     prompts = [entry["prompt"][2] for entry in history.values()]
@@ -279,8 +283,117 @@ def test_execution_error_is_printed_and_fails(server, quick_file, tmp_path):
     broken.write_bytes(b"this is not a picture")
     result = run_cli(str(quick_file), "--image", str(broken), "--server", server.url, "-o", str(tmp_path / "out"))
     assert result.returncode != 0
-    assert "node 4 (LoadImage 'Image') failed" in result.stderr, result.stderr
+    assert result.stderr.count("node 4 (LoadImage 'Image') failed") == 1, result.stderr  # explained once
     assert "Traceback" not in result.stderr
+
+
+def test_missing_model_files_are_listed_before_anything_is_queued(server, tmp_path):
+    """The shipped workflow names files the server does not have: one line each (file, folder, node), and nothing
+    is uploaded or queued."""
+    image = write_png(tmp_path / "a.png")
+    with urllib.request.urlopen(server.url + "/history", timeout=30) as response:  # loopback: our server
+        before = len(json.loads(response.read()))
+    result = run_cli(
+        "kontext_edit_gguf",
+        "--image",
+        str(image),
+        "--set",
+        "Kontext model.model_name=absent_kontext.gguf",
+        "--set",
+        "VAE.vae_name=absent_vae.safetensors",
+        "--server",
+        server.url,
+        "-o",
+        str(tmp_path / "out"),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "lacks 2 model file(s)" in result.stderr and "nothing was queued" in result.stderr, result.stderr
+    for name, folder, node in (
+        ("absent_kontext.gguf", "ComfyUI/models/diffusion_models/", "node 1 (AtelierKontextLoader 'Kontext model')"),
+        ("absent_vae.safetensors", "ComfyUI/models/vae/", "node 3 (VAELoader 'VAE')"),
+    ):
+        line = next(ln for ln in result.stderr.splitlines() if f"model file {name} is missing" in ln)
+        assert folder in line and node in line, line
+        assert result.stderr.count(name) == 1, result.stderr
+    assert "queued as" not in result.stderr
+    with urllib.request.urlopen(server.url + "/history", timeout=30) as response:
+        assert len(json.loads(response.read())) == before
+
+
+@pytest.mark.parametrize("name", ["kontext_edit_gguf_t5", "kontext_multi_reference_fp8"])
+def test_server_refuses_a_missing_transformer_before_anything_runs(server, server_base, name):
+    """Queued straight to the server (as the browser does), the shipped workflow without its transformer file is
+    answered 400 with one message on the loader naming the file, its folder and download; nothing runs."""
+    prompt = api_workflows()[name]
+    loader = next(i for i, n in prompt.items() if n["class_type"] == "AtelierKontextLoader")
+    model = prompt[loader]["inputs"]["model_name"]
+    path = server_base / "models" / "diffusion_models" / model
+    hidden = path.with_name(model + ".away")
+    path.rename(hidden)
+    try:
+        body = json.dumps({"prompt": prompt, "client_id": "missing-model-test"}).encode()
+        request = urllib.request.Request(
+            server.url + "/prompt", data=body, headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=60)  # loopback: our server
+        answer = json.loads(info.value.read())
+    finally:
+        hidden.rename(path)
+    assert info.value.code == 400
+    assert set(answer["node_errors"]) == {loader}, answer["node_errors"]
+    (error,) = answer["node_errors"][loader]["errors"]
+    assert f"model file {model} is missing: download https://" in error["details"], error
+    assert "ComfyUI/models/diffusion_models/" in error["details"]
+    with urllib.request.urlopen(server.url + "/queue", timeout=30) as response:
+        queue = json.loads(response.read())
+    assert not queue["queue_running"] and not queue["queue_pending"]
+
+
+def test_missing_models_on_server_name_the_download():
+    """What the server's /object_info offers decides (V1 and V3 combo specs); a catalog file gets its download."""
+    from atelier_core.cli.model_precheck import missing_on_server
+
+    prompt = api_workflows()["kontext_edit_gguf_t5"]
+    listed = {
+        "AtelierKontextLoader": {"input": {"required": {"model_name": ["COMBO", {"options": ["other.gguf"]}]}}},
+        "AtelierKontextTextEncoders": {
+            "input": {
+                "required": {
+                    "clip_l_name": ["COMBO", {"options": ["clip_l.safetensors"]}],
+                    "t5_name": ["COMBO", {"options": []}],
+                }
+            }
+        },
+        "VAELoader": {"input": {"required": {"vae_name": [["ae.safetensors", "taesd"], {}]}}},
+    }
+    lines = missing_on_server(lambda class_type: {class_type: listed[class_type]}, prompt)
+    assert len(lines) == 2, lines
+    assert "flux1-kontext-dev-Q4_K_M.gguf is missing: download https://huggingface.co/" in lines[0]
+    assert "into ComfyUI/models/diffusion_models/ (or models/unet/)" in lines[0]
+    assert "t5-v1_1-xxl-encoder-Q5_K_M.gguf is missing" in lines[1] and "models/text_encoders/" in lines[1]
+
+
+def test_doctor_finds_the_running_servers_comfyui_and_models(server, server_base, tmp_path):
+    """No --comfyui, no COMFYUI_PATH, no ~/ComfyUI: the server says where its folders are and which files its loaders
+    offer; every Kontext workflow's files are installed there, so doctor says ready."""
+    env = {k: v for k, v in os.environ.items() if k != "COMFYUI_PATH"}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(PACK_DIR))
+    proc = subprocess.run(
+        [sys.executable, "-m", "atelier_core.cli", "doctor", "--server", server.url],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    out = proc.stdout
+    assert f"ComfyUI at {server_base.resolve()}" in out and "(the folder of the server at" in out, out
+    assert "this pack is linked as custom_nodes/kontext-atelier" in out, out
+    assert f"files from the model lists of the server at {server.url}" in out, out
+    assert "kontext_edit_gguf_t5: its 4 model file(s) are there" in out, out
+    assert proc.returncode == 0 and out.rstrip().endswith("ready"), out + proc.stderr
 
 
 def test_unknown_workflow_and_missing_server_are_clear(tmp_path):
@@ -350,6 +463,7 @@ def test_batch_survives_a_server_restart(comfy_host, flux_vae_file, tmp_path_fac
         stderr = cli_log.read_text()
         assert cli.returncode == 0, stderr[-4000:]
         assert "queueing it again" in stderr, stderr[-4000:]
+        assert f"item {BATCH_SIZE} of {BATCH_SIZE} (p{BATCH_SIZE - 1}.png): running" in stderr, stderr[-4000:]
         state = _state(out)
         assert sorted(state) == sorted(p.name for p in images)
         assert all(v["status"] == "done" for v in state.values()), state

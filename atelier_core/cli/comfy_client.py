@@ -297,10 +297,17 @@ def format_prompt_error(body: dict, prompt: dict | None = None) -> str:
         lines[0] += f": {error['details']}"
     for node_id, info in sorted((body.get("node_errors") or {}).items(), key=lambda kv: str(kv[0])):
         label = describe_node(node_id, info.get("class_type"), prompt)
+        seen = set()
         for item in info.get("errors", []):
             text = str(item.get("message", "error"))
-            if item.get("details"):
-                text += f": {item['details']}"
+            details = str(item.get("details") or "")
+            # A node's own validation answer comes once per input it checks ("input - message"): show it once.
+            said = details.split(" - ", 1)[-1]
+            if (text, said) in seen:
+                continue
+            seen.add((text, said))
+            if details:
+                text += f": {details}"
             lines.append(f"  node {label}: {text}")
     return "\n".join(lines)
 
@@ -317,9 +324,11 @@ def describe_node(node_id, class_type=None, prompt: dict | None = None) -> str:
 
 def format_execution_error(data: dict, prompt: dict | None = None, verbose: bool = False) -> str:
     label = describe_node(data.get("node_id"), data.get("node_type"), prompt)
-    kind = data.get("exception_type") or "error"
+    # The exception's class name only, and none for our own errors (their message says it all): the dotted path
+    # ComfyUI reports names the pack's folder, which means nothing to the user.
+    kind = str(data.get("exception_type") or "error").rsplit(".", 1)[-1]
     message = str(data.get("exception_message") or "").strip()
-    text = f"node {label} failed: {kind}: {message}"
+    text = f"node {label} failed: " + (message if kind == "AtelierError" else f"{kind}: {message}")
     if verbose and data.get("traceback"):
         text += "\n" + "".join(data["traceback"])
     return text

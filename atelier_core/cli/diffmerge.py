@@ -112,6 +112,14 @@ def _write(path: str, image: np.ndarray, depth: int) -> None:
         raise AtelierError(f"{WHO}: cannot write {path!r} (unknown extension or unwritable folder)")
 
 
+def _where(hard_mask: np.ndarray, args) -> str:
+    """Where the kept change is (its bounding box in the original's pixels) and which files were written."""
+    ys, xs = np.nonzero(hard_mask > 0.5)
+    box = f"kept change at x {xs.min()}-{xs.max()}, y {ys.min()}-{ys.max()}" if xs.size else "no change kept"
+    written = [args.output] + [p for p in (args.mask_out, args.soft_mask_out, args.preview_out, args.report_out) if p]
+    return f"{box}; wrote {', '.join(str(Path(p).resolve()) for p in written)}"
+
+
 def run(args) -> int:
     original, depth = _read(args.original, "original")
     edited, _ = _read(args.edited, "edited image")
@@ -142,5 +150,6 @@ def run(args) -> int:
     if args.report_out:
         Path(args.report_out).write_text(json.dumps(result.report, indent=2))
     sys.stdout.write(diffmerge.format_report(result.report) + "\n")
+    sys.stdout.write(_where(result.hard_mask, args) + "\n")
     logger.debug("report: %s", result.report)
     return 0

@@ -1,33 +1,29 @@
-"""``kontext-atelier doctor``: is this machine ready for Kontext editing, and if not, what is missing.
+"""kontext-atelier doctor: is this machine ready for Kontext editing, and if not, what is missing.
 
 Finds ComfyUI with the project's one host finder (``--comfyui``, ``COMFYUI_PATH``, the ComfyUI this pack sits in,
-``~/ComfyUI``; never the test hosts' cache), lists the model files
-the shipped workflows expect (with where to download the missing ones) and what each transformer file found is
-(GGUF, fp8, scaled fp8, bf16), reports the GPU, its memory and fp8 support through torch, and says which loader modes
-will run. With ``--server`` it also asks a running ComfyUI whether the pack is loaded and which models it sees; with
-``--smoke`` it queues a one-step edit there (256x256, the first shipped edit workflow whose model is present).
+``~/ComfyUI``; never the test hosts' cache), or asks the running server where its folders are (``--server``, else
+http://127.0.0.1:8188 when something answers there). For each shipped Kontext workflow (``--all`` adds the FLUX.2
+and Qwen-Image-Edit ones, ``--workflow`` picks) it names the model files missing, with their folder and download,
+from the server's own lists when it runs the pack, else from the folder on disk. It reports what each transformer file
+found is, the GPU, its memory and fp8 support through torch, and which loader modes will run; ``--smoke`` queues a
+one-step edit on the server (256x256, the first shipped edit workflow whose model is present). It says "ready" only
+when every chosen workflow has all its files, and exits 1 otherwise.
 """
 
 from __future__ import annotations
 
-import json
 import struct
 import sys
 import tempfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import AtelierError
 from ..runtime.hosts import HostSearch, find_comfyui
 
 PACK_DIR = Path(__file__).resolve().parents[2]
-MODEL_FOLDERS = {
-    "diffusion_models": ("diffusion_models", "unet"),
-    "text_encoders": ("text_encoders", "clip"),
-    "vae": ("vae",),
-    "loras": ("loras",),
-}
-MODEL_SUFFIXES = (".gguf", ".safetensors", ".sft")
+DEFAULT_SERVER = "http://127.0.0.1:8188"
 KONTEXT_PARAMS = 11.9e9  # FLUX.1 Kontext [dev] transformer parameters
 GIB = 1024**3
 SMOKE_WORKFLOWS = ("kontext_edit_gguf", "kontext_edit_fp8")
@@ -37,6 +33,7 @@ class Report:
     def __init__(self, out=None):
         self.out = out or sys.stdout
         self.problems: list[str] = []
+        self.ready_workflows: list[str] = []
 
     def section(self, title: str) -> None:
         self.out.write(f"\n{title}\n")
@@ -53,34 +50,12 @@ class Report:
             self.out.write(f"           {fix}\n")
         self.problems.append(text)
 
+    def missing_line(self, text: str) -> None:
+        """A MISSING line whose problem is counted elsewhere (a workflow's files, each counted once as a file)."""
+        self.out.write(f"  MISSING  {text}\n")
+
     def warn(self, text: str) -> None:
         self.out.write(f"  note     {text}\n")
-
-
-def expected_models() -> list[dict]:
-    """Every {name, url, directory} named in the shipped UI workflows' loader properties, once."""
-    seen: dict[tuple[str, str], dict] = {}
-    for path in sorted((PACK_DIR / "workflows").glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        for node in data.get("nodes", []):
-            properties = node.get("properties") or {}
-            # GGUF files are listed under "atelier_downloads" (the frontend offers only .safetensors downloads).
-            for model in (properties.get("models") or []) + (properties.get("atelier_downloads") or []):
-                entry = seen.setdefault((model["directory"], model["name"]), dict(model, workflows=[]))
-                entry["workflows"].append(path.stem)
-    return list(seen.values())
-
-
-def model_files(root: Path, kind: str) -> list[Path]:
-    files = []
-    for folder in MODEL_FOLDERS[kind]:
-        base = root / "models" / folder
-        if base.is_dir():
-            files += [p for p in base.rglob("*") if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES]
-    return sorted(files)
 
 
 def describe_transformer(path: Path) -> str:
@@ -114,44 +89,75 @@ def describe_transformer(path: Path) -> str:
         return f"unreadable: {type(exc).__name__}: {exc}"
 
 
-def check_files(report: Report, search: HostSearch) -> None:
+def is_this_pack(path: Path) -> bool:
+    """A custom_nodes entry (folder, clone or symlink) that holds this pack, wherever the command itself runs from."""
+    try:
+        return path.resolve() == PACK_DIR or (
+            (path / "nodes" / "loader.py").is_file() and (path / "atelier_core" / "model_catalog.py").is_file()
+        )
+    except OSError:
+        return False
+
+
+def check_comfyui(report: Report, search: HostSearch, server: ServerView | None) -> Path | None:
+    """The ComfyUI folder (found on disk, else the server's), and whether the pack is in its custom_nodes."""
     report.section("ComfyUI")
-    root = search.root
+    root = search.root or (server.root if server else None)
     if root is None:
         looked = ", ".join(f"{label} ({path})" for label, path in search.tried)
-        report.missing("no ComfyUI found", f"{search.reason}; or pass --comfyui PATH (looked at: {looked})")
-        return
-    report.ok(f"ComfyUI at {root}" + (f" (version {search.version})" if search.version else ""))
-    pack_links = [p for p in (root / "custom_nodes").glob("*") if p.resolve() == PACK_DIR]
-    if pack_links:
-        report.ok(f"this pack is installed as custom_nodes/{pack_links[0].name}")
+        report.missing(
+            "no ComfyUI found",
+            f"{search.reason}; or pass --comfyui PATH, or --server URL of a running one (looked at: {looked}, and "
+            f"asked {DEFAULT_SERVER})",
+        )
+        return None
+    how = "" if search.root else f" (the folder of the server at {server.url})"
+    version = search.version if search.root else server.version
+    report.ok(f"ComfyUI at {root}" + (f" (version {version})" if version else "") + how)
+    custom = root / "custom_nodes"
+    links = [p for p in sorted(custom.glob("*")) if is_this_pack(p)] if custom.is_dir() else []
+    if links:
+        kind = "linked" if links[0].is_symlink() else "installed"
+        report.ok(f"this pack is {kind} as custom_nodes/{links[0].name}")
+    elif server and server.has_pack:
+        report.ok(f"the server at {server.url} runs this pack")
     else:
-        report.warn(f"this pack ({PACK_DIR}) is not in {root / 'custom_nodes'}; clone or link it there")
+        report.warn(f"this pack is not in {custom}; clone or link it there and restart ComfyUI")
+    return root
 
-    report.section("Model files")
-    found = {kind: model_files(root, kind) for kind in MODEL_FOLDERS}
-    names = {kind: {p.name for p in files} for kind, files in found.items()}
-    expected = expected_models()
-    transformers = [m for m in expected if m["directory"] == "diffusion_models"]
-    # One transformer is enough: the GGUF workflows and the FP8 ones differ only in the file the loader reads.
-    have_transformer = any(m["name"] in names["diffusion_models"] for m in transformers)
-    # Likewise one T5: the GGUF-T5 workflow and the others differ only in the T5 file their text-encoder node reads.
-    t5s = [m for m in expected if m["directory"] == "text_encoders" and "t5" in m["name"].lower()]
-    have_t5 = any(m["name"] in names.get("text_encoders", set()) for m in t5s)
-    for model in expected:
-        kind = model["directory"] if model["directory"] in MODEL_FOLDERS else "diffusion_models"
-        where = f"models/{kind}/{model['name']}"
-        used = ", ".join(sorted(set(model["workflows"])))
-        if model["name"] in names.get(kind, set()):
-            report.ok(f"{where}  (used by {used})")
-        elif (kind == "diffusion_models" and have_transformer) or kind == "loras" or (model in t5s and have_t5):
-            # One transformer and one T5 are enough, and a LoRA serves only the workflows that name it.
-            report.warn(f"{where} not present; only needed by {used} (download: {model['url']})")
-        else:
-            report.missing(where, f"download: {model['url']}  (used by {used})")
-    if found["diffusion_models"]:
+
+def check_models(report: Report, args, root: Path | None, server: ServerView | None) -> None:
+    from .doctor_models import (
+        availability,
+        check_workflows,
+        chosen_workflows,
+        files_in,
+        local_folders,
+        server_folders,
+    )
+
+    workflows = chosen_workflows(list(args.workflow or []), bool(args.all))
+    if server and server.has_pack:
+        source = f"the model lists of the server at {server.url}"
+    elif server and server.folder_paths:
+        source = f"the model folders of the server at {server.url}"
+    else:
+        source = f"{root}/models" if root else None
+    scope = "" if args.workflow or args.all else " (Kontext; --all adds FLUX.2 and Qwen-Image-Edit)"
+    report.section(f"Workflows{scope}" + (f", files from {source}" if source else ""))
+    if source is None:
+        report.info("no ComfyUI to look in; the files each workflow needs are listed below")
+    folders = server_folders(server.folder_paths) if server and server.folder_paths else None
+    folders = folders or (local_folders(root) if root else {})
+    has_pack = bool(server and server.has_pack)
+    report.ready_workflows = check_workflows(
+        report, workflows, availability(server.client if server else None, folders, has_pack)
+    )
+    found = files_in(folders.get("diffusion_models", [])).values()
+    transformers = sorted(p for p in found if p.suffix.lower() in (".gguf", ".safetensors", ".sft"))
+    if transformers:
         report.info("transformers found:")
-        for path in found["diffusion_models"]:
+        for path in transformers:
             report.info(f"  {path.name}: {describe_transformer(path)}, {path.stat().st_size / GIB:.1f} GiB")
 
 
@@ -222,37 +228,76 @@ def check_modes(report: Report, facts: dict) -> None:
         report.info("fp8_matmul: not on this GPU (ignored when set)")
 
 
-def check_server(report: Report, url: str, smoke: bool) -> None:
+@dataclass
+class ServerView:
+    """What a running ComfyUI says about itself: version, devices, model folders, and whether it runs the pack."""
+
+    url: str
+    client: object
+    stats: dict
+    folder_paths: dict = field(default_factory=dict)
+    loader: dict | None = None  # /object_info of the Kontext Loader; None when the server lacks the pack
+
+    @property
+    def version(self) -> str | None:
+        return (self.stats.get("system") or {}).get("comfyui_version")
+
+    @property
+    def has_pack(self) -> bool:
+        return bool(self.loader)
+
+    @property
+    def root(self) -> Path | None:
+        custom = self.folder_paths.get("custom_nodes") or []
+        return Path(custom[0]).parent if custom else None
+
+
+def connect(url: str | None) -> tuple[ServerView | None, str | None]:
+    """The server at ``url`` (or the default address, asked briefly) and why it did not answer."""
     from .comfy_client import ComfyClient, ServerUnreachable
 
-    report.section(f"ComfyUI server {url}")
-    client = ComfyClient(url, timeout=15)
+    client = ComfyClient(url or DEFAULT_SERVER, timeout=15 if url else 2)
     try:
         stats = client.system_stats()
     except (ServerUnreachable, AtelierError) as exc:
-        report.missing(f"no answer from {url}", f"{exc}")
+        return None, str(exc)
+    view = ServerView(client.base, client, stats)
+    for attempt in ("folder_paths", "loader"):
+        try:
+            if attempt == "folder_paths":
+                view.folder_paths = client.get_json("/internal/folder_paths") or {}
+            else:
+                view.loader = client.object_info("AtelierKontextLoader").get("AtelierKontextLoader")
+        except (ServerUnreachable, AtelierError, ValueError):
+            pass  # an older or locked-down server: the rest of the report still stands
+    return view, None
+
+
+def check_server(report: Report, args, server: ServerView | None, failure: str | None) -> None:
+    if server is None:
+        if args.server:
+            report.section(f"ComfyUI server {args.server}")
+            report.missing(f"no answer from {args.server}", failure or "")
+        elif args.smoke:
+            report.missing("--smoke needs a running ComfyUI (none answered at " + DEFAULT_SERVER + "; pass --server)")
         return
-    system = stats.get("system") or {}
-    report.ok(
-        f"ComfyUI {system.get('comfyui_version', '?')}, Python {str(system.get('python_version', '?')).split()[0]}"
-    )
-    for device in stats.get("devices", []):
+    report.section(f"ComfyUI server {server.url}")
+    system = server.stats.get("system") or {}
+    report.ok(f"ComfyUI {server.version or '?'}, Python {str(system.get('python_version', '?')).split()[0]}")
+    for device in server.stats.get("devices", []):
         report.ok(
             f"device {device.get('name')}: {device.get('vram_total', 0) / GIB:.1f} GiB, "
             f"{device.get('vram_free', 0) / GIB:.1f} GiB free"
         )
-    try:
-        info = client.object_info("AtelierKontextLoader").get("AtelierKontextLoader")
-    except AtelierError:
-        info = None
-    if not info:
+    if not server.has_pack:
         report.missing("the server has no Kontext Atelier nodes", "install the pack in custom_nodes and restart")
         return
-    options = info["input"]["required"]["model_name"]
-    options = options[1]["options"] if options[0] == "COMBO" else options[0]
+    from .model_precheck import combo_options
+
+    options = combo_options(server.loader["input"]["required"]["model_name"]) or []
     report.ok(f"Kontext Atelier loaded; the loader sees {len(options)} transformer file(s)")
-    if smoke:
-        run_smoke(report, client, set(options))
+    if args.smoke:
+        run_smoke(report, server.client, set(options))
 
 
 def _png(width: int, height: int, rgb=(128, 112, 96)) -> bytes:
@@ -301,18 +346,20 @@ def run_smoke(report: Report, client, loader_options: set[str]) -> None:
 
 def handle(args) -> int:
     report = Report()
+    server, failure = (None, None) if args.no_server else connect(args.server)
     # The user's own ComfyUI only: the test hosts in the host cache are not what they run.
-    check_files(report, find_comfyui(args.comfyui, use_cache=False))
+    root = check_comfyui(report, find_comfyui(args.comfyui, use_cache=False), server)
+    check_models(report, args, root, server)
     facts = check_torch(report)
     check_modes(report, facts)
-    if args.server:
-        check_server(report, args.server, args.smoke)
-    elif args.smoke:
-        report.missing("--smoke needs --server URL (a running ComfyUI)")
+    check_server(report, args, server, failure)
     report.section("Summary")
+    if report.ready_workflows:
+        report.out.write(f"  ready for: {', '.join(report.ready_workflows)}\n")
     if report.problems:
         for problem in report.problems:
             report.out.write(f"  missing: {problem}\n")
+        report.out.write("  not ready: fetch what is listed above (or check one workflow with --workflow NAME)\n")
         return 1
     report.out.write("  ready\n")
     return 0
@@ -321,10 +368,22 @@ def handle(args) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "doctor",
-        help="check ComfyUI, model files, GPU/VRAM/fp8 support and a running server",
-        description=(__doc__ or "").split("\n\n")[0],
+        help="check ComfyUI, the model files each workflow needs, GPU/VRAM/fp8 support and a running server",
+        description=(__doc__ or "").split("\n\n")[0].replace("``", ""),
     )
     parser.add_argument("--comfyui", metavar="PATH", help="the ComfyUI folder (default: found automatically)")
-    parser.add_argument("--server", metavar="URL", help="also check a running ComfyUI, e.g. http://127.0.0.1:8188")
-    parser.add_argument("--smoke", action="store_true", help="with --server: load the model and run one step there")
+    parser.add_argument(
+        "--server", metavar="URL", help=f"a running ComfyUI to check (default: {DEFAULT_SERVER} if it answers)"
+    )
+    parser.add_argument("--no-server", action="store_true", help="do not ask a running ComfyUI")
+    parser.add_argument(
+        "--workflow",
+        action="append",
+        metavar="NAME",
+        help="check only this shipped workflow (or .api.json file); repeatable (default: every Kontext workflow)",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="also check the FLUX.2 and Qwen-Image-Edit workflows' model files"
+    )
+    parser.add_argument("--smoke", action="store_true", help="load the model on the server and run one step there")
     parser.set_defaults(handler=handle)

@@ -1,7 +1,7 @@
 """``kontext-atelier prompt``: build a miniature prompt on the command line, as the node does.
 
     kontext-atelier prompt --material acrylic --technique "wet blending" --subject "fantasy knight"
-    kontext-atelier prompt --mode edit --template recolour --part cloak --value "deep crimson"
+    kontext-atelier prompt --mode edit --template recolour --part cloak --change-to "deep crimson"
     kontext-atelier prompt --list techniques
 
 The prompt goes to standard output (one line per variant with ``--variants N``); warnings go to standard error.
@@ -19,12 +19,16 @@ _HELP = {
     "subject": "a subject id from the vocabulary, or your own words",
     "template": "edit template id (edit mode)",
     "part": "the part an edit changes, e.g. cloak (edit mode)",
-    "value": "what the part becomes, e.g. 'deep crimson' (edit mode)",
+    "value": "what the part changes to, e.g. 'deep crimson' (edit mode; the node's change_to)",
     "reference": "reference image number for the style reference edit",
     "text": "words to paint on a banner or shield (quoted in the prompt)",
     "keep": "what an edit keeps unchanged: " + ", ".join(builder.KEEP_OPTIONS),
     "extra": "free text added at the end",
 }
+
+# Options named as the node's inputs are where the builder's field name differs (the builder's "value" is the
+# node's change_to).
+CLI_NAMES = {"value": "change_to"}
 
 
 def register(subparsers) -> None:
@@ -37,7 +41,10 @@ def register(subparsers) -> None:
         section = builder.FIELD_SECTIONS.get(name)
         help_text = _HELP.get(name) or f"id from the vocabulary section {section}"
         default = builder.Choices.__dataclass_fields__[name].default
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default, metavar="TEXT", help=help_text)
+        flag = CLI_NAMES.get(name, name).replace("_", "-")
+        parser.add_argument(f"--{flag}", dest=name, default=default, metavar="TEXT", help=help_text)
+        if flag != name:  # the earlier spelling keeps working, unlisted
+            parser.add_argument(f"--{name}", dest=name, default=default, help=argparse.SUPPRESS)
     parser.add_argument("--vocabulary", metavar="FILE", help="your vocabulary JSON file, merged over the built-in one")
     parser.add_argument("--variants", type=int, default=1, metavar="N", help="print N variants, the main prompt first")
     parser.add_argument(

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..errors import AtelierError
 from ..workflow_fill import MAX_SEED, Settings, available_workflows, fill, load_workflow
 from .comfy_client import ComfyClient, ServerUnreachable, describe_node
+from .model_precheck import check_server_models
 from .runner import STATE_FILE, Job, Runner, digest
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,6 @@ def handle(args) -> int:
         ["probe.png"] * len(settings.references),
         Settings(settings.prompt_text, 0 if seed_text else None, settings.sets, settings.references),
     )
-    del probe
     if args.batch:
         images = _images_in(Path(args.batch).expanduser())
         jobs = [Job(p, p.name) for p in images]
@@ -103,6 +103,8 @@ def handle(args) -> int:
     except ServerUnreachable as exc:
         raise AtelierError(f"{exc}. Start ComfyUI (python main.py --listen) or pass --server URL.") from None
     log.debug("server: %s", (client_stats.get("system") or {}).get("comfyui_version"))
+    # Every model file the workflow loads must be on the server before anything is uploaded or queued.
+    runner.call(check_server_models, client, probe)
     sys.stderr.write(f"{name}: {len(jobs)} job(s) on {client.base}\n")
     return runner.run(jobs)
 
@@ -111,7 +113,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "run",
         help="queue a workflow on a running ComfyUI server and download the results",
-        description=(__doc__ or "").split("\n\n")[0],
+        description=(__doc__ or "").split("\n\n")[0].replace("``", ""),
         epilog=(
             "examples:\n"
             "  kontext-atelier run kontext_edit_gguf --image knight.png --prompt 'paint the cloak red'\n"

@@ -22,6 +22,7 @@ from .comfy_client import (
     format_execution_error,
     format_prompt_error,
 )
+from .run_progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Runner:
         self.ws: WebSocket | None = None
         self.progress = Progress(sys.stderr)
         self._reference_values: list[str] | None = None
+        self._jobs: list[Job] = []
 
     # -- state ------------------------------------------------------------------------------------------------------
     def load_state(self, signature: str) -> None:
@@ -154,7 +156,14 @@ class Runner:
             job.status, job.error = "failed", format_prompt_error(exc.body, job.prompt)
             return
         job.status = "queued"
+        self.progress.track(job.prompt_id, self._item_label(job), job.prompt)
         self.progress.note(f"{job.key}: queued as {job.prompt_id}")
+
+    def _item_label(self, job: Job) -> str:
+        jobs = self._jobs
+        if len(jobs) < 2 or job not in jobs:
+            return job.key
+        return f"item {next(i for i, j in enumerate(jobs) if j is job) + 1} of {len(jobs)} ({job.key})"
 
     def check(self, job: Job, queued_ids: set[str]) -> None:
         """Finish the job if the server has its result; re-queue it if the server has forgotten it."""
@@ -177,9 +186,16 @@ class Runner:
                 job.error = "interrupted" if interrupted else "the server reported a failure without details"
             job.status = "failed"
             return
+        self.drain(job.prompt_id)
         job.outputs = self.download(job, entry.get("outputs") or {})
         job.status = "done"
         self.progress.note(f"{job.key}: done -> {', '.join(job.outputs) or 'no saved images'}")
+
+    def drain(self, prompt_id: str, seconds: float = 5.0) -> None:
+        """Show a finished job's last events: the server writes /history before its websocket has sent them all."""
+        end = time.monotonic() + seconds
+        while self.ws is not None and prompt_id not in self.progress.finished and time.monotonic() < end:
+            self.listen(end - time.monotonic())
 
     def download(self, job: Job, outputs: dict) -> list[str]:
         files = []
@@ -203,6 +219,7 @@ class Runner:
 
     # -- the loop ---------------------------------------------------------------------------------------------------
     def run(self, jobs: list[Job]) -> int:
+        self._jobs = jobs  # for "item k of n" in the progress lines
         for job in jobs:
             self.restore(job)
         skipped = [j for j in jobs if j.status == "done"]
@@ -284,49 +301,3 @@ class Runner:
                 and (message.get("data") or {}).get("node") is None
             ):
                 return  # something finished: check /history now
-
-
-class Progress:
-    """One status line per node on a terminal (a bar for sampling steps); plain lines elsewhere."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.open_line = False
-        self.last_node = None
-
-    def _line(self, text: str, final: bool = True) -> None:
-        if self.tty:
-            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
-            self.open_line = not final
-        else:
-            if final:
-                self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def note(self, text: str) -> None:
-        if self.open_line:
-            self.stream.write("\n")
-            self.open_line = False
-        self._line(text)
-
-    def message(self, message: dict) -> None:
-        kind, data = message.get("type"), message.get("data") or {}
-        if kind == "executing" and data.get("node") is not None and data.get("node") != self.last_node:
-            self.last_node = data.get("node")
-            self._line(f"  running node {data['node']}", final=not self.tty)
-        elif kind == "progress":
-            value, maximum = int(data.get("value", 0)), max(1, int(data.get("max", 1)))
-            filled = int(24 * value / maximum)
-            text = f"  node {data.get('node')}: [{'#' * filled}{'.' * (24 - filled)}] {value}/{maximum}"
-            if self.tty:
-                self._line(text, final=False)
-            elif value == maximum:
-                self._line(text)
-        elif kind == "execution_error":
-            self.note("  " + format_execution_error(data))
-
-    def done(self) -> None:
-        if self.open_line:
-            self.stream.write("\n")
-            self.open_line = False

@@ -1,0 +1,68 @@
+"""Which model files a workflow loads, and the one message a missing one gets.
+
+The Kontext nodes' input validation (inside ComfyUI), ``kontext-atelier run`` (before it queues) and
+``kontext-atelier doctor`` all word a missing file the same way: the file, the ComfyUI folder it goes in and where
+to download it (from ``model_catalog``), so a user reads one kind of line wherever the check happens.
+"""
+
+from __future__ import annotations
+
+from . import model_catalog
+
+# The loader inputs of the nodes the shipped workflows use (ours and core's): class_type -> {input: model folder}.
+LOADER_INPUTS: dict[str, dict[str, str]] = {
+    "AtelierKontextLoader": {"model_name": "diffusion_models"},
+    "AtelierKontextTextEncoders": {"clip_l_name": "text_encoders", "t5_name": "text_encoders"},
+    "UNETLoader": {"unet_name": "diffusion_models"},
+    "DualCLIPLoader": {"clip_name1": "text_encoders", "clip_name2": "text_encoders"},
+    "CLIPLoader": {"clip_name": "text_encoders"},
+    "VAELoader": {"vae_name": "vae"},
+    "LoraLoaderModelOnly": {"lora_name": "loras"},
+    "LoraLoader": {"lora_name": "loras"},
+    "CheckpointLoaderSimple": {"ckpt_name": "checkpoints"},
+}
+# The older folder ComfyUI reads beside each (models/unet for diffusion_models, models/clip for text_encoders).
+LEGACY_FOLDERS = {"diffusion_models": "unet", "text_encoders": "clip"}
+MODEL_SUFFIXES = (".gguf", ".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def folder_text(directory: str) -> str:
+    legacy = LEGACY_FOLDERS.get(directory)
+    return f"ComfyUI/models/{directory}/" + (f" (or models/{legacy}/)" if legacy else "")
+
+
+def missing_message(name: str, directory: str) -> str:
+    """One line for a missing model file: what it is, where it goes, where it comes from."""
+    entry = model_catalog.BY_NAME.get(name.replace("\\", "/").rsplit("/", 1)[-1])
+    where = folder_text(entry["directory"] if entry else directory)
+    if entry:
+        return f"model file {name} is missing: download {entry['url']} into {where}"
+    return f"model file {name} is missing: put it in {where} (or pick a file that is there)"
+
+
+def workflow_models(prompt: dict) -> list[tuple[str, str, str, str]]:
+    """(node id, input name, file name, model folder) for each model file an API-format workflow loads.
+
+    Only plain file values count: a linked input is chosen at run time, and VAELoader's built-in choices (taesd,
+    pixel_space) are not files.
+    """
+    found = []
+    for node_id, node in prompt.items():
+        for input_name, directory in LOADER_INPUTS.get(node.get("class_type"), {}).items():
+            value = (node.get("inputs") or {}).get(input_name)
+            if isinstance(value, str) and value.lower().endswith(MODEL_SUFFIXES):
+                found.append((str(node_id), input_name, value, directory))
+    return found
+
+
+def missing_models(prompt: dict, available) -> list[tuple[str, str, str, str]]:
+    """The entries of ``workflow_models`` whose file ``available(node id, input name, file name)`` says is absent,
+    each file once."""
+    seen: set[str] = set()
+    missing = []
+    for entry in workflow_models(prompt):
+        node_id, input_name, name, _ = entry
+        if name not in seen and not available(node_id, input_name, name):
+            seen.add(name)
+            missing.append(entry)
+    return missing
