@@ -52,6 +52,8 @@ def load_json_limited(
     UTF-8 (a leading byte-order mark is accepted), and anything ``json`` rejects.
     """
     text = _read_text(path_or_text, max_bytes, what)
+    if not text.strip():
+        raise JsonLimitError(f"The {what} is empty; fill it in or delete it.")
     _check_structure(text, max_depth, max_number_digits, what)
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)

@@ -34,7 +34,8 @@ def test_good_json_from_text_bytes_and_path(tmp_path):
         ('{"n": NaN}', "NaN, which is not a finite number"),
         ('{"n": -Infinity}', "-Infinity, which is not a finite number"),
         ('{"n": 1,}', "is not valid JSON (line 1, column 9"),
-        ("", "is not valid JSON"),
+        ("", "is empty"),
+        (" \n", "is empty"),
     ],
 )
 def test_hostile_text_is_refused_naming_the_file(text, expected):
