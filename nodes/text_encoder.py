@@ -2,7 +2,7 @@
 
 A quantized T5 (4.76 B weights: Q4_K 2.7 GB, Q8_0 5.1 GB, instead of 9.5 GB in fp16) is what lets Kontext run on
 8-12 GB cards.
-The GGUF's tensors stay raw bytes in a memory map and are dequantized layer by layer by the same operations the
+The GGUF's tensors stay raw bytes (copied out of the file, see ``gguf_state_dict``) and are dequantized layer by layer by the same operations the
 Kontext Loader uses (token embeddings row by row); ComfyUI's own FLUX text-encoder model, tokenizers and memory
 management do the rest, so the CLIP output works with every core text node (CLIPTextEncode, FluxGuidance, ...).
 """
@@ -91,6 +91,11 @@ class AtelierKontextTextEncoders(io.ComfyNode):
             ],
             outputs=[io.Clip.Output(tooltip="CLIP-L + T5-XXL for CLIPTextEncode and the Kontext nodes.")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, clip_l_name: str = "", t5_name: str = "", **kwargs):
+        # Re-load when either file on disk changes (re-downloaded, replaced, truncated), not only when a name does.
+        return model_folders.file_signature(FOLDER_KEY, clip_l_name, t5_name)
 
     @classmethod
     def execute(cls, clip_l_name: str, t5_name: str, device: str = "default"):
