@@ -134,6 +134,7 @@ def _dense_bytes(shapes: dict, dtype: torch.dtype) -> int:
 def _read(path: Path) -> tuple[str, dict, dict, str, torch.Tensor | None]:
     """(format, state dict without prefix, shapes, stored-types summary, the scaled_fp8 marker or None)."""
     fmt = model_files.sniff_format(path)
+    model_files.check_sampled_values(path)  # the same value check as inspect and quantize: NaN/inf refused
     sd, shapes, stored = gguf_state_dict(path) if fmt == "gguf" else _safetensors_state_dict(path)
     sd, shapes = _strip(sd, shapes)
     shapes.pop("scaled_fp8", None)

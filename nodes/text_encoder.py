@@ -34,6 +34,7 @@ def resolve(name: str) -> Path:
 
 
 def _load_t5(path: Path) -> tuple[dict, str]:
+    model_files.check_sampled_values(path)  # NaN/inf refused, as by the Kontext Loader, inspect and quantize
     if model_files.sniff_format(path) == "gguf":
         hint = "the T5 input needs a T5 v1.1 XXL encoder GGUF (general.architecture t5encoder or t5)"
         sd, shapes, stored = gguf_state_dict(path, archs=(None, *text_encoders.T5_GGUF_ARCHS), hint=hint)
@@ -55,6 +56,7 @@ def _load_clip_l(path: Path) -> dict:
         raise AtelierError(f"{NAME}: '{path.name}' is a GGUF; the clip_l input takes CLIP-L as .safetensors (246 MB)")
     header = model_files.read_safetensors_header(path)
     text_encoders.check_clip_l(header.shapes(), path.name)
+    model_files.check_sampled_values(path)
     return comfy.utils.load_torch_file(str(path), safe_load=True)
 
 

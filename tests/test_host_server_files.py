@@ -143,3 +143,15 @@ def test_gguf_truncated_after_loading_is_answered_with_a_message(file_server, mo
     finally:
         path.write_bytes(good)
     assert _run(server, _sample_graph(mode, seed=3))["status"]["status_str"] == "success"
+
+
+def test_one_broken_node_module_leaves_the_other_nodes_registered(comfy_host, monkeypatch):
+    import asyncio
+    import sys
+
+    nodes_package = sys.modules[f"{comfy_host.pack_module_name}.nodes"]
+    monkeypatch.setattr(nodes_package, "_NODE_MODULES", ("no_such_module", "aspect"))
+    extension = asyncio.run(sys.modules[comfy_host.pack_module_name].comfy_entrypoint())
+    ids = [cls.GET_SCHEMA().node_id for cls in asyncio.run(extension.get_node_list())]
+    aspect = sys.modules[f"{comfy_host.pack_module_name}.nodes.aspect"]
+    assert ids == [cls.GET_SCHEMA().node_id for cls in aspect.NODES] and ids

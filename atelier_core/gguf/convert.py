@@ -180,6 +180,7 @@ class SafetensorsSource:
                 "release (re-quantizing a quantized file compounds the error)"
             )
         header = model_files.read_safetensors_header(self.path)
+        model_files.check_sampled_values(self.path)  # the loader's value check: never quantize NaN weights
         self.metadata = header.metadata
         self._data_start = header.data_start
         self._offsets = header.offsets
