@@ -95,6 +95,8 @@ def test_execution_error_names_the_node_by_title_without_a_module_path():
     }
     prompt = {"1": {"class_type": "AtelierKontextLoader", "_meta": {"title": "Kontext model"}, "inputs": {}}}
     text = format_execution_error(data, prompt)
-    assert text == "node 1 (AtelierKontextLoader 'Kontext model') failed: Kontext Loader: model file x.gguf is missing"
+    assert text == (
+        "node 1 (AtelierKontextLoader 'Kontext model') failed: AtelierError: Kontext Loader: model file x.gguf is missing"
+    )
     data.update(exception_type="torch.OutOfMemoryError", exception_message="CUDA out of memory")
     assert format_execution_error(data, prompt).endswith("failed: OutOfMemoryError: CUDA out of memory")

@@ -324,11 +324,11 @@ def describe_node(node_id, class_type=None, prompt: dict | None = None) -> str:
 
 def format_execution_error(data: dict, prompt: dict | None = None, verbose: bool = False) -> str:
     label = describe_node(data.get("node_id"), data.get("node_type"), prompt)
-    # The exception's class name only, and none for our own errors (their message says it all): the dotted path
-    # ComfyUI reports names the pack's folder, which means nothing to the user.
+    # The last dotted part only: a pack loaded from custom_nodes gets a path-derived module name, and the node
+    # (named on this line) already says where the error comes from.
     kind = str(data.get("exception_type") or "error").rsplit(".", 1)[-1]
     message = str(data.get("exception_message") or "").strip()
-    text = f"node {label} failed: " + (message if kind == "AtelierError" else f"{kind}: {message}")
+    text = f"node {label} failed: {kind}: {message}"
     if verbose and data.get("traceback"):
         text += "\n" + "".join(data["traceback"])
     return text
