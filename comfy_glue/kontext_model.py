@@ -9,7 +9,6 @@ fp8/manual-cast operations, its model management and its LoRA patching.
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,30 +56,38 @@ _FLUX_ARCH_HINT = (
 def gguf_state_dict(
     path: Path, archs: tuple[str | None, ...] = (None, "flux"), hint: str = _FLUX_ARCH_HINT
 ) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str]:
-    """Tensors of a GGUF file as zero-copy views of its memory map; quantized ones stay raw bytes.
+    """Tensors of a GGUF file, copied into memory of their own; quantized ones stay raw bytes.
 
     Returns (state dict, shapes, a "Q4_K×200, F32×30" summary); refuses other architectures than ``archs``.
+
+    Why a copy and not views of the memory map: a loaded model outlives its file. If the file is truncated later
+    (a re-download, ``cp new.gguf old.gguf``) a view of the map raises SIGBUS at the next forward and kills
+    ComfyUI; if it is overwritten in place, the next image silently uses other weights. A copy costs the file's
+    size in RAM while the model sits on the CPU, which is what core's loaders hold for a safetensors model too (its
+    ``load_state_dict`` copies the mapped tensors into the model's parameters); the peak is that one copy, since
+    ``copy_tensors`` reads into fresh arrays with ``readinto`` instead of faulting the map's pages in, and the
+    copies move to the GPU (freeing the RAM) when ComfyUI loads the model there.
     """
-    gf = gguf_reader.open_gguf(path)
-    arch = gf.architecture
-    if arch not in archs:
-        raise AtelierError(f"'{path.name}' is a GGUF of architecture '{arch}'; {hint}")
+    with gguf_reader.open_gguf(path) as gf:
+        arch = gf.architecture
+        if arch not in archs:
+            raise AtelierError(f"'{path.name}' is a GGUF of architecture '{arch}'; {hint}")
+        infos = dict(gf.tensors)
+        copies = dict(gf.copy_tensors())
     sd: dict[str, torch.Tensor] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     counts: dict[str, int] = {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not writable.*")
-        for name, info in gf.tensors.items():
-            raw = gf.raw_torch(name)
-            shapes[name] = tuple(info.shape)
-            counts[info.ggml_type.name] = counts.get(info.ggml_type.name, 0) + 1
-            float_dtype = _FLOAT_GGML.get(info.ggml_type)
-            if float_dtype is not None:
-                sd[name] = raw.view(float_dtype).reshape(info.shape)
-            else:
-                raw.ggml_type = info.ggml_type
-                raw.ggml_shape = tuple(info.shape)
-                sd[name] = raw
+    for name, info in infos.items():
+        raw = torch.from_numpy(copies.pop(name))
+        shapes[name] = tuple(info.shape)
+        counts[info.ggml_type.name] = counts.get(info.ggml_type.name, 0) + 1
+        float_dtype = _FLOAT_GGML.get(info.ggml_type)
+        if float_dtype is not None:
+            sd[name] = raw.view(float_dtype).reshape(info.shape)
+        else:
+            raw.ggml_type = info.ggml_type
+            raw.ggml_shape = tuple(info.shape)
+            sd[name] = raw
     types = ", ".join(f"{k}×{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
     return sd, shapes, types
 

@@ -190,7 +190,7 @@ def test_undecodable_file(tmp_path):
     path = tmp_path / "vocabulary.json"
     path.write_bytes(b'{"materials": {"gouache": "\xff\xfe"}}')
     warning = only_warning(load_vocabulary(path))
-    assert "Could not read" in warning and str(path) in warning
+    assert "is not UTF-8 text" in warning and str(path) in warning
 
 
 @pytest.mark.parametrize(

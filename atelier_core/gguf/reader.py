@@ -3,7 +3,10 @@
 The `gguf` package's reader trusts every count and length in the file, so a damaged or hostile file can make it
 allocate gigabytes or read past the end. This reader checks each number against hard limits and against the bytes
 that are left before it uses it, so a bad file fails in milliseconds with one `AtelierError` that names the file.
-Tensor data is never copied: `GGUFFile.raw(name)` is a view into a read-only `numpy.memmap`.
+`GGUFFile.raw(name)` is a zero-copy view into a read-only `numpy.memmap`, for tools that read a file once and
+exit (inspect, compare, quantize). A model that stays loaded uses `GGUFFile.copy_tensors()` instead: its bytes are
+read into memory of its own, so a file truncated or overwritten later (a re-download) can neither kill the process
+with SIGBUS nor change the weights under it.
 
 GGUF layout (little-endian): magic "GGUF", u32 version, u64 tensor count, u64 key/value count, the key/value pairs,
 the tensor infos (name, u32 n_dims, u64 dims innermost first, u32 type, u64 offset), padding to
@@ -17,6 +20,7 @@ import os
 import struct
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -345,6 +349,7 @@ class GGUFFile:
         data_offset: int,
         file_size: int,
         mm: np.memmap | None,
+        file_id: tuple[int, ...] = (),
     ) -> None:
         self.path = path
         self.version = version
@@ -355,6 +360,7 @@ class GGUFFile:
         self.data_offset = data_offset
         self.file_size = file_size
         self._mm = mm
+        self.file_id = file_id  # (device, inode, size, mtime_ns) when opened: tells a replaced file apart
 
     @property
     def architecture(self) -> str | None:
@@ -378,6 +384,24 @@ class GGUFFile:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not writable.*")
             return torch.from_numpy(self.raw(name))
+
+    def copy_tensors(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Every tensor's stored bytes read into a fresh uint8 array (not the memory map), in file order.
+
+        Reads with ``readinto`` from a file handle rather than copying out of the map: the copy then never maps the
+        file's pages into the process (no RSS beyond the copy itself, only reclaimable page cache), and a file that
+        shrank since it was opened gives a short read, reported here, instead of a SIGBUS. A file replaced since
+        ``open_gguf`` (another inode, size or modification time) is refused before anything is read.
+        """
+        with open(self.path, "rb") as handle:
+            if self.file_id and _file_id(os.fstat(handle.fileno())) != self.file_id:
+                raise AtelierError(_changed_message(self.path))
+            for info in sorted(self.tensors.values(), key=lambda t: t.offset):
+                data = np.empty(info.nbytes, dtype=np.uint8)
+                handle.seek(info.offset)
+                if info.nbytes and handle.readinto(memoryview(data)) != info.nbytes:
+                    raise AtelierError(_changed_message(self.path))
+                yield info.name, data
 
     def _info(self, name: str) -> TensorInfo:
         try:
@@ -412,7 +436,8 @@ def open_gguf(path: str | os.PathLike[str]) -> GGUFFile:
             raise _Fail("the file does not exist", "Check the path or pick the file again.")
         if not os.path.isfile(path):
             raise _Fail("it is not a regular file", "Pick a .gguf file.")
-        file_size = os.path.getsize(path)
+        stat = os.stat(path)
+        file_size = stat.st_size
         if file_size < 24:
             raise _Fail(f"it has only {file_size} bytes, too few for a GGUF header", _REDOWNLOAD)
         try:
@@ -422,13 +447,26 @@ def open_gguf(path: str | os.PathLike[str]) -> GGUFFile:
     except _Fail as f:
         raise _error(path, f) from None
     try:
-        return _parse(path, mm, file_size)
+        gf = _parse(path, mm, file_size)
+        gf.file_id = _file_id(stat)
+        return gf
     except _Fail as f:
         _close_map(mm)
         raise _error(path, f) from None
     except BaseException:
         _close_map(mm)
         raise
+
+
+def _file_id(stat: os.stat_result) -> tuple[int, ...]:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _changed_message(path: str) -> str:
+    return (
+        f"{path}: the file changed while it was being loaded (it is shorter or was replaced, e.g. by a download or "
+        "copy still in progress). Wait until the file is complete, then run again."
+    )
 
 
 def read_architecture(path: str | os.PathLike[str]) -> str | None:

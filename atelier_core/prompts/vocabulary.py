@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import threading
@@ -19,6 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+
+from ..errors import AtelierError
+from ..safe_json import load_json_limited
+
+logger = logging.getLogger(__name__)
 
 FORMAT = 1
 # Found next to the package rather than through importlib.resources: ComfyUI imports this pack under a
@@ -66,6 +72,11 @@ _TEMPLATE_FIELDS = ("instruction", "description", "defaults", "changes")
 PLACEHOLDER = re.compile(r"\{(?:(\w+):)?(\w+)\}")
 MAX_ID_LENGTH = 60
 MAX_PHRASE_LENGTH = 300
+# Limits on the user file, far above any real vocabulary (the built-in one is ~10 KB, 4 levels deep, no numbers
+# beyond "format": 1): a file past them is refused whole, with one warning, before it is parsed.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_FILE_DEPTH = 16
+MAX_NUMBER_DIGITS = 20
 
 
 @dataclass(frozen=True)
@@ -150,7 +161,15 @@ def load_vocabulary(user_path: str | os.PathLike | None = None) -> LoadedVocabul
         cached = _CACHE.get(path)
         if cached is not None and cached.signature == signature:
             return cached
-    loaded = _load_user(path, signature, builtin)
+    try:
+        loaded = _load_user(path, signature, builtin)
+    except Exception as exc:  # a user file must never take the node (or the pack's registration) down
+        logger.exception("reading the vocabulary file %s failed", path)
+        warning = (
+            f"The vocabulary file {path} could not be used ({type(exc).__name__}: {exc}); the built-in vocabulary "
+            "is used on its own until it is fixed."
+        )
+        loaded = LoadedVocabulary(builtin, (warning,), signature)
     with _LOCK:
         _CACHE[path] = loaded
     return loaded
@@ -160,19 +179,16 @@ def _load_user(path: str, signature, builtin: Vocabulary) -> LoadedVocabulary:
     if signature is None:
         return LoadedVocabulary(builtin, (), None)
     name = f"vocabulary file {path}"
-    fallback = "the built-in vocabulary is used on its own until it is fixed"
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        return LoadedVocabulary(builtin, (f"Could not read the {name} ({exc}); {fallback}.",), signature)
-    if not text.strip():
-        return LoadedVocabulary(builtin, (f"The {name} is empty; {fallback}.",), signature)
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"The {name} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); {fallback}."
-        return LoadedVocabulary(builtin, (message,), signature)
+        raw = load_json_limited(
+            Path(path),
+            max_bytes=MAX_FILE_BYTES,
+            max_depth=MAX_FILE_DEPTH,
+            max_number_digits=MAX_NUMBER_DIGITS,
+            what=name,
+        )
+    except AtelierError as exc:
+        return LoadedVocabulary(builtin, (f"{exc} Until then the built-in vocabulary is used on its own.",), signature)
     sections = {section: dict(entries) for section, entries in builtin.sections.items()}
     problems: list[str] = []
     _merge(sections, raw, name, problems)
