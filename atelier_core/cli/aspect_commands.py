@@ -15,14 +15,17 @@ import torch
 
 from ..errors import AtelierError
 from ..image import geometry
-from .file_checks import IMAGE_SUFFIXES, check_outputs, image_size
+from ..safe_json import load_json_limited
+from . import aspect
+from .file_checks import image_size
 
 logger = logging.getLogger(__name__)
 
-LOCK_WHO = "kontext-atelier aspect-lock"
-RESTORE_WHO = "kontext-atelier restore"
+LOCK_WHO = aspect.LOCK_WHO
+RESTORE_WHO = aspect.RESTORE_WHO
 _LOSSLESS = {".png", ".tif", ".tiff"}
 _SIXTEEN_BIT_OK = {".png", ".tif", ".tiff"}
+GEOMETRY_MAX_BYTES = 64 * 1024
 
 
 # Image files -------------------------------------------------------------------------------------------------------
@@ -91,13 +94,19 @@ def _save(path: Path, data: bytes, who: str) -> None:
 
 def read_geometry(path: str | Path, who: str) -> geometry.Geometry:
     path = Path(path)
+    if not path.is_file():
+        raise AtelierError(f"{who}: no such geometry file: {path}")
+    # A geometry is ~1 KB and 2 levels deep; the limits refuse a hostile file before parsing it.
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AtelierError(f"{who}: no such geometry file: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AtelierError(f"{who}: {path} is not a readable geometry JSON ({exc}).") from None
-    return geometry.Geometry.from_dict(data)
+        data = load_json_limited(
+            path, max_bytes=GEOMETRY_MAX_BYTES, max_depth=4, max_number_digits=24, what=f"geometry file {path}"
+        )
+    except AtelierError as exc:
+        raise AtelierError(f"{who}: {path} is not a readable geometry JSON. {exc}") from None
+    try:
+        return geometry.Geometry.from_dict(data)
+    except AtelierError as exc:
+        raise AtelierError(f"{who}: {path}: {exc}") from None
 
 
 # Commands ----------------------------------------------------------------------------------------------------------
@@ -107,16 +116,7 @@ def run_lock(args: argparse.Namespace) -> int:
     who = LOCK_WHO
     if args.megapixels is not None and args.long_side is not None:
         raise AtelierError(f"{who}: give --megapixels or --long-side, not both.")
-    geometry_path = Path(args.geometry_out) if args.geometry_out else Path(args.output).with_suffix(".geometry.json")
-    check_outputs(
-        who,
-        [("IN", args.input)],
-        [
-            ("-o", args.output, IMAGE_SUFFIXES),
-            ("--geometry-out", geometry_path, None),
-            ("--mask-out", args.mask_out, IMAGE_SUFFIXES),
-        ],
-    )
+    geometry_path = aspect.geometry_path(args)
     image, depth = read_image(args.input, who)
     options = {
         "fit": args.fit,
@@ -142,8 +142,6 @@ def run_lock(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     who = RESTORE_WHO
-    inputs = [("EDITED", args.edited), ("--geometry", args.geometry), ("--original", args.original)]
-    check_outputs(who, inputs, [("-o", args.output, IMAGE_SUFFIXES)])
     geo = read_geometry(args.geometry, who)
     edited, depth = read_image(args.edited, who)
     original = None

@@ -58,7 +58,7 @@ def _check_one_output(who: str, label: str, path: Path, suffixes: Sequence[str] 
         )
     if suffixes is not None and path.suffix.lower() not in suffixes:
         raise AtelierError(
-            f"{who}: {label} {path} has the extension {path.suffix or '(none)'!r}; use one of {', '.join(suffixes)}."
+            f"{who}: {label} {path} has the extension {path.suffix or '(none)'!r}; use a {', '.join(suffixes)} file name."
         )
 
 
@@ -93,30 +93,26 @@ def image_size(path: str | os.PathLike[str], who: str, what: str) -> tuple[int, 
 
     path = Path(path)
     if not path.is_file():
-        raise AtelierError(f"{who}: the {what} {path} does not exist (or is not a file).")
+        raise AtelierError(f"{who}: no such {what} file: {path} (it does not exist or is not a file).")
+    guard = Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
-            # Pillow's own bomb guard warns (or raises above twice its limit); ours below is lower and says more.
+            # Pillow's own bomb guard warns, or raises without the size; ours below is lower and says more.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            Image.MAX_IMAGE_PIXELS = None
+            with Image.open(path) as image:  # reads the header only
                 width, height = image.size
-    except Image.DecompressionBombError:
-        raise AtelierError(_too_large(who, what, path, None)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise AtelierError(
             f"{who}: the {what} {path} is not an image this tool can read ({READ_FORMATS}): {exc}"
         ) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
     if width * height > MAX_INPUT_PIXELS:
-        raise AtelierError(_too_large(who, what, path, (width, height)))
+        side = math.isqrt(MAX_INPUT_PIXELS)
+        raise AtelierError(
+            f"{who}: the {what} {path} is {width}x{height} ({width * height / 1e6:.1f} million pixels); the limit "
+            f"is {MAX_INPUT_PIXELS / 1e6:.1f} million ({side}x{side}), as in the Kontext Atelier nodes. "
+            "Downscale it first."
+        )
     return width, height
-
-
-def _too_large(who: str, what: str, path: Path, size: tuple[int, int] | None) -> str:
-    side = math.isqrt(MAX_INPUT_PIXELS)
-    measured = (
-        f"{size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.1f} million pixels)" if size else "far larger"
-    )  # Pillow gives no size when its own guard trips
-    return (
-        f"{who}: the {what} {path} is {measured}; the limit is {MAX_INPUT_PIXELS / 1e6:.1f} million pixels "
-        f"({side}x{side}), as in the Kontext Atelier nodes. Downscale it first."
-    )
