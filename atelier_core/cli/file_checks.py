@@ -34,9 +34,13 @@ def _given(items: Iterable[Named]) -> list[tuple[str, Path]]:
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    # Resolved paths catch 'missing/../a.png' (the folder made on writing would lead back to a.png); samefile
+    # catches hard links and every other spelling of an existing file.
+    if a.resolve() == b.resolve():
+        return True
     try:
         return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): not the same file
+    except OSError:  # one of them does not exist (yet)
         return False
 
 
