@@ -223,18 +223,21 @@ def check_modes(report: Report, facts: dict) -> None:
 
 
 def check_server(report: Report, url: str, smoke: bool) -> None:
-    from .comfy_client import ComfyClient, ServerUnreachable
+    from .comfy_client import ComfyClient, NotComfyUI
 
     report.section(f"ComfyUI server {url}")
     client = ComfyClient(url, timeout=15)
     try:
         stats = client.system_stats()
-    except (ServerUnreachable, AtelierError) as exc:
+    except NotComfyUI as exc:
+        report.missing(f"{url} answers, but not as ComfyUI", f"{exc}")
+        return
+    except AtelierError as exc:
         report.missing(f"no answer from {url}", f"{exc}")
         return
     system = stats.get("system") or {}
     report.ok(
-        f"ComfyUI {system.get('comfyui_version', '?')}, Python {str(system.get('python_version', '?')).split()[0]}"
+        f"ComfyUI {system.get('comfyui_version', '?')}, Python {(str(system.get('python_version', '?')).split() or ['?'])[0]}"
     )
     for device in stats.get("devices", []):
         report.ok(
@@ -248,11 +251,23 @@ def check_server(report: Report, url: str, smoke: bool) -> None:
     if not info:
         report.missing("the server has no Kontext Atelier nodes", "install the pack in custom_nodes and restart")
         return
-    options = info["input"]["required"]["model_name"]
-    options = options[1]["options"] if options[0] == "COMBO" else options[0]
+    options = _loader_options(info)
+    if options is None:
+        report.missing("the server's Kontext Loader does not list its model files", "update the pack and restart")
+        return
     report.ok(f"Kontext Atelier loaded; the loader sees {len(options)} transformer file(s)")
     if smoke:
         run_smoke(report, client, set(options))
+
+
+def _loader_options(info) -> list | None:
+    """The loader's model_name choices from /object_info (the V1 list or the V3 COMBO form), None when absent."""
+    try:
+        options = info["input"]["required"]["model_name"]
+        options = options[1]["options"] if options[0] == "COMBO" else options[0]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return options if isinstance(options, list) else None
 
 
 def _png(width: int, height: int, rgb=(128, 112, 96)) -> bytes:

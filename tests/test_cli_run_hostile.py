@@ -1,0 +1,179 @@
+"""``kontext-atelier run`` and ``doctor`` against servers and files that misbehave (issue 23), with a small fake
+ComfyUI in a thread (no ComfyUI needed): an address that answers HTML or a JSON list, no server at all, a batch
+image that raises an I/O error, a batch state file of the wrong shape. Each ends in one clear line, fast."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from atelier_core.cli import main
+from atelier_core.cli.runner import STATE_FILE
+from atelier_core.testing.hostile import bomb_png
+
+WORKFLOW = {
+    "1": {"class_type": "LoadImage", "_meta": {"title": "Image"}, "inputs": {"image": "x.png"}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}},
+}
+
+
+class FakeComfy(BaseHTTPRequestHandler):
+    """Just enough of ComfyUI's HTTP API for ``run``: every prompt finishes at once with no saved image.
+    ``mode`` = "html" or "list" makes every answer a web page or a JSON list instead."""
+
+    mode = "comfy"
+    prompts: list[dict] = []
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+    def _send(self, body, status: int = 200, kind: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _answer(self, comfy_answer) -> None:
+        if self.mode == "html":
+            self._send(b"<!DOCTYPE html><html><body>Welcome to nginx</body></html>", kind="text/html")
+        elif self.mode == "list":
+            self._send([1, 2, 3])
+        else:
+            self._send(comfy_answer)
+
+    def do_GET(self):
+        if self.path.startswith("/system_stats"):
+            self._answer({"system": {"comfyui_version": "fake"}, "devices": []})
+        elif self.path.startswith("/history/"):
+            pid = self.path.rsplit("/", 1)[1]
+            self._answer({pid: {"status": {"status_str": "success"}, "outputs": {}}})
+        elif self.path.startswith("/queue"):
+            self._answer({"queue_running": [], "queue_pending": []})
+        elif self.path.startswith("/object_info"):
+            self._answer({})
+        else:
+            self._send({"error": "no websocket here"}, status=404)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/prompt":
+            type(self).prompts.append(json.loads(body)["prompt"])
+            self._answer({"prompt_id": f"p{len(self.prompts)}", "number": 1, "node_errors": {}})
+        else:
+            self._answer({"name": "up.png", "subfolder": "kontext_atelier", "type": "input"})
+
+
+@pytest.fixture
+def fake_server():
+    def start(mode: str) -> str:
+        handler = type("Handler", (FakeComfy,), {"mode": mode, "prompts": []})
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    servers: list[ThreadingHTTPServer] = []
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def workflow(tmp_path) -> Path:
+    path = tmp_path / "wf.api.json"
+    path.write_text(json.dumps(WORKFLOW))
+    return path
+
+
+@pytest.fixture
+def image(tmp_path) -> Path:
+    return bomb_png(tmp_path / "in.png", 16, 16)  # a valid small PNG (the server never decodes it)
+
+
+def _one_error(capsys, code: int = 2) -> str:
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in captured.err, captured.err
+    return errors[0]
+
+
+@pytest.mark.parametrize(("mode", "shape"), [("html", "non-JSON answer"), ("list", "wrong shape (list)")])
+def test_run_against_a_server_that_is_not_comfyui(fake_server, workflow, image, tmp_path, capsys, mode, shape):
+    url = fake_server(mode)
+    argv = ["run", str(workflow), "--image", str(image), "--server", url, "-o", str(tmp_path / "out")]
+    assert main(argv) == 2
+    line = _one_error(capsys)
+    assert f"{url} is not a ComfyUI server" in line and shape in line and "--server" in line
+
+
+@pytest.mark.parametrize("mode", ["html", "list"])
+def test_doctor_against_a_server_that_is_not_comfyui(fake_server, tmp_path, capsys, mode):
+    url = fake_server(mode)
+    assert main(["doctor", "--comfyui", str(tmp_path), "--server", url]) == 1
+    out = capsys.readouterr()
+    assert f"{url} answers, but not as ComfyUI" in out.out and "Traceback" not in out.err
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_run_fails_fast_when_no_server_is_there(workflow, image, tmp_path, capsys):
+    """No reconnect wait at the start: with --reconnect-timeout 3600 it would hang an hour if it waited."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    argv = ["run", str(workflow), "--image", str(image), "--server", url, "--reconnect-timeout", "3600"]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 2
+    line = _one_error(capsys)
+    assert "did not answer" in line and "Start ComfyUI" in line
+
+
+def test_batch_item_with_an_io_error_fails_alone_every_run(fake_server, workflow, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.png", "c.png"):
+        bomb_png(folder / name, 16, 16)
+    (folder / "b.png").symlink_to("/proc/self/mem")  # is_file() is true, reading it raises EIO
+    url = fake_server("comfy")
+    argv = ["run", str(workflow), "--batch", str(folder), "--server", url, "-o", str(tmp_path / "out")]
+    for _ in range(2):  # the re-run reaches the same end, it does not stop at the bad file
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "error: b.png: cannot read" in err and "Input/output error" in err and "Traceback" not in err
+        assert "2 of 3 done, 1 failed" in err
+    state = json.loads((tmp_path / "out" / STATE_FILE).read_text())
+    assert {k: v["status"] for k, v in state["items"].items()} == {"a.png": "done", "b.png": "failed", "c.png": "done"}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("[1, 2, 3]", id="list"),
+        pytest.param('{"items": [1, 2]}', id="items-list"),
+        pytest.param('{"items": {"a.png": "done"}}', id="item-string"),
+        pytest.param('{"items": {"a.png": {"status": "done", "outputs": ["../../x.png"]}}}', id="output-path"),
+        pytest.param('{"signature": 5, "items": {}}', id="signature-number"),
+        pytest.param("[" * 100_000, id="nested-100000"),
+        pytest.param("{not json", id="not-json"),
+    ],
+)
+def test_batch_state_file_of_the_wrong_shape_is_refused(fake_server, workflow, tmp_path, capsys, content):
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    bomb_png(folder / "a.png", 16, 16)
+    (out / STATE_FILE).write_text(content)
+    argv = ["run", str(workflow), "--batch", str(folder), "--server", fake_server("comfy"), "-o", str(out)]
+    assert main(argv) == 2
+    line = _one_error(capsys)
+    assert str(out / STATE_FILE) in line and "--fresh" in line
+    assert main([*argv, "--fresh"]) == 0  # what the message says to do works
