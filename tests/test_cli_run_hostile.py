@@ -4,17 +4,15 @@ image that raises an I/O error, a batch state file of the wrong shape. Each ends
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from atelier_core.cli import main
 from atelier_core.cli.runner import STATE_FILE
-from atelier_core.testing.hostile import bomb_png
+from atelier_core.testing.hostile import bomb_png, closed_port, fake_comfyui
 
 WORKFLOW = {
     "1": {"class_type": "LoadImage", "_meta": {"title": "Image"}, "inputs": {"image": "x.png"}},
@@ -22,68 +20,10 @@ WORKFLOW = {
 }
 
 
-class FakeComfy(BaseHTTPRequestHandler):
-    """Just enough of ComfyUI's HTTP API for ``run``: every prompt finishes at once with no saved image.
-    ``mode`` = "html" or "list" makes every answer a web page or a JSON list instead."""
-
-    mode = "comfy"
-    prompts: list[dict] = []
-
-    def log_message(self, *args):  # keep the test output clean
-        pass
-
-    def _send(self, body, status: int = 200, kind: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _answer(self, comfy_answer) -> None:
-        if self.mode == "html":
-            self._send(b"<!DOCTYPE html><html><body>Welcome to nginx</body></html>", kind="text/html")
-        elif self.mode == "list":
-            self._send([1, 2, 3])
-        else:
-            self._send(comfy_answer)
-
-    def do_GET(self):
-        if self.path.startswith("/system_stats"):
-            self._answer({"system": {"comfyui_version": "fake"}, "devices": []})
-        elif self.path.startswith("/history/"):
-            pid = self.path.rsplit("/", 1)[1]
-            self._answer({pid: {"status": {"status_str": "success"}, "outputs": {}}})
-        elif self.path.startswith("/queue"):
-            self._answer({"queue_running": [], "queue_pending": []})
-        elif self.path.startswith("/object_info"):
-            self._answer({})
-        else:
-            self._send({"error": "no websocket here"}, status=404)
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.path == "/prompt":
-            type(self).prompts.append(json.loads(body)["prompt"])
-            self._answer({"prompt_id": f"p{len(self.prompts)}", "number": 1, "node_errors": {}})
-        else:
-            self._answer({"name": "up.png", "subfolder": "kontext_atelier", "type": "input"})
-
-
 @pytest.fixture
 def fake_server():
-    def start(mode: str) -> str:
-        handler = type("Handler", (FakeComfy,), {"mode": mode, "prompts": []})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
-
-    servers: list[ThreadingHTTPServer] = []
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with contextlib.ExitStack() as stack:
+        yield lambda mode: stack.enter_context(fake_comfyui(mode))
 
 
 @pytest.fixture
@@ -122,15 +62,9 @@ def test_doctor_against_a_server_that_is_not_comfyui(fake_server, tmp_path, caps
     assert f"{url} answers, but not as ComfyUI" in out.out and "Traceback" not in out.err
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_run_fails_fast_when_no_server_is_there(workflow, image, tmp_path, capsys):
     """No reconnect wait at the start: with --reconnect-timeout 3600 it would hang an hour if it waited."""
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{closed_port()}"
     argv = ["run", str(workflow), "--image", str(image), "--server", url, "--reconnect-timeout", "3600"]
     assert main([*argv, "-o", str(tmp_path / "out")]) == 2
     line = _one_error(capsys)
