@@ -27,7 +27,7 @@ DEFAULT_MAX_NUMBER_DIGITS = 40
 # A JSON string literal, escapes included; removed before counting brackets and digits so that text such as
 # "[[[" or "12345678901234567890" inside a string is not mistaken for structure or a number.
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKET = re.compile(r"[\[\]{}]")
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 class JsonLimitError(AtelierError):
@@ -96,23 +96,34 @@ def _read_text(path_or_text, max_bytes: int, what: str) -> str:
 
 
 def _check_structure(text: str, max_depth: int, max_number_digits: int, what: str) -> None:
-    # Same-length blanking keeps offsets (JSON strings cannot hold a raw newline), so line numbers stay right.
-    bare = _STRING.sub(lambda m: '"' + " " * (len(m.group()) - 2) + '"', text)
+    # Strings become "" (C-level substitution, no per-string Python call); JSON strings hold no raw newline, so
+    # line numbers are unchanged.
+    bare = _STRING.sub('""', text)
     digits = re.search(rf"\d{{{max_number_digits + 1},}}", bare)
     if digits:
-        line = text.count("\n", 0, digits.start()) + 1
+        line = bare.count("\n", 0, digits.start()) + 1
         raise JsonLimitError(
             f"The {what} holds a number with more than {max_number_digits} digits (near line {line}); "
             "no setting needs one that long, fix the value."
         )
-    depth = 0
-    for match in _BRACKET.finditer(bare):
-        depth += 1 if match.group() in "[{" else -1
-        if depth > max_depth:
-            raise JsonLimitError(
-                f"The {what} is nested more than {max_depth} levels deep; no file of this kind needs that, "
-                "fix or replace it."
-            )
+    if _max_depth(bare) > max_depth:
+        raise JsonLimitError(
+            f"The {what} is nested more than {max_depth} levels deep; no file of this kind needs that, "
+            "fix or replace it."
+        )
+
+
+def _max_depth(bare: str) -> int:
+    """The deepest nesting of brackets, as a running sum over the bracket characters (vectorised: a 200,000-deep
+    header takes milliseconds, where a Python loop over its brackets took a second)."""
+    brackets = _NOT_BRACKET.sub("", bare)
+    if not brackets:
+        return 0
+    import numpy as np
+
+    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
+    return int(np.cumsum(steps).max())
 
 
 class _NonFinite(Exception):

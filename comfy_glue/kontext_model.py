@@ -25,6 +25,7 @@ from ..atelier_core.model import architecture, fp8_linear, model_files, model_op
 from . import host_compat
 from .fp8_channel_ops import make_fp8_channel_ops
 from .gguf_ops import make_gguf_ops
+from .lora_guard import KontextModelPatcher
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ def _dense_bytes(shapes: dict, dtype: torch.dtype) -> int:
 def _read(path: Path) -> tuple[str, dict, dict, str, torch.Tensor | None]:
     """(format, state dict without prefix, shapes, stored-types summary, the scaled_fp8 marker or None)."""
     fmt = model_files.sniff_format(path)
+    model_files.check_sampled_values(path)  # the same value check as inspect and quantize: NaN/inf refused
     sd, shapes, stored = gguf_state_dict(path) if fmt == "gguf" else _safetensors_state_dict(path)
     sd, shapes = _strip(sd, shapes)
     shapes.pop("scaled_fp8", None)
@@ -212,7 +214,7 @@ def load_kontext(path: Path, options: LoadOptions) -> LoadedKontext:
     _apply(model_config, choice, gguf_mode)
 
     model = _build_model(model_config, sd, path, offload_device)
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+    patcher = KontextModelPatcher(model, load_device=load_device, offload_device=offload_device)
     if gguf_mode in ("materialize", "materialize_fp8"):
         kept = torch.float8_e4m3fn if gguf_mode == "materialize_fp8" else choice.manual_cast
         _reserve_dense_memory(model, _dense_bytes(quantized, kept))

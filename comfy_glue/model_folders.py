@@ -42,3 +42,18 @@ def resolve(key: str, name: str, what: str, where: str) -> Path:
         raise AtelierError(
             f"{what} '{name}' was not found in {searched}; put it in {where} and refresh the node list"
         ) from None
+
+
+def file_signature(key: str, *names: str) -> tuple:
+    """``(device, inode, size, mtime_ns)`` of each named file (None where it cannot be found): a loader's
+    ``fingerprint_inputs``. A loaded model keeps its own copy of the weights, so nothing breaks when its file
+    changes; this makes ComfyUI load the file again at the next run instead of going on with the old weights,
+    so a replaced file is used and a truncated one is refused with a message naming it."""
+    signature = []
+    for name in names:
+        try:
+            stat = Path(folder_paths.get_full_path_or_raise(key, name)).stat()
+            signature.append((stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        except (OSError, TypeError, ValueError):  # a missing file is the node's error to report, not ours
+            signature.append(None)
+    return tuple(signature)

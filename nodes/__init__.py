@@ -7,9 +7,12 @@ and exports ``NODES``: the node classes it contributes. Add a module to ``_NODE_
 from __future__ import annotations
 
 import importlib
+import logging
 
 from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
+
+logger = logging.getLogger(__name__)
 
 # Module names relative to this package, in the order their nodes appear in the node library.
 _NODE_MODULES: tuple[str, ...] = (
@@ -27,7 +30,13 @@ def node_classes() -> list[type[io.ComfyNode]]:
     """Import every node module and collect its ``NODES`` list (called by ComfyUI through the extension)."""
     classes: list[type[io.ComfyNode]] = []
     for name in _NODE_MODULES:
-        module = importlib.import_module(f".{name}", __name__)
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except Exception:
+            # One broken module (a missing optional library, a bug) must not take every other node down with it:
+            # ComfyUI would log IMPORT FAILED and drop the whole pack.
+            logger.exception("Kontext Atelier: the %s nodes could not be loaded; the other nodes are", name)
+            continue
         classes.extend(module.NODES)
     return classes
 

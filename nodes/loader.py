@@ -78,6 +78,11 @@ class AtelierKontextLoader(io.ComfyNode):
         )
 
     @classmethod
+    def fingerprint_inputs(cls, model_name: str = "", **kwargs):
+        # Re-load when the file on disk changes (re-downloaded, replaced, truncated), not only when the name does.
+        return model_folders.file_signature(MODEL_KEY, model_name)
+
+    @classmethod
     def execute(
         cls,
         model_name: str,

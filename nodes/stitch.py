@@ -65,6 +65,7 @@ def _check_image(slot: int, image) -> torch.Tensor:
     if not image.is_floating_point():
         raise AtelierError(f"{who} must hold floating-point pixels in 0..1; got {image.dtype}.")
     geometry.check_image_size(image.shape[2], image.shape[1], f"{NAME} (image_{slot})")
+    geometry.require_finite(image, NAME, f"image_{slot}")
     return image if image.shape[-1] != 1 else image.expand(-1, -1, -1, 3)
 
 
@@ -273,6 +274,8 @@ class AtelierContextStitcher(io.ComfyNode):
             latents = [reference_weights.encode_cached(vae, canvas)]
         else:
             latents = [reference_weights.encode_cached(vae, pieces[p.slot]) for p in plan.placements]
+        for latent in latents:  # a VAE that overflows turns good pixels into a NaN reference
+            geometry.require_finite(latent, NAME, "the reference latent the VAE made", kind="values")
         method = family.default_method if layout == "pixel_stitch" else layout
         spec = stitch.weight_spec(plan) if plan.placements else ()
         out_conditioning = _attach(conditioning, latents, method, spec) if latents else conditioning

@@ -2,7 +2,7 @@
 
 A quantized T5 (4.76 B weights: Q4_K 2.7 GB, Q8_0 5.1 GB, instead of 9.5 GB in fp16) is what lets Kontext run on
 8-12 GB cards.
-The GGUF's tensors stay raw bytes in a memory map and are dequantized layer by layer by the same operations the
+The GGUF's tensors stay raw bytes (copied out of the file, see ``gguf_state_dict``) and are dequantized layer by layer by the same operations the
 Kontext Loader uses (token embeddings row by row); ComfyUI's own FLUX text-encoder model, tokenizers and memory
 management do the rest, so the CLIP output works with every core text node (CLIPTextEncode, FluxGuidance, ...).
 """
@@ -34,6 +34,7 @@ def resolve(name: str) -> Path:
 
 
 def _load_t5(path: Path) -> tuple[dict, str]:
+    model_files.check_sampled_values(path)  # NaN/inf refused, as by the Kontext Loader, inspect and quantize
     if model_files.sniff_format(path) == "gguf":
         hint = "the T5 input needs a T5 v1.1 XXL encoder GGUF (general.architecture t5encoder or t5)"
         sd, shapes, stored = gguf_state_dict(path, archs=(None, *text_encoders.T5_GGUF_ARCHS), hint=hint)
@@ -55,6 +56,7 @@ def _load_clip_l(path: Path) -> dict:
         raise AtelierError(f"{NAME}: '{path.name}' is a GGUF; the clip_l input takes CLIP-L as .safetensors (246 MB)")
     header = model_files.read_safetensors_header(path)
     text_encoders.check_clip_l(header.shapes(), path.name)
+    model_files.check_sampled_values(path)
     return comfy.utils.load_torch_file(str(path), safe_load=True)
 
 
@@ -91,6 +93,11 @@ class AtelierKontextTextEncoders(io.ComfyNode):
             ],
             outputs=[io.Clip.Output(tooltip="CLIP-L + T5-XXL for CLIPTextEncode and the Kontext nodes.")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, clip_l_name: str = "", t5_name: str = "", **kwargs):
+        # Re-load when either file on disk changes (re-downloaded, replaced, truncated), not only when a name does.
+        return model_folders.file_signature(FOLDER_KEY, clip_l_name, t5_name)
 
     @classmethod
     def execute(cls, clip_l_name: str, t5_name: str, device: str = "default"):

@@ -44,7 +44,7 @@ class ComfyServer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = base / "server.log"
-        (base / "custom_nodes").mkdir(parents=True)
+        (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
         (base / "custom_nodes" / PACK_FOLDER).symlink_to(PACK_DIR, target_is_directory=True)
         command = [
             sys.executable,

@@ -263,3 +263,32 @@ def test_good_entries_survive_next_to_bad_ones(tmp_path):
         builder.Choices(mode="edit", template="basing", base="moon", keep="nothing"), loaded.vocabulary
     ).text
     assert text == "Rebase the miniature on a lunar base with craters."
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"materials": {"x": ' + "9" * 5000 + "}}", "holds a number with more than"),
+        ('{"materials": ' + "[" * 100_000 + "]" * 100_000 + "}", "is nested more than"),
+        ('{"materials": {"gouache": "gouache"}, "format": 1e999}', "not a finite number"),
+        ('{"materials": {"gouache": "gouache"}, "x": ' + " " * (5 * 1024 * 1024) + "1}", "larger than"),
+    ],
+)
+def test_hostile_file_is_one_warning_never_an_exception(tmp_path, content, expected):
+    path = write(tmp_path / "vocabulary.json", content)
+    loaded = load_vocabulary(path)
+    warning = only_warning(loaded)
+    assert expected in warning and path in warning and "built-in vocabulary is used" in warning
+    assert loaded.vocabulary.ids("materials") == vocabulary.builtin_vocabulary().ids("materials")
+
+
+def test_an_unexpected_failure_is_a_warning_too(tmp_path, monkeypatch):
+    path = write(tmp_path / "vocabulary.json", {"materials": {"gouache": "gouache"}})
+
+    def broken(*args, **kwargs):
+        raise KeyError("something nobody foresaw")
+
+    vocabulary.builtin_vocabulary()  # read before the patch: only the user file meets the failure
+    monkeypatch.setattr(vocabulary, "_merge", broken)
+    warning = only_warning(load_vocabulary(path))
+    assert path in warning and "KeyError" in warning and "built-in vocabulary is used" in warning

@@ -355,7 +355,9 @@ def describe_node(node_id, class_type=None, prompt: dict | None = None) -> str:
 
 def format_execution_error(data: dict, prompt: dict | None = None, verbose: bool = False) -> str:
     label = describe_node(data.get("node_id"), data.get("node_type"), prompt)
-    kind = data.get("exception_type") or "error"
+    # The last dotted part only: a pack loaded from custom_nodes gets a path-derived module name, and the node
+    # (named on this line) already says where the error comes from.
+    kind = str(data.get("exception_type") or "error").rsplit(".", 1)[-1]
     message = str(data.get("exception_message") or "").strip()
     text = f"node {label} failed: {kind}: {message}"
     if verbose and data.get("traceback"):

@@ -241,6 +241,11 @@ def inspect_file(path: Path, with_tensors: bool = False) -> dict:
             bad = [d for d in hist if d not in gconvert.SOURCE_DTYPES]
             if bad:
                 verdict = {"accepted": False, "reason": f"holds {', '.join(bad)} tensors; the loader needs floats"}
+    if verdict["accepted"]:
+        try:  # the loader runs the same check; inspect must not promise what the loader refuses
+            model_files.check_sampled_values(path)
+        except AtelierError as exc:
+            verdict = {"accepted": False, "reason": str(exc), "prefix": verdict.get("prefix", "")}
     info.update(
         {
             "tensor_count": len(shapes),

@@ -49,12 +49,10 @@ to Q5_K (about +0.14 bits per weight over Q4_K_S).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import shutil
-import struct
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -182,12 +180,10 @@ class SafetensorsSource:
                 "release (re-quantizing a quantized file compounds the error)"
             )
         header = model_files.read_safetensors_header(self.path)
+        model_files.check_sampled_values(self.path)  # the loader's value check: never quantize NaN weights
         self.metadata = header.metadata
-        with open(self.path, "rb") as fh:
-            (header_len,) = struct.unpack("<Q", fh.read(8))
-            raw = json.loads(fh.read(header_len))
-        self._data_start = 8 + header_len
-        self._offsets = {k: tuple(v["data_offsets"]) for k, v in raw.items() if k != "__metadata__"}
+        self._data_start = header.data_start
+        self._offsets = header.offsets
         self._dtypes = {k: d for k, (d, _) in header.tensors.items()}
         names = list(header.tensors)
         self.prefix = architecture.strip_prefix([n for n in names if n != _MARKER])

@@ -604,6 +604,13 @@ def _locate_tensor(name, dims, type_id, offset, alignment, data_offset, file_siz
             f"support (supported: {SUPPORTED_TYPE_NAMES})",
             "Re-quantize the model to one of the supported types.",
         )
+    if 0 in dims:
+        # Zero elements would pass every size check below, whatever the other dimensions claim, and then either
+        # overflow torch's element count (dims of 2**40) or load as a layer of width 0 that computes nothing.
+        raise _Fail(
+            f"tensor {name!r} has a dimension of 0 (dims {dims}): a layer of width 0 cannot compute anything",
+            _REDOWNLOAD,
+        )
     n_elements = 1
     for d in dims:
         n_elements *= d  # Python ints: no overflow, the size check below bounds it

@@ -395,7 +395,21 @@ def _check_tensor(image: Any, who: str, name: str) -> torch.Tensor:
         raise AtelierError(f"{who}: '{name}' has no colour channels.")
     if not image.is_floating_point():
         raise AtelierError(f"{who}: '{name}' must hold floating-point pixels in 0..1; got {image.dtype}.")
+    require_finite(image, who, f"'{name}'")
     return image
+
+
+def require_finite(values: torch.Tensor, who: str, name: str, kind: str = "pixels") -> None:
+    """Refuse NaN or infinite values, naming the node and input: every image node checks its inputs with this.
+
+    NaN spreads through resampling, padding and the model without a sound and comes out as a black or noise image
+    several nodes later; refusing at the first node says where it came from.
+    """
+    if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+        raise AtelierError(
+            f"{who}: {name} contains NaN or infinite {kind}; check the node that produced it (a VAE decode or "
+            "encode in fp16 can overflow: try the VAE in bf16 or fp32)."
+        )
 
 
 def _check_original(image: torch.Tensor, geometry: Geometry, who: str, name: str) -> None:
