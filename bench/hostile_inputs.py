@@ -80,22 +80,38 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
+# Linux keeps a process's peak RSS across exec, so a child forked from this (torch-importing) process would report
+# this process's peak. A small launcher forks the command instead and reports the command's own peak.
+_LAUNCHER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execv(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}')\n"
+)
+
+
 def run_measured(argv: list[str], timeout: float = TIME_LIMIT_S) -> tuple[int, float, float, str]:
     """(exit status or -signal, seconds, peak RSS in MB, stdout+stderr) of one process."""
-    with tempfile.TemporaryFile() as sink:
+    with tempfile.TemporaryFile() as sink, tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "rc"
+        command = [sys.executable, "-c", _LAUNCHER, str(report), *argv]
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        timer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, 9))
         timer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        rc, rss_kb = (int(v) for v in report.read_text().split()) if report.is_file() else (-9, 0)
         sink.seek(0)
         text = sink.read().decode("utf-8", errors="replace")
-    return proc.returncode, seconds, usage.ru_maxrss / 1024, text
+    return rc, seconds, rss_kb / 1024, text
 
 
 def _digest(path: Path) -> str | None:
