@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..image.geometry_record import MAX_INPUT_PIXELS
 from ._lazy import LazyNames, handler
 
 _IMPL = ".cli.aspect_commands"
 LOCK_WHO = "kontext-atelier aspect-lock"
 RESTORE_WHO = "kontext-atelier restore"
+_LIMIT = f"{MAX_INPUT_PIXELS / 1e6:.1f} million pixels, the nodes' limit"
 
 
 def geometry_path(args) -> Path:
@@ -62,7 +64,9 @@ def register(subparsers) -> None:
             "write a geometry JSON that `kontext-atelier restore` uses to return an edit to the original size."
         ),
     )
-    lock.add_argument("input", metavar="IN", help="image to lock (PNG, JPEG, TIFF, WebP; 8 or 16 bit)")
+    lock.add_argument(
+        "input", metavar="IN", help=f"image to lock (PNG, JPEG, TIFF, WebP; 8 or 16 bit; at most {_LIMIT})"
+    )
     lock.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the resized image")
     lock.add_argument(
         "--geometry-out",

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import AtelierError
 from ..image import diffmerge
+from ..image.geometry_record import MAX_INPUT_PIXELS
 from .file_checks import IMAGE_SUFFIXES, check_outputs, image_size
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,9 @@ def register(subparsers) -> None:
         ),
     )
     d = diffmerge.MergeOptions()
-    p.add_argument("original", help="the image before editing")
+    p.add_argument(
+        "original", help=f"the image before editing (at most {MAX_INPUT_PIXELS / 1e6:.1f} million pixels, as the nodes)"
+    )
     p.add_argument("edited", help="the edited image (another size is resized, another aspect treated as centre crop)")
     p.add_argument("-o", "--output", required=True, help="where to write the merged image")
     p.add_argument("--mask-out", help="where to write the hard mask (white = taken from the edit)")
