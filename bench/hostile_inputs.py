@@ -66,6 +66,7 @@ class Case:
     check: Callable[[subprocess.CompletedProcess], str | None] | None = None  # "output" cases: None = fine
     baseline: str = "cli"
     runs: int = 1  # run again (a re-run must reach the same verdict)
+    report_ok: str | None = None  # inspect: exit 0 with this text (and a needle) is a correct report of the refusal
 
 
 @dataclass
@@ -133,6 +134,8 @@ def judge(case: Case, rc: int, seconds: float, text: str, before: dict) -> tuple
         if problem:
             return ("unclear error" if traceback else "silent wrong"), problem
         return ("unclear error", "traceback") if traceback else ("correct output", "")
+    if rc == 0 and case.report_ok and case.report_ok in text and all(n in text for n in case.needles):
+        return "correct output", "exit 0, reports: " + next(ln for ln in text.splitlines() if case.report_ok in ln)
     if rc == 0:
         return "silent wrong", "exit 0 where a refusal was due"
     written = [p.name for p in case.absent if p.exists()]
@@ -395,6 +398,23 @@ def server_cases(tmp: Path, servers: dict[str, str]) -> list[Case]:
     ]
 
 
+def _token_script(root: Path, extra: Path) -> str:
+    """What the prompt node does with its "extra" input: build, then count with ComfyUI's Flux tokenizers."""
+    return (
+        f"import sys; sys.path.insert(0, {str(root)!r}); sys.argv = ['x', '--cpu']\n"
+        "from comfy.cli_args import args; args.cpu = True\n"
+        "from comfy.text_encoders.flux import FluxTokenizer\n"
+        "from atelier_core.prompts import builder\n"
+        "tok = FluxTokenizer()\n"
+        "def count(t):\n"
+        "    r = tok.tokenize_with_weights(t, return_word_ids=True)\n"
+        "    return {k: sum(1 for b in r[n] for x in b if x[2] != 0) for k, n in (('clip_l', 'l'), ('t5xxl', 't5xxl'))}\n"
+        f"text = builder.build(builder.Choices(extra=open({str(extra)!r}).read())).text\n"
+        "counts, warnings = builder.check_length(text, count)\n"
+        "print(len(text), 'characters', counts, *warnings)\n"
+    )
+
+
 def prompt_cases(tmp: Path) -> list[Case]:
     from atelier_core.runtime.hosts import find_comfyui
 
@@ -409,29 +429,19 @@ def prompt_cases(tmp: Path) -> list[Case]:
         )
     ]
     host = find_comfyui(None)
-    root = getattr(host, "root", None) or getattr(host, "path", None)
+    root = getattr(host, "root", None)
     if root:
-        # What the prompt node does with its "extra" input: build, then count with ComfyUI's Flux tokenizers.
-        script = (
-            f"import sys; sys.path.insert(0, {str(root)!r}); sys.argv = ['x', '--cpu']\n"
-            "from comfy.cli_args import args; args.cpu = True\n"
-            "from comfy.text_encoders.flux import FluxTokenizer\n"
-            "from atelier_core.prompts import builder\n"
-            "tok = FluxTokenizer()\n"
-            "def count(t):\n"
-            "    r = tok.tokenize_with_weights(t, return_word_ids=True)\n"
-            "    return {k: sum(1 for b in r[n] for x in b if x[2] != 0) for k, n in (('clip_l', 'l'), ('t5xxl', 't5xxl'))}\n"
-            f"text = builder.build(builder.Choices(extra=open({str(extra)!r}).read())).text\n"
-            "counts, warnings = builder.check_length(text, count)\n"
-            "print(len(text), counts, len(warnings))\n"
-        )
+        short = tmp / "extra_short.txt"
+        short.write_text("paint the cloak deep crimson")
+        # The baseline builds the same tokenizers and counts a short prompt: the excess is what 1 MB costs.
+        BASELINES["tokenizer"] = [sys.executable, "-c", _token_script(root, short)]
         cases.append(
             Case(
                 "prompt node: 1 MB extra, token count",
-                [sys.executable, "-c", script],
+                [sys.executable, "-c", _token_script(root, extra)],
                 expect="output",
-                check=lambda r: None if r.returncode == 0 else f"exit {r.returncode}",
-                baseline="torch",
+                check=lambda r: None if r.returncode == 0 and "over" in r.stdout else f"exit {r.returncode}",
+                baseline="tokenizer",
             )
         )
     return cases
@@ -454,7 +464,12 @@ def model_cases(tmp: Path) -> list[Case]:
         path = files[kind]
         cases.append(
             Case(
-                f"inspect {kind}", [*CLI, "inspect", str(path)], needles=(path.name,), inputs=(path,), baseline="torch"
+                f"inspect {kind}",
+                [*CLI, "inspect", str(path)],
+                needles=(path.name,),
+                inputs=(path,),
+                baseline="torch",
+                report_ok="refuses it",
             )
         )
         if path.suffix == ".safetensors":
@@ -498,7 +513,7 @@ def table(results: list[Result], base: dict[str, tuple[float, float]], markdown:
     for r in results:
         bs, bm = base[r.case.baseline]
         extra = f"{max(0.0, r.seconds - bs):.2f} / {max(0.0, r.rss_mb - bm):.0f}"
-        note = r.why or _first_line(r.out)
+        note = r.why or _first_line(r.out, r.case.needles)
         rows.append([r.case.name, r.verdict, str(r.rc), f"{r.seconds:.2f}", f"{r.rss_mb:.0f}", extra, note[:110]])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -508,9 +523,10 @@ def table(results: list[Result], base: dict[str, tuple[float, float]], markdown:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) for row in [head, *rows])
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: str, needles: tuple[str, ...]) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip().startswith(("error:", "missing:"))]
-    return (lines or [""])[0]
+    named = [line for line in lines if any(n in line for n in needles)]
+    return (named or lines or [""])[0]
 
 
 def main(argv: list[str] | None = None) -> int:

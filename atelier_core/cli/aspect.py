@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..image.geometry_record import MAX_INPUT_PIXELS
+from ..errors import AtelierError
+from ..image.geometry_record import MAX_INPUT_PIXELS, Geometry
 from ._lazy import LazyNames, handler
 
 _IMPL = ".cli.aspect_commands"
 LOCK_WHO = "kontext-atelier aspect-lock"
 RESTORE_WHO = "kontext-atelier restore"
+GEOMETRY_MAX_BYTES = 64 * 1024
 _LIMIT = f"{MAX_INPUT_PIXELS / 1e6:.1f} million pixels, the nodes' limit"
 
 
@@ -45,11 +47,32 @@ def _check_lock(args) -> None:
     image_size(args.input, LOCK_WHO, "image")
 
 
+def read_geometry(path: str | Path, who: str) -> Geometry:
+    """The geometry JSON, read within limits and validated (torch-free: restore checks it before importing torch)."""
+    from ..safe_json import load_json_limited
+
+    path = Path(path)
+    if not path.is_file():
+        raise AtelierError(f"{who}: no such geometry file: {path}")
+    # A geometry is ~1 KB and 2 levels deep; the limits refuse a hostile file before parsing it.
+    try:
+        data = load_json_limited(
+            path, max_bytes=GEOMETRY_MAX_BYTES, max_depth=4, max_number_digits=24, what=f"geometry file {path}"
+        )
+    except AtelierError as exc:
+        raise AtelierError(f"{who}: {path} is not a readable geometry JSON. {exc}") from None
+    try:
+        return Geometry.from_dict(data)
+    except AtelierError as exc:
+        raise AtelierError(f"{who}: {path}: {exc}") from None
+
+
 def _check_restore(args) -> None:
     from .file_checks import IMAGE_SUFFIXES, check_outputs, image_size
 
     inputs = [("EDITED", args.edited), ("--geometry", args.geometry), ("--original", args.original)]
     check_outputs(RESTORE_WHO, inputs, [("-o", args.output, IMAGE_SUFFIXES)])
+    read_geometry(args.geometry, RESTORE_WHO)
     for name, path in (("edited image", args.edited), ("original", args.original)):
         if path:
             image_size(path, RESTORE_WHO, name)

@@ -15,7 +15,6 @@ import torch
 
 from ..errors import AtelierError
 from ..image import geometry
-from ..safe_json import load_json_limited
 from . import aspect
 from .file_checks import image_size
 
@@ -25,7 +24,6 @@ LOCK_WHO = aspect.LOCK_WHO
 RESTORE_WHO = aspect.RESTORE_WHO
 _LOSSLESS = {".png", ".tif", ".tiff"}
 _SIXTEEN_BIT_OK = {".png", ".tif", ".tiff"}
-GEOMETRY_MAX_BYTES = 64 * 1024
 
 
 # Image files -------------------------------------------------------------------------------------------------------
@@ -92,23 +90,6 @@ def _save(path: Path, data: bytes, who: str) -> None:
         raise AtelierError(f"{who}: cannot write {path} ({exc.strerror or exc}); choose another path.") from None
 
 
-def read_geometry(path: str | Path, who: str) -> geometry.Geometry:
-    path = Path(path)
-    if not path.is_file():
-        raise AtelierError(f"{who}: no such geometry file: {path}")
-    # A geometry is ~1 KB and 2 levels deep; the limits refuse a hostile file before parsing it.
-    try:
-        data = load_json_limited(
-            path, max_bytes=GEOMETRY_MAX_BYTES, max_depth=4, max_number_digits=24, what=f"geometry file {path}"
-        )
-    except AtelierError as exc:
-        raise AtelierError(f"{who}: {path} is not a readable geometry JSON. {exc}") from None
-    try:
-        return geometry.Geometry.from_dict(data)
-    except AtelierError as exc:
-        raise AtelierError(f"{who}: {path}: {exc}") from None
-
-
 # Commands ----------------------------------------------------------------------------------------------------------
 
 
@@ -142,7 +123,7 @@ def run_lock(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     who = RESTORE_WHO
-    geo = read_geometry(args.geometry, who)
+    geo = aspect.read_geometry(args.geometry, who)
     edited, depth = read_image(args.edited, who)
     original = None
     if args.original:
