@@ -111,3 +111,29 @@ def test_batch_state_file_of_the_wrong_shape_is_refused(fake_server, workflow, t
     line = _one_error(capsys)
     assert str(out / STATE_FILE) in line and "--fresh" in line
     assert main([*argv, "--fresh"]) == 0  # what the message says to do works
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        pytest.param("[" * 100_000 + "]" * 100_000, "nested more than", id="nested"),
+        pytest.param(
+            '{"1": {"class_type": "LoadImage", "inputs": {"seed": ' + "9" * 5000 + "}}}", "digits", id="digits"
+        ),
+        pytest.param("[1, 2]", "not an API-format workflow", id="list"),
+    ],
+)
+def test_hostile_workflow_file_is_refused_naming_it(tmp_path, image, capsys, content, needle):
+    workflow = tmp_path / "bad.api.json"
+    workflow.write_text(content)
+    assert main(["run", str(workflow), "--image", str(image), "--server", "http://127.0.0.1:1"]) == 2
+    line = _one_error(capsys)
+    assert str(workflow) in line and needle in line
+
+
+def test_set_value_nested_past_the_recursion_limit_is_text():
+    """--set VALUE is JSON when it parses, else text: 100,000 brackets are text, not a RecursionError."""
+    from atelier_core.workflow_fill import parse_value
+
+    deep = "[" * 100_000
+    assert parse_value(deep) == deep and parse_value("[1, 2]") == [1, 2]
