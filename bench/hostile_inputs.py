@@ -270,7 +270,15 @@ def image_cases(tmp: Path) -> list[Case]:
     restore = ["restore", str(locked), "-o", str(tmp / "restored.png"), "--geometry"]
     both = (photo, edited)
     dm = [*CLI, "diff-merge", str(photo), str(edited)]
+    link = tmp / "photo_link.png"
+    os.link(photo, link)
     return [
+        Case(
+            "aspect-lock -o a hard link of IN",
+            [*CLI, "aspect-lock", str(photo), "-o", str(link)],
+            needles=(str(link),),
+            inputs=(photo,),
+        ),
         Case(
             "aspect-lock a.png -o a.png",
             [*CLI, "aspect-lock", str(photo), "-o", str(photo)],
@@ -367,6 +375,9 @@ def server_cases(tmp: Path, servers: dict[str, str]) -> list[Case]:
     state_out.mkdir()
     state = state_out / ".kontext-atelier-batch.json"
     state.write_text('{"items": [1, 2, 3]}')
+    deep_workflow = tmp / "deep.api.json"
+    deep_workflow.write_text("[" * 100_000 + "]" * 100_000)
+    deep_run = [*CLI, "run", str(deep_workflow), "--image", str(image), "--server", servers["comfy"]]
     down = f"http://127.0.0.1:{closed_port()}"
     doctor = [*CLI, "doctor", "--comfyui", str(tmp), "--server"]
     return [
@@ -382,6 +393,7 @@ def server_cases(tmp: Path, servers: dict[str, str]) -> list[Case]:
             baseline="torch",
         ),
         Case("run with no server (reconnect 300 s)", [*run, down], needles=(down,)),
+        Case("run, workflow nested 100,000 deep", deep_run, needles=(str(deep_workflow),), inputs=(deep_workflow,)),
         Case(
             "run --batch, one image raises EIO (twice)",
             [*batch, "-o", str(out)],
@@ -472,6 +484,16 @@ def model_cases(tmp: Path) -> list[Case]:
                 report_ok="refuses it",
             )
         )
+        if kind == "overlap":  # any source: the output check comes first
+            cases.append(
+                Case(
+                    "quantize OUT = INPUT --force",
+                    [*CLI, "quantize", str(good), str(good), "--type", "Q8_0", "--force"],
+                    needles=(str(good),),
+                    inputs=(good,),
+                    baseline="torch",
+                )
+            )
         if path.suffix == ".safetensors":
             out = tmp / f"{kind}.gguf"
             cases.append(
