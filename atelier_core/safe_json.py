@@ -3,9 +3,9 @@
 ``json.loads`` trusts its input: a file nested 100,000 deep raises ``RecursionError``, a 5,000-digit number raises
 a bare ``ValueError`` (Python's int-conversion limit), ``1e999`` quietly becomes ``inf`` and a multi-GB file is read
 whole. Any of these in a vocabulary, workflow, batch-state or geometry file must become one clear message naming
-the file, never a library traceback (and never a pack that fails to import). :func:`load_json_limited` checks size,
-nesting and number length on the raw text before the parser sees it, so a hostile file is refused in
-milliseconds and without building the structure it describes.
+the file, never a library traceback (and never a pack that fails to import). :func:`load_json_limited` reads at most
+``max_bytes``, lets json's C scanner stop deep nesting at the recursion limit (microseconds, nothing built), checks
+each number literal in json's own hooks before ``int()``/``float()`` see it, and walks the result for its depth.
 
 ComfyUI-free: the nodes and the command line both use it.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 
 from .errors import AtelierError
 
@@ -23,11 +22,6 @@ from .errors import AtelierError
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
 DEFAULT_MAX_NUMBER_DIGITS = 40
-
-# A JSON string literal, escapes included; removed before counting brackets and digits so that text such as
-# "[[[" or "12345678901234567890" inside a string is not mistaken for structure or a number.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 class JsonLimitError(AtelierError):
@@ -54,19 +48,32 @@ def load_json_limited(
     text = _read_text(path_or_text, max_bytes, what)
     if not text.strip():
         raise JsonLimitError(f"The {what} is empty; fill it in or delete it.")
-    _check_structure(text, max_depth, max_number_digits, what)
+    number = _Number(max_number_digits)
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_int=number.parse_int, parse_float=number.parse_float, parse_constant=_reject)
     except json.JSONDecodeError as exc:
         raise JsonLimitError(
             f"The {what} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); fix or replace it."
         ) from None
-    except _NonFinite as exc:
-        raise JsonLimitError(f"The {what} holds {exc.args[0]}, which is not a finite number; fix the value.") from None
-    except (ValueError, RecursionError, MemoryError) as exc:  # the pre-checks should make these unreachable
+    except RecursionError:  # json's C scanner stops at the interpreter's recursion limit, in microseconds
+        raise JsonLimitError(_too_deep(what, max_depth)) from None
+    except _NumberError as exc:
+        raise JsonLimitError(
+            f"The {what} holds {exc.args[0]} (near line {_line_of(text, exc.args[1])}); fix the value."
+        ) from None
+    except (ValueError, MemoryError) as exc:
         raise JsonLimitError(
             f"The {what} could not be parsed ({type(exc).__name__}: {exc}); fix or replace it."
         ) from None
+    if _depth(value) > max_depth:
+        raise JsonLimitError(_too_deep(what, max_depth))
+    return value
+
+
+def _too_deep(what: str, max_depth: int) -> str:
+    return (
+        f"The {what} is nested more than {max_depth} levels deep; no file of this kind needs that, fix or replace it."
+    )
 
 
 def _read_text(path_or_text, max_bytes: int, what: str) -> str:
@@ -95,47 +102,49 @@ def _read_text(path_or_text, max_bytes: int, what: str) -> str:
         ) from None
 
 
-def _check_structure(text: str, max_depth: int, max_number_digits: int, what: str) -> None:
-    # Strings become "" (C-level substitution, no per-string Python call); JSON strings hold no raw newline, so
-    # line numbers are unchanged.
-    bare = _STRING.sub('""', text)
-    digits = re.search(rf"\d{{{max_number_digits + 1},}}", bare)
-    if digits:
-        line = bare.count("\n", 0, digits.start()) + 1
-        raise JsonLimitError(
-            f"The {what} holds a number with more than {max_number_digits} digits (near line {line}); "
-            "no setting needs one that long, fix the value."
-        )
-    if _max_depth(bare) > max_depth:
-        raise JsonLimitError(
-            f"The {what} is nested more than {max_depth} levels deep; no file of this kind needs that, "
-            "fix or replace it."
-        )
+def _depth(value) -> int:
+    """Nesting depth of a parsed value (a scalar is 0), walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
-def _max_depth(bare: str) -> int:
-    """The deepest nesting of brackets, as a running sum over the bracket characters (vectorised: a 200,000-deep
-    header takes milliseconds, where a Python loop over its brackets took a second)."""
-    brackets = _NOT_BRACKET.sub("", bare)
-    if not brackets:
-        return 0
-    import numpy as np
-
-    codes = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int64)
-    return int(np.cumsum(steps).max())
+class _NumberError(Exception):
+    """(what is wrong, the literal)"""
 
 
-class _NonFinite(Exception):
-    pass
+class _Number:
+    """json's number hooks, refusing long literals before ``int()`` meets Python's 4,300-digit limit."""
+
+    def __init__(self, max_digits: int) -> None:
+        self.max_digits = max_digits
+
+    def _check(self, literal: str) -> None:
+        if sum(ch.isdigit() for ch in literal) > self.max_digits:
+            raise _NumberError(f"a number with more than {self.max_digits} digits", literal[:20])
+
+    def parse_int(self, literal: str) -> int:
+        self._check(literal)
+        return int(literal)
+
+    def parse_float(self, literal: str) -> float:
+        self._check(literal)
+        value = float(literal)
+        if not math.isfinite(value):
+            raise _NumberError(f"{literal}, which is not a finite number", literal)
+        return value
 
 
-def _reject_constant(name: str):
-    raise _NonFinite(name)
+def _reject(name: str):
+    raise _NumberError(f"{name}, which is not a finite number", name)
 
 
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise _NonFinite(literal)
-    return value
+def _line_of(text: str, literal: str) -> int:
+    found = text.find(literal)
+    return text.count("\n", 0, found) + 1 if found >= 0 else 1

@@ -33,13 +33,14 @@ def _entry(shape, start, end, dtype="F32"):
     return {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}
 
 
-def _gguf(path: Path, dims: list[int], data: bytes = b"", type_id: int = 0) -> Path:
-    """A one-tensor GGUF v3 (F32 by default) with the dims written as given, however absurd."""
-    name = b"img_in.weight"
-    head = b"GGUF" + struct.pack("<IQQ", 3, 1, 0)
-    info = struct.pack("<Q", len(name)) + name + struct.pack("<I", len(dims))
-    info += b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", type_id, 0)
-    blob = head + info
+def _gguf(path: Path, dims: list[int], data: bytes = b"", type_id: int = 0, tensors=None) -> Path:
+    """A GGUF v3 with the tensor infos written as given, however absurd: one F32 tensor of ``dims`` at offset 0 by
+    default, or ``tensors`` as (name, dims, type id, offset) tuples."""
+    tensors = tensors or [("img_in.weight", dims, type_id, 0)]
+    blob = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), 0)
+    for name, tensor_dims, tensor_type, offset in tensors:
+        blob += struct.pack("<Q", len(name)) + name.encode() + struct.pack("<I", len(tensor_dims))
+        blob += b"".join(struct.pack("<Q", d) for d in tensor_dims) + struct.pack("<IQ", tensor_type, offset)
     blob += b"\0" * (-len(blob) % 32)
     path.write_bytes(blob + data)
     return path
@@ -144,8 +145,27 @@ def test_a_valid_file_passes_and_scaled_fp8_marker_is_not_a_zero_width_layer(tmp
         ([2**32, 2**32], "it is truncated"),
     ],
 )
-def test_gguf_overflowing_or_zero_width_shapes(tmp_path, dims, expected):
-    _refused_by_validator(_gguf(tmp_path / "shape.gguf", dims), expected)
+def test_gguf_overflowing_or_zero_width_shapes(tmp_path, capsys, dims, expected):
+    path = _gguf(tmp_path / "shape.gguf", dims)
+    _refused_by_validator(path, expected)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "shape.gguf" in err and expected in err and "multiplication overflow" not in err
+
+
+@pytest.mark.parametrize(
+    ("tensors", "expected"),
+    [
+        ([("a.weight", [8], 0, 0), ("b.weight", [8], 0, 0)], "overlap in the file"),
+        ([("a.weight", [16], 0, 0), ("b.weight", [8], 0, 32)], "overlap in the file"),
+        ([("a.weight", [8], 0, 4)], "not a multiple of the alignment 32"),
+    ],
+)
+def test_gguf_overlapping_or_unaligned_offsets(tmp_path, capsys, tensors, expected):
+    path = _gguf(tmp_path / "offsets.gguf", [], b"\0" * 128, tensors=tensors)
+    _refused_by_validator(path, expected)
+    assert main(["inspect", str(path)]) == 2
+    assert "offsets.gguf" in capsys.readouterr().err
 
 
 def test_gguf_nan_weights_and_nan_block_scales(tmp_path, capsys):

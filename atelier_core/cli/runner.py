@@ -19,6 +19,7 @@ from .comfy_client import (
     ServerUnreachable,
     WebSocket,
     WebSocketClosed,
+    describe_node,
     format_execution_error,
     format_prompt_error,
 )
@@ -351,7 +352,10 @@ class Progress:
             elif value == maximum:
                 self._line(text)
         elif kind == "execution_error":
-            self.note("  " + format_execution_error(data))
+            # The message itself is printed once, in the report at the end (with the item it belongs to).
+            self.note(
+                f"  node {describe_node(data.get('node_id'), data.get('node_type'))} failed; the error is listed below"
+            )
 
     def done(self) -> None:
         if self.open_line:

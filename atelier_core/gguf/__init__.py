@@ -2,7 +2,7 @@
 
 Nothing here imports ComfyUI. Public entry points:
 
-- `open_gguf(path) -> GGUFFile` (reader): validated metadata and tensor table, raw bytes through a memory map.
+- `open_gguf(path) -> GGUFFile` (reader): validated metadata and tensor table, raw bytes through a memory map (`raw`) for tools that read and exit, or copied out (`copy_tensors`) for a model that stays loaded.
 - `dequantize(raw, ggml_type, shape, dtype)` (dequant): on the device of `raw`, bit-exact with ggml; one fused
   Triton kernel per tensor on CUDA (`triton_dequant`), vectorized torch elsewhere (`ATELIER_DEQUANT=torch|triton`
   forces one).

@@ -219,9 +219,9 @@ def _refuse_nonfinite(path: Path, name: str) -> None:
 
 
 def _check_safetensors_values(path: Path) -> int:
+    header = read_safetensors_header(path)  # before importing torch: a hostile header is refused in milliseconds
     import torch
 
-    header = read_safetensors_header(path)
     rows_read = 0
     with open(path, "rb") as fh:
         for name, (dtype, shape) in header.tensors.items():
