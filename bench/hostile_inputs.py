@@ -19,9 +19,10 @@ Verdicts (checked, not assumed):
 - ``unclear error``: a failure with a traceback, or whose message does not name the file / server;
 - ``silent wrong``: success where a refusal was due, an input changed, or an output written before a refusal.
 
-``excess`` is the case's time and peak RSS beyond a baseline process that imports what the command imports
-(``--version`` for the parser modules; the parser plus torch for the model commands): the issue asks refusals to
-stay within 1 s and 100 MB of it. The table goes to standard output (``--markdown`` for bench/RESULTS.md).
+``excess`` is the case's CPU time (user + system, steadier than wall time on a shared machine) and peak RSS beyond a
+baseline process that imports what the command imports (``--version`` for the parser modules; the parser plus
+torch for the model commands; the same tokenizers on a short prompt for the token count), the least of three runs:
+the issue asks refusals to stay within 1 s and 100 MB of it. The table goes to standard output (``--markdown`` for bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Result:
     case: Case
     rc: int
     seconds: float
+    cpu: float
     rss_mb: float
     out: str
     verdict: str = ""
@@ -89,12 +91,13 @@ _LAUNCHER = (
     "if pid == 0:\n"
     "    os.execv(sys.argv[2], sys.argv[2:])\n"
     "_, status, usage = os.wait4(pid, 0)\n"
-    "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}')\n"
+    "cpu = usage.ru_utime + usage.ru_stime\n"
+    "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss} {cpu}')\n"
 )
 
 
-def run_measured(argv: list[str], timeout: float = TIME_LIMIT_S) -> tuple[int, float, float, str]:
-    """(exit status or -signal, seconds, peak RSS in MB, stdout+stderr) of one process."""
+def run_measured(argv: list[str], timeout: float = TIME_LIMIT_S) -> tuple[int, float, float, float, str]:
+    """(exit status or -signal, wall seconds, CPU seconds, peak RSS in MB, stdout+stderr) of one process."""
     with tempfile.TemporaryFile() as sink, tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "rc"
         command = [sys.executable, "-c", _LAUNCHER, str(report), *argv]
@@ -109,10 +112,11 @@ def run_measured(argv: list[str], timeout: float = TIME_LIMIT_S) -> tuple[int, f
         finally:
             timer.cancel()
         seconds = time.perf_counter() - started
-        rc, rss_kb = (int(v) for v in report.read_text().split()) if report.is_file() else (-9, 0)
+        fields = report.read_text().split() if report.is_file() else ["-9", "0", "0"]
+        rc, rss_kb, cpu = int(fields[0]), int(fields[1]), float(fields[2])
         sink.seek(0)
         text = sink.read().decode("utf-8", errors="replace")
-    return rc, seconds, rss_kb / 1024, text
+    return rc, seconds, cpu, rss_kb / 1024, text
 
 
 def _digest(path: Path) -> str | None:
@@ -153,11 +157,11 @@ def judge(case: Case, rc: int, seconds: float, text: str, before: dict) -> tuple
 def run_case(case: Case) -> Result:
     before = {p: _digest(p) for p in case.inputs}
     for _ in range(case.runs):
-        rc, seconds, rss, text = run_measured(case.argv)
+        rc, seconds, cpu, rss, text = run_measured(case.argv)
         verdict, why = judge(case, rc, seconds, text, before)
         if verdict not in ("clear refusal", "correct output"):
             break
-    return Result(case, rc, seconds, rss, text, verdict, why)
+    return Result(case, rc, seconds, cpu, rss, text, verdict, why)
 
 
 # -- files ----------------------------------------------------------------------------------------------------------
@@ -521,22 +525,24 @@ def model_cases(tmp: Path) -> list[Case]:
 # -- report ---------------------------------------------------------------------------------------------------------
 
 
-def baselines() -> dict[str, tuple[float, float]]:
+def baselines() -> dict[str, tuple[float, float, float]]:
+    """(wall s, CPU s, MB) of each baseline, the least of three runs."""
     found = {}
     for name, argv in BASELINES.items():
-        runs = [run_measured(argv) for _ in range(2)]
-        found[name] = (min(r[1] for r in runs), min(r[2] for r in runs))
+        runs = [run_measured(argv) for _ in range(3)]
+        found[name] = tuple(min(r[i] for r in runs) for i in (1, 2, 3))
     return found
 
 
-def table(results: list[Result], base: dict[str, tuple[float, float]], markdown: bool) -> str:
-    head = ["case", "verdict", "exit", "s", "MB", "excess s / MB", "note"]
+def table(results: list[Result], base: dict[str, tuple[float, float, float]], markdown: bool) -> str:
+    head = ["case", "verdict", "exit", "wall s", "CPU s", "MB", "excess CPU s / MB", "note"]
     rows = []
     for r in results:
-        bs, bm = base[r.case.baseline]
-        extra = f"{max(0.0, r.seconds - bs):.2f} / {max(0.0, r.rss_mb - bm):.0f}"
+        _, bc, bm = base[r.case.baseline]
+        extra = f"{r.cpu - bc:+.2f} / {r.rss_mb - bm:+.0f}"
         note = r.why or _first_line(r.out, r.case.needles)
-        rows.append([r.case.name, r.verdict, str(r.rc), f"{r.seconds:.2f}", f"{r.rss_mb:.0f}", extra, note[:110]])
+        timing = [f"{r.seconds:.2f}", f"{r.cpu:.2f}", f"{r.rss_mb:.0f}"]
+        rows.append([r.case.name, r.verdict, str(r.rc), *timing, extra, note[:110]])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -568,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.write(
         f"{platform.node()} · {platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · Python "
         f"{platform.python_version()} · baselines: "
-        + ", ".join(f"{k} {s:.2f} s / {m:.0f} MB" for k, (s, m) in base.items())
+        + ", ".join(f"{k} {s:.2f} s ({c:.2f} s CPU) / {m:.0f} MB" for k, (s, c, m) in base.items())
+        + f" · load average {os.getloadavg()[0]:.1f}"
         + "\n\n"
     )
     sys.stdout.write(table(results, base, args.markdown) + "\n")
