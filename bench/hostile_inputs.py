@@ -252,7 +252,8 @@ def image_cases(tmp: Path) -> list[Case]:
     bomb = bomb_png(tmp / "bomb.png")
     merged, file_parent = tmp / "merged.png", tmp / "photo.png" / "m.png"
     locked = tmp / "locked.png"
-    subprocess.run([*CLI, "aspect-lock", str(photo), "-o", str(locked), "--fit", "pad"], cwd=ROOT, check=True)
+    lock = [*CLI, "aspect-lock", str(photo), "-o", str(locked), "--fit", "pad"]
+    subprocess.run(lock, cwd=ROOT, check=True, capture_output=True)
     geometry = json.loads((tmp / "locked.geometry.json").read_text())
 
     def edited_geometry(name: str, change: Callable[[dict], object] | str) -> Path:
