@@ -167,3 +167,11 @@ def test_check_outputs_accepts_new_distinct_files(tmp_path, photo):
     check_outputs("t", [("IN", photo), ("--mask", None)], [("-o", tmp_path / "new" / "a.png", (".png",))])
     with pytest.raises(AtelierError, match="-o and --x"):
         check_outputs("t", [], [("--x", tmp_path / "a.png", None), ("-o", tmp_path / "a.png", None)])
+
+
+def test_check_outputs_survives_a_symlink_loop(tmp_path, photo):
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    check_outputs("t", [("IN", photo)], [("-o", tmp_path / "out.png", None), ("--x", loop / "a.png", None)])
+    with pytest.raises(AtelierError, match="is the input"):
+        check_outputs("t", [("IN", loop)], [("-o", loop, None)])

@@ -33,10 +33,17 @@ def _given(items: Iterable[Named]) -> list[tuple[str, Path]]:
     return [(label, Path(path).expanduser()) for label, path in items if path not in (None, "")]
 
 
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13): compare it as written
+        return path.absolute()
+
+
 def _same_file(a: Path, b: Path) -> bool:
     # Resolved paths catch 'missing/../a.png' (the folder made on writing would lead back to a.png); samefile
     # catches hard links and every other spelling of an existing file.
-    if a.resolve() == b.resolve():
+    if _resolved(a) == _resolved(b):
         return True
     try:
         return os.path.samefile(a, b)
@@ -84,7 +91,7 @@ def check_outputs(
                     f"{who}: {label} {path} is the input {input_label} {input_path}; writing there would replace it. "
                     "Choose another output name."
                 )
-        key = path.resolve()
+        key = _resolved(path)
         if key in seen:
             raise AtelierError(f"{who}: {label} and {seen[key]} are both {path}; give each output its own name.")
         seen[key] = label
