@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import AtelierError
+from .safe_json import load_json_limited
 
 PACK_DIR = Path(__file__).resolve().parents[1]
 # The package's own copy (written by workflows/build.py) is what an install from a wheel has; a checkout finds the
@@ -33,6 +34,7 @@ WORKFLOW_DIRS = (PACK_DIR / "workflows" / "api", PACK_DIR / "workflows", PACKAGE
 SAMPLER_TYPES = {"KSampler", "KSamplerAdvanced", "RandomNoise", "SamplerCustom"}
 SEED_INPUTS = ("seed", "noise_seed")
 MAX_SEED = 2**32 - 1
+WORKFLOW_MAX_BYTES = 16 * 1024 * 1024
 
 
 def available_workflows() -> list[str]:
@@ -52,9 +54,11 @@ def load_workflow(spec: str) -> tuple[str, dict]:
         if path is None:
             names = ", ".join(available_workflows()) or "none found"
             raise AtelierError(f"no workflow file or shipped workflow named {spec!r}; shipped workflows: {names}")
+    # A user's file: read within limits (a workflow is ~50 KB and a dozen levels deep), so a huge, deeply nested
+    # or 5,000-digit-number file is one message naming it, never a RecursionError.
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        data = load_json_limited(path, max_bytes=WORKFLOW_MAX_BYTES, what=f"workflow {path}")
+    except AtelierError as exc:
         raise AtelierError(f"cannot read workflow {path}: {exc}") from None
     if isinstance(data, dict) and "nodes" in data and "links" in data:
         raise AtelierError(
@@ -129,7 +133,7 @@ def remove_node(prompt: dict, node_id: str) -> None:
 def parse_value(text: str):
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or nested past Python's limit): the text itself
         return text
 
 

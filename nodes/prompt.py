@@ -17,6 +17,7 @@ try:
 except ImportError:  # where newer releases keep it
     from comfy_execution.graph import ExecutionBlocker
 
+from ..atelier_core.errors import AtelierError
 from ..atelier_core.prompts import builder, vocabulary
 
 logger = logging.getLogger(__name__)
@@ -295,6 +296,7 @@ class AtelierMiniaturePrompt(io.ComfyNode):
             logger.warning("%s: %s", NODE_NAME, warning)
 
         if clip is not None:
+            _check_encodable(prompt.text)
             tokens = clip.tokenize(prompt.text)
             guidance = min(max(float(guidance), 0.0), 100.0)  # validate_inputs skips ComfyUI's range check
             conditioning = clip.encode_from_tokens_scheduled(tokens, add_dict={"guidance": guidance})
@@ -305,6 +307,16 @@ class AtelierMiniaturePrompt(io.ComfyNode):
             )
         shown = builder.report(prompt.text, counts, warnings, prompts)
         return io.NodeOutput(prompt.text, conditioning, prompts, ui=ui.PreviewText(shown))
+
+
+def _check_encodable(text: str) -> None:
+    # ComfyUI's tokenizers take about 90 s for 1 MB (their weight parser is quadratic); the text is far past what
+    # Flux reads long before that, so say so instead of stalling the queue.
+    if len(text) > builder.EXACT_COUNT_MAX_CHARS:
+        raise AtelierError(
+            f"{NODE_NAME}: the prompt is {len(text):,} characters; Flux reads about 512 T5-XXL tokens (some 2,500 "
+            f"characters) and this node encodes at most {builder.EXACT_COUNT_MAX_CHARS:,}. Shorten the extra text."
+        )
 
 
 def _clamp(value, low: int, high: int, default: int) -> int:

@@ -447,6 +447,15 @@ def test_report_shows_prompt_counts_warnings_and_variants():
     assert builder.report("", {}, []) == "(empty prompt)"
 
 
+def test_check_length_estimates_a_huge_prompt_instead_of_tokenizing_it():
+    """A 1 MB "extra" took 21.7 s in ComfyUI's tokenizers; past EXACT_COUNT_MAX_CHARS the estimate is used."""
+    huge = "paint the cloak red " * 60_000
+    counts, warnings = builder.check_length(huge, lambda text: 1 / 0)  # the exact counter is never called
+    assert counts == builder.rough_token_counts(huge) and len(warnings) == 2
+    edge = "a" * builder.EXACT_COUNT_MAX_CHARS
+    assert builder.check_length(edge, lambda text: {"clip_l": 5, "t5xxl": 5}) == ({"clip_l": 5, "t5xxl": 5}, [])
+
+
 def test_rough_counts_over_estimate_real_prompts():
     # ComfyUI's tokenizers count these as 30/31, 51/57 and 21/21 (CLIP-L/T5-XXL; see the host test)
     for (_, text), (clip, t5) in zip([GOLDEN[0], GOLDEN[20], GOLDEN[19]], [(30, 31), (51, 57), (21, 21)], strict=True):
@@ -601,6 +610,23 @@ def test_host_conditioning_encodes_with_guidance(comfy_host):
     assert clip.add_dict == {"guidance": 3.5}
     assert out.args[1] == [["cond", {"guidance": 3.5}]]
     assert len(out.args[2]) == 2 and out.args[2][0] == GOLDEN[0][1]
+
+
+def test_host_huge_extra_is_estimated_and_not_encoded(comfy_host):
+    """A 1 MB "extra" took 21.7 s in the node (ComfyUI's tokenizers); now the counts are estimated and a CLIP
+    encode is refused naming the node, before the tokenizer is called."""
+
+    class RefusingClip:
+        def tokenize(self, text):
+            raise AssertionError("a 1 MB prompt must not reach the tokenizer")
+
+    node = comfy_host.node_class(NODE_ID)
+    inputs = _inputs(comfy_host, subject="dragon", extra="paint the cloak red " * 50_000, variants=1)
+    out = node.execute(**inputs)
+    assert len(out.args[0]) > 1_000_000 and "over CLIP-L's 77" in out.ui.as_dict()["text"][0]
+    with pytest.raises(Exception, match="1,000,0.. characters.*Shorten the extra text") as refused:
+        node.execute(**{**inputs, "clip": RefusingClip()})
+    assert type(refused.value).__name__ == "AtelierError"  # the pack's class, loaded under ComfyUI's module name
 
 
 def test_host_user_vocabulary_reloads_without_restart(comfy_host):

@@ -11,9 +11,71 @@ One line describing the result goes to standard output. The commands live in ``a
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from ..errors import AtelierError
+from ..image.geometry_record import MAX_INPUT_PIXELS, Geometry
 from ._lazy import LazyNames, handler
 
 _IMPL = ".cli.aspect_commands"
+LOCK_WHO = "kontext-atelier aspect-lock"
+RESTORE_WHO = "kontext-atelier restore"
+GEOMETRY_MAX_BYTES = 64 * 1024
+_LIMIT = f"{MAX_INPUT_PIXELS / 1e6:.1f} million pixels, the nodes' limit"
+
+
+def geometry_path(args) -> Path:
+    return Path(args.geometry_out) if args.geometry_out else Path(args.output).with_suffix(".geometry.json")
+
+
+def _checked(run, check):
+    """Run ``check(args)`` (torch-free) before ``run`` imports torch (seconds): a refusal comes at once."""
+
+    def checked(args):
+        check(args)
+        return run(args)
+
+    checked.__name__ = run.__name__
+    return checked
+
+
+def _check_lock(args) -> None:
+    from .file_checks import IMAGE_SUFFIXES, check_outputs, image_size
+
+    outputs = [("-o", args.output, IMAGE_SUFFIXES), ("--geometry-out", geometry_path(args), None)]
+    check_outputs(LOCK_WHO, [("IN", args.input)], [*outputs, ("--mask-out", args.mask_out, IMAGE_SUFFIXES)])
+    image_size(args.input, LOCK_WHO, "image")
+
+
+def read_geometry(path: str | Path, who: str) -> Geometry:
+    """The geometry JSON, read within limits and validated (torch-free: restore checks it before importing torch)."""
+    from ..safe_json import load_json_limited
+
+    path = Path(path)
+    if not path.is_file():
+        raise AtelierError(f"{who}: no such geometry file: {path}")
+    # A geometry is ~1 KB and 2 levels deep; the limits refuse a hostile file before parsing it.
+    try:
+        data = load_json_limited(
+            path, max_bytes=GEOMETRY_MAX_BYTES, max_depth=4, max_number_digits=24, what=f"geometry file {path}"
+        )
+    except AtelierError as exc:
+        raise AtelierError(f"{who}: {path} is not a readable geometry JSON. {exc}") from None
+    try:
+        return Geometry.from_dict(data)
+    except AtelierError as exc:
+        raise AtelierError(f"{who}: {path}: {exc}") from None
+
+
+def _check_restore(args) -> None:
+    from .file_checks import IMAGE_SUFFIXES, check_outputs, image_size
+
+    inputs = [("EDITED", args.edited), ("--geometry", args.geometry), ("--original", args.original)]
+    check_outputs(RESTORE_WHO, inputs, [("-o", args.output, IMAGE_SUFFIXES)])
+    read_geometry(args.geometry, RESTORE_WHO)
+    for name, path in (("edited image", args.edited), ("original", args.original)):
+        if path:
+            image_size(path, RESTORE_WHO, name)
 
 
 def register(subparsers) -> None:
@@ -25,7 +87,9 @@ def register(subparsers) -> None:
             "write a geometry JSON that `kontext-atelier restore` uses to return an edit to the original size."
         ),
     )
-    lock.add_argument("input", metavar="IN", help="image to lock (PNG, JPEG, TIFF, WebP; 8 or 16 bit)")
+    lock.add_argument(
+        "input", metavar="IN", help=f"image to lock (PNG, JPEG, TIFF, WebP; 8 or 16 bit; at most {_LIMIT})"
+    )
     lock.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the resized image")
     lock.add_argument(
         "--geometry-out",
@@ -79,7 +143,7 @@ def register(subparsers) -> None:
         "--pad-color", default="#000000", metavar="COLOR", help="colour for --pad-mode color: #rrggbb or r,g,b"
     )
     lock.add_argument("--mask-out", metavar="PNG", help="also write the padding mask (white = padding)")
-    lock.set_defaults(handler=handler(_IMPL, "run_lock"))
+    lock.set_defaults(handler=_checked(handler(_IMPL, "run_lock"), _check_lock))
 
     restore = subparsers.add_parser(
         "restore",
@@ -93,4 +157,4 @@ def register(subparsers) -> None:
     restore.add_argument("--geometry", required=True, metavar="JSON", help="the geometry written by aspect-lock")
     restore.add_argument("--original", metavar="IN", help="the image given to aspect-lock (required when it cropped)")
     restore.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the restored image")
-    restore.set_defaults(handler=handler(_IMPL, "run_restore"))
+    restore.set_defaults(handler=_checked(handler(_IMPL, "run_restore"), _check_restore))

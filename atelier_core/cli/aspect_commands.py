@@ -15,11 +15,13 @@ import torch
 
 from ..errors import AtelierError
 from ..image import geometry
+from . import aspect
+from .file_checks import image_size
 
 logger = logging.getLogger(__name__)
 
-LOCK_WHO = "kontext-atelier aspect-lock"
-RESTORE_WHO = "kontext-atelier restore"
+LOCK_WHO = aspect.LOCK_WHO
+RESTORE_WHO = aspect.RESTORE_WHO
 _LOSSLESS = {".png", ".tif", ".tiff"}
 _SIXTEEN_BIT_OK = {".png", ".tif", ".tiff"}
 
@@ -30,8 +32,7 @@ _SIXTEEN_BIT_OK = {".png", ".tif", ".tiff"}
 def read_image(path: str | Path, who: str) -> tuple[torch.Tensor, int]:
     """Read an image as a float tensor ``[1, H, W, C]`` in 0..1 (C = 1, 3 or 4) and its bit depth (8, 16 or 32)."""
     path = Path(path)
-    if not path.is_file():
-        raise AtelierError(f"{who}: no such image file: {path}")
+    image_size(path, who, "image")  # the header first: a small file can describe gigabytes of pixels
     data = np.fromfile(str(path), dtype=np.uint8)  # np.fromfile + imdecode also works with non-ASCII Windows paths
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if pixels is None:
@@ -78,19 +79,15 @@ def write_image(path: str | Path, image: torch.Tensor, depth: int, who: str) -> 
     ok, encoded = cv2.imencode(suffix, pixels)
     if not ok:
         raise AtelierError(f"{who}: could not encode {path.name}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoded.tofile(str(path))
+    _save(path, encoded.tobytes(), who)
 
 
-def read_geometry(path: str | Path, who: str) -> geometry.Geometry:
-    path = Path(path)
+def _save(path: Path, data: bytes, who: str) -> None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AtelierError(f"{who}: no such geometry file: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AtelierError(f"{who}: {path} is not a readable geometry JSON ({exc}).") from None
-    return geometry.Geometry.from_dict(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise AtelierError(f"{who}: cannot write {path} ({exc.strerror or exc}); choose another path.") from None
 
 
 # Commands ----------------------------------------------------------------------------------------------------------
@@ -100,6 +97,7 @@ def run_lock(args: argparse.Namespace) -> int:
     who = LOCK_WHO
     if args.megapixels is not None and args.long_side is not None:
         raise AtelierError(f"{who}: give --megapixels or --long-side, not both.")
+    geometry_path = aspect.geometry_path(args)
     image, depth = read_image(args.input, who)
     options = {
         "fit": args.fit,
@@ -114,10 +112,8 @@ def run_lock(args: argparse.Namespace) -> int:
         options.update(size_by="megapixels", megapixels=args.megapixels)
     locked, mask, geo = geometry.lock(image, args.mode, **options)
 
-    geometry_path = Path(args.geometry_out) if args.geometry_out else Path(args.output).with_suffix(".geometry.json")
     write_image(args.output, locked, depth, who)
-    geometry_path.parent.mkdir(parents=True, exist_ok=True)
-    geometry_path.write_text(json.dumps(geo.to_dict(), indent=2) + "\n", encoding="utf-8")
+    _save(geometry_path, (json.dumps(geo.to_dict(), indent=2) + "\n").encode("utf-8"), who)
     if args.mask_out:
         write_image(args.mask_out, mask[..., None], 8, who)
     lw, lh = geometry.latent_size(geo)
@@ -127,7 +123,7 @@ def run_lock(args: argparse.Namespace) -> int:
 
 def run_restore(args: argparse.Namespace) -> int:
     who = RESTORE_WHO
-    geo = read_geometry(args.geometry, who)
+    geo = aspect.read_geometry(args.geometry, who)
     edited, depth = read_image(args.edited, who)
     original = None
     if args.original:

@@ -27,10 +27,15 @@ from ..errors import AtelierError
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_FRAME = 64 * 1024 * 1024  # preview images are a few MB at most; anything bigger is a broken stream
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_NOT_JSON = object()
 
 
 class ServerUnreachable(AtelierError):
     """The server did not answer (down, restarting, wrong address)."""
+
+
+class NotComfyUI(AtelierError):
+    """The address answered, but not as ComfyUI does (a web page, a proxy's error, another program's JSON)."""
 
 
 class PromptRefused(AtelierError):
@@ -69,30 +74,57 @@ class ComfyClient:
             reason = getattr(exc, "reason", exc)
             raise ServerUnreachable(f"ComfyUI at {self.base} did not answer ({reason})") from None
 
-    def get_json(self, path: str):
+    def get_json(self, path: str, expect: type = dict):
         try:
-            return json.loads(self._request("GET", path))
+            raw = self._request("GET", path)
         except urllib.error.HTTPError as exc:
             raise AtelierError(f"GET {path} failed: HTTP {exc.code} {exc.reason}") from None
+        return self.parse(raw, f"GET {path}", expect)
+
+    def parse(self, raw: bytes, request: str, expect: type = dict):
+        """The JSON answer to ``request``, of type ``expect``; :class:`NotComfyUI` for anything else."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            data = _NOT_JSON
+        if not isinstance(data, expect):
+            start = raw[:60].decode("utf-8", errors="replace").strip().replace("\n", " ")
+            what = "a non-JSON answer" if data is _NOT_JSON else f"JSON of the wrong shape ({type(data).__name__})"
+            raise NotComfyUI(
+                f"{self.base} is not a ComfyUI server: {request} gave {what}, starting {start!r}. "
+                "Check --server (the address ComfyUI prints at start, e.g. http://127.0.0.1:8188)."
+            )
+        return data
 
     def object_info(self, node_type: str | None = None) -> dict:
         return self.get_json("/object_info" + (f"/{urllib.parse.quote(node_type)}" if node_type else ""))
 
     def system_stats(self) -> dict:
-        return self.get_json("/system_stats")
+        """ComfyUI's ``/system_stats``: a ``system`` map and a ``devices`` list (checked: the first call tells
+        ComfyUI from another server)."""
+        data = self.get_json("/system_stats")
+        if not isinstance(data.get("system"), dict) or not isinstance(data.get("devices", []), list):
+            raise NotComfyUI(
+                f"{self.base} is not a ComfyUI server: GET /system_stats has no 'system' and 'devices'. Check --server."
+            )
+        data["devices"] = [d for d in data.get("devices", []) if isinstance(d, dict)]
+        return data
 
     def history(self, prompt_id: str) -> dict | None:
         """The history entry of a prompt, or None while it is unknown (queued, running, or lost by a restart)."""
-        data = self.get_json(f"/history/{urllib.parse.quote(prompt_id)}")
-        return data.get(prompt_id)
+        entry = self.get_json(f"/history/{urllib.parse.quote(prompt_id)}").get(prompt_id)
+        if entry is not None and not isinstance(entry, dict):
+            raise NotComfyUI(f"{self.base} answered GET /history with an entry that is not a map. Check --server.")
+        return entry
 
     def queued_ids(self) -> set[str]:
         """Prompt ids running or waiting in the server's queue."""
         data = self.get_json("/queue")
         ids = set()
         for key in ("queue_running", "queue_pending"):
-            for item in data.get(key, []):
-                if len(item) > 1:
+            items = data.get(key, [])
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, list) and len(item) > 1:
                     ids.add(str(item[1]))
         return ids
 
@@ -102,7 +134,7 @@ class ComfyClient:
             payload["extra_data"] = extra
         body = json.dumps(payload).encode()
         try:
-            answer = json.loads(self._request("POST", "/prompt", body, {"Content-Type": "application/json"}))
+            raw = self._request("POST", "/prompt", body, {"Content-Type": "application/json"})
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
@@ -112,8 +144,11 @@ class ComfyClient:
             if exc.code == 400:
                 raise PromptRefused(detail) from None
             raise AtelierError(f"POST /prompt failed: HTTP {exc.code}: {format_prompt_error(detail)}") from None
+        answer = self.parse(raw, "POST /prompt")
         if answer.get("node_errors"):
             raise PromptRefused(answer)
+        if "prompt_id" not in answer:
+            raise NotComfyUI(f"{self.base} is not a ComfyUI server: POST /prompt gave no prompt_id. Check --server.")
         return str(answer["prompt_id"])
 
     def upload_image(self, path: Path, name: str, subfolder: str = "kontext_atelier") -> str:
@@ -131,9 +166,12 @@ class ComfyClient:
         chunks.append(f"\r\n--{boundary}--\r\n".encode())
         headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
         try:
-            answer = json.loads(self._request("POST", "/upload/image", b"".join(chunks), headers))
+            raw = self._request("POST", "/upload/image", b"".join(chunks), headers)
         except urllib.error.HTTPError as exc:
             raise AtelierError(f"uploading {path} failed: HTTP {exc.code} {exc.read()[:500]!r}") from None
+        answer = self.parse(raw, "POST /upload/image")
+        if not isinstance(answer.get("name"), str):
+            raise NotComfyUI(f"{self.base} is not a ComfyUI server: POST /upload/image gave no file name.")
         stored = answer["name"]
         return f"{answer['subfolder']}/{stored}" if answer.get("subfolder") else stored
 

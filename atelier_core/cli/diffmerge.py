@@ -19,6 +19,8 @@ import numpy as np
 
 from ..errors import AtelierError
 from ..image import diffmerge
+from ..image.geometry_record import MAX_INPUT_PIXELS
+from .file_checks import IMAGE_SUFFIXES, check_outputs, image_size
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ def register(subparsers) -> None:
         ),
     )
     d = diffmerge.MergeOptions()
-    p.add_argument("original", help="the image before editing")
+    p.add_argument(
+        "original", help=f"the image before editing (at most {MAX_INPUT_PIXELS / 1e6:.1f} million pixels, as the nodes)"
+    )
     p.add_argument("edited", help="the edited image (another size is resized, another aspect treated as centre crop)")
     p.add_argument("-o", "--output", required=True, help="where to write the merged image")
     p.add_argument("--mask-out", help="where to write the hard mask (white = taken from the edit)")
@@ -75,8 +79,7 @@ def register(subparsers) -> None:
 
 def _read(path: str, what: str) -> tuple[np.ndarray, int]:
     """-> (float32 (H, W, C) RGB(A)/grey in 0..1, bit depth)."""
-    if not Path(path).is_file():
-        raise AtelierError(f"{WHO}: the {what} {path!r} does not exist")
+    image_size(path, WHO, what)  # the header first: a 794 KB PNG can hold 16000x16000 pixels
     raw = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise AtelierError(f"{WHO}: cannot read the {what} {path!r} as an image (PNG, JPEG, TIFF, WebP)")
@@ -107,9 +110,32 @@ def _write(path: str, image: np.ndarray, depth: int) -> None:
         data = np.round(img * 65535.0).astype(np.uint16)
     else:
         data = np.round(img * 255.0).astype(np.uint8)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(path, np.ascontiguousarray(data)):
-        raise AtelierError(f"{WHO}: cannot write {path!r} (unknown extension or unwritable folder)")
+    ok, encoded = cv2.imencode(suffix, np.ascontiguousarray(data))
+    if not ok:
+        raise AtelierError(f"{WHO}: cannot encode {path!r} as {suffix}")
+    _save(path, encoded.tobytes())
+
+
+def _save(path: str, data: bytes) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise AtelierError(f"{WHO}: cannot write {path!r} ({exc.strerror or exc}); choose another path") from None
+
+
+def _check_paths(args) -> None:
+    """Every output against every input and each other, before the merge runs (the merge of a large image takes
+    seconds; a bad --preview-out used to fail after -o was written)."""
+    inputs = [("ORIGINAL", args.original), ("EDITED", args.edited), ("--mask", args.mask)]
+    outputs = [
+        ("-o", args.output, IMAGE_SUFFIXES),
+        ("--mask-out", args.mask_out, IMAGE_SUFFIXES),
+        ("--soft-mask-out", args.soft_mask_out, IMAGE_SUFFIXES),
+        ("--preview-out", args.preview_out, IMAGE_SUFFIXES),
+        ("--report-out", args.report_out, None),
+    ]
+    check_outputs(WHO, inputs, outputs)
 
 
 def _where(hard_mask: np.ndarray, args) -> str:
@@ -121,6 +147,7 @@ def _where(hard_mask: np.ndarray, args) -> str:
 
 
 def run(args) -> int:
+    _check_paths(args)
     original, depth = _read(args.original, "original")
     edited, _ = _read(args.edited, "edited image")
     user_mask = None
@@ -148,7 +175,7 @@ def run(args) -> int:
     if args.preview_out:
         _write(args.preview_out, result.preview, 8)
     if args.report_out:
-        Path(args.report_out).write_text(json.dumps(result.report, indent=2))
+        _save(args.report_out, json.dumps(result.report, indent=2).encode("utf-8"))
     sys.stdout.write(diffmerge.format_report(result.report) + "\n")
     sys.stdout.write(_where(result.hard_mask, args) + "\n")
     logger.debug("report: %s", result.report)

@@ -252,13 +252,18 @@ class ServerView:
         return Path(custom[0]).parent if custom else None
 
 
+NOT_COMFYUI = "answers, but not as ComfyUI: "
+
+
 def connect(url: str | None) -> tuple[ServerView | None, str | None]:
     """The server at ``url`` (or the default address, asked briefly) and why it did not answer."""
-    from .comfy_client import ComfyClient, ServerUnreachable
+    from .comfy_client import ComfyClient, NotComfyUI, ServerUnreachable
 
     client = ComfyClient(url or DEFAULT_SERVER, timeout=15 if url else 2)
     try:
         stats = client.system_stats()
+    except NotComfyUI as exc:
+        return None, f"{NOT_COMFYUI}{exc}"
     except (ServerUnreachable, AtelierError) as exc:
         return None, str(exc)
     view = ServerView(client.base, client, stats)
@@ -277,13 +282,17 @@ def check_server(report: Report, args, server: ServerView | None, failure: str |
     if server is None:
         if args.server:
             report.section(f"ComfyUI server {args.server}")
-            report.missing(f"no answer from {args.server}", failure or "")
+            if (failure or "").startswith(NOT_COMFYUI):
+                report.missing(f"{args.server} {NOT_COMFYUI[:-2]}", failure[len(NOT_COMFYUI) :])
+            else:
+                report.missing(f"no answer from {args.server}", failure or "")
         elif args.smoke:
             report.missing("--smoke needs a running ComfyUI (none answered at " + DEFAULT_SERVER + "; pass --server)")
         return
     report.section(f"ComfyUI server {server.url}")
     system = server.stats.get("system") or {}
-    report.ok(f"ComfyUI {server.version or '?'}, Python {str(system.get('python_version', '?')).split()[0]}")
+    python = (str(system.get("python_version", "?")).split() or ["?"])[0]
+    report.ok(f"ComfyUI {server.version or '?'}, Python {python}")
     for device in server.stats.get("devices", []):
         report.ok(
             f"device {device.get('name')}: {device.get('vram_total', 0) / GIB:.1f} GiB, "

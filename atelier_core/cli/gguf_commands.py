@@ -25,6 +25,7 @@ from ..gguf.dequant import dequantize
 from ..gguf.reader import SkippedArray, open_gguf
 from ..model import architecture, model_files
 from ..model.kontext_layout import parameter_count
+from .file_checks import check_outputs
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ def _write_json(obj) -> None:
 
 
 def run_quantize(args) -> int:
+    inputs = [("INPUT", args.input), ("--lora", args.lora)]
+    check_outputs("kontext-atelier quantize", inputs, [("OUTPUT", args.output, None)])
     progress = None if args.no_progress else gconvert.TextProgress(sys.stderr)
     with _sigterm_as_interrupt():
         report = gconvert.convert(

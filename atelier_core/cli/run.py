@@ -32,7 +32,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 def _images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise AtelierError(f"--batch {folder}: not a folder")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    try:
+        images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as exc:
+        raise AtelierError(f"--batch {folder}: cannot list the folder ({exc.strerror or exc})") from None
     if not images:
         raise AtelierError(f"--batch {folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return images
@@ -50,6 +53,15 @@ def _seed(text: str | None) -> int | None:
     if not 0 <= value <= 2**64 - 1:
         raise AtelierError("--seed must be between 0 and 2^64-1")
     return value
+
+
+def _digest(path: Path) -> str:
+    try:
+        return digest(path)
+    except OSError as exc:
+        raise AtelierError(
+            f"--reference {path}: cannot read it ({exc.strerror or exc}); fix or replace the file"
+        ) from None
 
 
 def handle(args) -> int:
@@ -83,7 +95,7 @@ def handle(args) -> int:
     if args.batch:
         signature = hashlib.sha1(
             json.dumps(
-                [name, template, args.prompt, seed_text, sorted(args.set), [digest(r) for r in settings.references]],
+                [name, template, args.prompt, seed_text, sorted(args.set), [_digest(r) for r in settings.references]],
                 sort_keys=True,
             ).encode()
         ).hexdigest()[:16]
@@ -99,7 +111,9 @@ def handle(args) -> int:
     else:
         settings.seed = _seed(seed_text)
     try:
-        client_stats = runner.call(client.system_stats)
+        # One try, no reconnect wait: a server that is not there at the start is a wrong address or not started.
+        # The --reconnect-timeout wait is for a server that goes away in the middle of a batch.
+        client_stats = client.system_stats()
     except ServerUnreachable as exc:
         raise AtelierError(f"{exc}. Start ComfyUI (python main.py --listen) or pass --server URL.") from None
     log.debug("server: %s", (client_stats.get("system") or {}).get("comfyui_version"))

@@ -53,6 +53,29 @@ def upload_name(path: Path) -> str:
     return f"{path.stem}_{digest(path)}{path.suffix.lower()}"
 
 
+def read_state(path: Path) -> dict:
+    """The batch state file, checked for the shape this module writes; a clear refusal naming it otherwise."""
+    from ..safe_json import load_json_limited
+
+    fix = f"delete {path} or pass --fresh to start the batch over (finished outputs stay in the folder)"
+    try:
+        state = load_json_limited(path, max_bytes=64 << 20, max_depth=8, what=f"batch state file {path}")
+    except AtelierError as exc:
+        raise AtelierError(f"{exc} To continue: {fix}.") from None
+    items = state.get("items", {}) if isinstance(state, dict) else None
+    good = isinstance(items, dict) and all(
+        isinstance(v, dict)
+        and isinstance(v.get("status", ""), str)
+        and isinstance(v.get("prompt_id") or "", str)
+        and isinstance(v.get("outputs", []), list)
+        and all(isinstance(o, str) and Path(o).name == o for o in v.get("outputs", []))
+        for v in items.values()
+    )
+    if not good or not isinstance(state.get("signature") or "", str) or not isinstance(state.get("seed", 0), int):
+        raise AtelierError(f"{path} is not a batch state file this version wrote; {fix}.")
+    return state
+
+
 class Runner:
     def __init__(self, client: ComfyClient, template: dict, settings: Settings, out_dir: Path, args):
         self.client = client
@@ -74,11 +97,7 @@ class Runner:
     def load_state(self, signature: str) -> None:
         self.state_path = self.out_dir / STATE_FILE
         if self.state_path.is_file():
-            try:
-                self.state = json.loads(self.state_path.read_text())
-            except ValueError:
-                log.warning("ignoring an unreadable %s", self.state_path)
-                self.state = {}
+            self.state = read_state(self.state_path)
             if self.state.get("signature") not in (None, signature):
                 raise AtelierError(
                     f"{self.out_dir} holds a batch run with other settings (workflow, prompt, seed, --set or "
@@ -144,11 +163,19 @@ class Runner:
 
     # -- one job ----------------------------------------------------------------------------------------------------
     def queue(self, job: Job) -> None:
-        image_value = self.call(self.client.upload_image, job.image, upload_name(job.image))
-        if self._reference_values is None:
-            self._reference_values = [
-                self.call(self.client.upload_image, ref, upload_name(ref)) for ref in self.settings.references
-            ]
+        try:
+            image_value = self.call(self.client.upload_image, job.image, upload_name(job.image))
+            if self._reference_values is None:
+                self._reference_values = [
+                    self.call(self.client.upload_image, ref, upload_name(ref)) for ref in self.settings.references
+                ]
+        except OSError as exc:  # an unreadable file (I/O error, permissions): this item fails, the batch goes on
+            name = getattr(exc, "filename", None) or job.image
+            job.status, job.error = (
+                "failed",
+                f"cannot read {name} ({exc.strerror or exc}); fix or remove it and run again",
+            )
+            return
         job.prompt = fill(self.template, image_value, self._reference_values, self.settings)
         try:
             job.prompt_id = self.call(self.client.queue_prompt, job.prompt)

@@ -180,8 +180,9 @@ class Geometry:
         )
 
     @classmethod
-    def from_dict(cls, data: Any) -> Geometry:
-        """Read a dict written by :meth:`to_dict`; raises :class:`AtelierError` for anything else."""
+    def from_dict(cls, data: Any, max_original_pixels: int = MAX_INPUT_PIXELS) -> Geometry:
+        """Read a dict written by :meth:`to_dict`; raises :class:`AtelierError` for anything else, including an
+        original over ``max_original_pixels`` (the lock's input limit, which :func:`plan` can lift)."""
         hint = "Use the geometry JSON written by Kontext Aspect-Ratio Lock (or `kontext-atelier aspect-lock --geometry-out`)."
         if not isinstance(data, dict) or data.get("kind") != "kontext-atelier/geometry":
             raise AtelierError(f"This is not a Kontext Atelier geometry. {hint}")
@@ -190,6 +191,7 @@ class Geometry:
                 f"Unsupported Kontext geometry version {data.get('version')!r}; this pack reads version 1. {hint}"
             )
         try:
+            _check_stored_sizes(data, max_original_pixels)
             return cls(
                 original_size=_int_tuple(data["original_size"], 2),
                 crop_box=_int_tuple(data["crop_box"], 4),
@@ -201,7 +203,7 @@ class Geometry:
                 fit=str(data["fit"]),
                 anchor=str(data.get("anchor", "center")),
                 pad_mode=str(data.get("pad_mode", "edge")),
-                pad_color=tuple(float(v) for v in data.get("pad_color", (0.0, 0.0, 0.0))),
+                pad_color=_color(data.get("pad_color", (0.0, 0.0, 0.0))),
                 fingerprint=None if data.get("fingerprint") is None else str(data["fingerprint"]),
                 filter=str(data.get("filter", FILTER)),
                 version=1,
@@ -212,12 +214,40 @@ class Geometry:
             raise AtelierError(f"The Kontext geometry is incomplete or damaged ({exc!r}). {hint}") from None
 
 
+def _check_stored_sizes(data: dict, max_original_pixels: int) -> None:
+    """Sizes read from outside (a JSON file, a workflow) stay within what a lock can make: a hand-edited 20000x20000
+    original made restore allocate it (38 s, 11 GB) before anything complained. Checked before the record is built.
+    """
+    ow, oh = _int_tuple(data["original_size"], 2)
+    tw, th = _int_tuple(data["target_size"], 2)
+    if ow * oh > max_original_pixels:
+        raise AtelierError(
+            f"The Kontext geometry's original size {ow}x{oh} is over the {max_original_pixels / 1e6:.1f} million pixel "
+            "limit of the aspect lock; the geometry was edited or damaged. Re-run Kontext Aspect-Ratio Lock."
+        )
+    if tw * th > MAX_TARGET_AREA:
+        raise AtelierError(
+            f"The Kontext geometry's target size {tw}x{th} is over the {MAX_TARGET_AREA / 1e6:.2f} million pixels a "
+            "lock makes; the geometry was edited or damaged. Re-run Kontext Aspect-Ratio Lock."
+        )
+
+
 def _int_tuple(value: Any, n: int) -> tuple[int, ...]:
-    values = list(value)
-    items = tuple(int(v) for v in values)
-    if len(items) != n or any(float(a) != float(b) for a, b in zip(items, values, strict=True)):
-        raise ValueError(f"expected {n} integers, got {value!r}")
-    return items
+    # Only a list of whole numbers: list("99") would otherwise read a string as (9, 9).
+    if not isinstance(value, (list, tuple)) or len(value) != n or not all(_is_whole(v) for v in value):
+        raise ValueError(f"expected {n} integers, got {value!r:.80}")
+    return tuple(int(v) for v in value)
+
+
+def _is_whole(v: Any) -> bool:
+    return not isinstance(v, bool) and (isinstance(v, int) or (isinstance(v, float) and v.is_integer()))
+
+
+def _color(value: Any) -> tuple[float, ...]:
+    numbers = isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value)
+    if not numbers or not 1 <= len(value) <= 4 or not all(math.isfinite(v) for v in value):
+        raise ValueError(f"pad_color must be 1 to 4 numbers, got {value!r:.80}")
+    return tuple(float(v) for v in value)
 
 
 def _consistency_problems(g: Geometry) -> str:

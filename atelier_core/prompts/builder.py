@@ -54,6 +54,10 @@ FIELD_SECTIONS: dict[str, str] = {
     "template": "edit_templates",
 }
 TOKEN_LIMITS: dict[str, int] = {"clip_l": 77, "t5xxl": 512}
+# Past this many characters a prompt is many times over both token limits (512 T5 tokens are ~2,500 characters), so
+# exact counts add nothing: check_length estimates instead. ComfyUI's tokenizers take seconds per 100 KB (their
+# weight parser is a Python loop per character); a 1 MB "extra" took 21.7 s to count.
+EXACT_COUNT_MAX_CHARS = 20_000
 TOKENIZER_NAMES: dict[str, str] = {"clip_l": "CLIP-L", "t5xxl": "T5-XXL"}
 TokenCounter = Callable[[str], Mapping[str, int]]
 
@@ -177,6 +181,8 @@ def check_length(text: str, counter: TokenCounter | None) -> tuple[dict[str, int
     """Token counts from ``counter`` and a warning for each tokenizer whose limit the prompt passes."""
     if counter is None or not text:
         return {}, []
+    if len(text) > EXACT_COUNT_MAX_CHARS:
+        counter = rough_token_counts
     counts = {name: int(n) for name, n in counter(text).items()}
     warnings = []
     clip, t5 = counts.get("clip_l"), counts.get("t5xxl")
