@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import AtelierError
 from . import align as _align
 from . import color as _color
+from . import diffmerge_kind as _kind
 from . import poisson as _poisson
 from .diffmerge_delta import delta_e_map, two_pass_delta_e
 from .diffmerge_mask import (
@@ -75,6 +76,7 @@ class MergeOptions:
     detect_megapixels: float = 1.0
     denoise_sigma: float = 1.0
     envelope: int = 1  # detection pixels: tolerance for residual misalignment and softening at edges
+    force_merge: bool = False  # merge global and reframed edits too (they return the edit itself by default)
 
     def validate(self) -> None:
         if self.formula.lower() not in _color.DELTA_E_FORMULAS:
@@ -222,8 +224,9 @@ class _Inputs:
     o_alpha: np.ndarray | None
     e_alpha: np.ndarray | None
     grey: bool  # both were grey: the result is grey too
-    valid: np.ndarray | None  # pixels an edit of another aspect ratio covers (None: all)
+    valid: np.ndarray | None  # pixels the edit covers (another aspect ratio, a moved picture; None: all)
     notes: list[str]
+    edit_raw: np.ndarray  # the checked edit at its own size, for a whole-edit answer
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -241,10 +244,10 @@ class _Inputs:
 
 def _prepare(original, edited) -> _Inputs:
     orig = _check_image("original", original)
-    edit = _check_image("edited", edited)
+    raw = _check_image("edited", edited)
     h, w = orig.shape[:2]
     notes: list[str] = []
-    edit, valid, note = fit_to_size(edit, h, w)
+    edit, valid, note = fit_to_size(raw, h, w)
     if note:
         notes.append(note)
         log.info("Kontext Diff-Merge: %s", note)
@@ -253,7 +256,7 @@ def _prepare(original, edited) -> _Inputs:
     if o_alpha is not None or e_alpha is not None:
         o_alpha = np.ones((h, w), np.float32) if o_alpha is None else o_alpha
         e_alpha = o_alpha if e_alpha is None else e_alpha
-    return _Inputs(o_rgb, e_rgb, o_alpha, e_alpha, o_grey and e_grey, valid, notes)
+    return _Inputs(o_rgb, e_rgb, o_alpha, e_alpha, o_grey and e_grey, valid, notes, raw)
 
 
 @dataclass
@@ -296,9 +299,15 @@ def _align_step(o_s, e_s, inputs: _Inputs, scale: _Scale, enabled: bool):
         alignment = _align.estimate_alignment(o_s, e_s)
         if alignment.ok and not alignment.is_identity:
             e_s = _align.warp_image(e_s, alignment)
+            full = alignment.scaled(scale.w / scale.dw)
             if inputs.valid is not None:
-                full = alignment.scaled(scale.w / scale.dw)
                 inputs.valid = _align.warp_image(inputs.valid.astype(np.float32)[..., None], full)[..., 0] > 0.999
+            # Pixels the moved edit does not reach were never in it: they stay the original's (the warp would
+            # otherwise fill them by repeating the edit's edge pixels).
+            covered = np.zeros((scale.h, scale.w), bool)
+            covered[full.covered(scale.w, scale.h, margin=-0.5)] = True
+            if not covered.all():
+                inputs.valid = covered if inputs.valid is None else inputs.valid & covered
         elif not alignment.ok:
             inputs.notes.append(alignment.note)
     shift = alignment.scaled(scale.w / scale.dw) if alignment.ok else _align.Alignment()
@@ -415,8 +424,13 @@ def _blend(o_stack, e_stack, shift, hard, soft, opts: MergeOptions):
     return merged, info
 
 
-def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, notes, t0) -> dict:
+def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, notes, t0, kind) -> dict:
     return {
+        "kind": kind.kind,
+        "kind_reason": kind.reason,
+        "forced_merge": bool(kind.whole and opts.force_merge),
+        "quick_changed_share": round(kind.changed_share, 4),
+        "match": round(float(alignment.confidence), 3),
         "shift_x": round(shift.dx, 3),
         "shift_y": round(shift.dy, 3),
         "scale": round(shift.scale, 5),
@@ -429,7 +443,7 @@ def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, o
         "changed_fraction": round(float(hard.mean()), 5),
         "changed_pixels": int(hard.sum()),
         "regions": int(cv2.connectedComponents(hard.astype(np.uint8))[0] - 1) if hard.any() else 0,
-        "blend": opts.blend,
+        "blend": "none (the edit itself)" if kind.whole and not opts.force_merge else opts.blend,
         "poisson": asdict(poisson_info) if poisson_info is not None else None,
         "detect_size": [scale.dw, scale.dh],
         "size": [scale.w, scale.h],
@@ -451,6 +465,13 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     color_fix = predict = None
     if opts.match_color and scale.dh * scale.dw >= 16:
         color_fix, predict = _colour_step(o_s, e_s, inputs.notes)
+    valid_s = scale.small_plane(inputs.valid) > 0.999 if inputs.valid is not None else None
+    share = _kind.quick_changed_share(o_s, e_s, predict, valid_s, opts.formula.lower(), opts.threshold, 1.0)
+    kind = _kind.decide(alignment, share, scale.dw, scale.dh)
+    if kind.whole:
+        log.info("Kontext Diff-Merge: %s", kind.reason)
+        if not opts.force_merge:
+            return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
     de, threshold = _difference_map(o_s, e_s, predict, inputs, alignment, scale, opts)
 
     hard = _with_user_mask(_detect(de, threshold, scale, opts), user_mask, opts.user_mask_mode, inputs.notes)
@@ -463,8 +484,26 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     merged, poisson_info = _blend(*inputs.stacks(), shift, hard, soft, opts)
     merged_out = np.concatenate([merged[..., :1], merged[..., 3:]], axis=2) if inputs.grey else merged
     preview = _outline_preview(merged[..., :3], hard)
-    report = _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, inputs.notes, t0)
+    report = _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, inputs.notes, t0, kind)
     return MergeResult(merged_out, hard.astype(np.float32), soft, preview, report)
+
+
+def _whole_edit(inputs: _Inputs, kind, alignment, color_fix, scale: _Scale, opts: MergeOptions, t0) -> MergeResult:
+    """The answer for a global or reframed edit: the edit itself at the original's size, neither moved nor
+    cropped, with the report and the preview saying why."""
+    h, w = inputs.shape
+    e_rgb, e_alpha, e_grey = _split(_kind.fit_whole(inputs.edit_raw, h, w))
+    if inputs.o_alpha is not None:
+        e_alpha = inputs.o_alpha if e_alpha is None else e_alpha
+        e_rgb = np.concatenate([e_rgb, e_alpha[..., None]], axis=2)
+    merged = np.concatenate([e_rgb[..., :1], e_rgb[..., 3:]], axis=2) if inputs.grey else e_rgb
+    ones = np.ones((h, w), np.float32)
+    notes = [f"{kind.reason}: returned the edit itself at the original's size; {_kind.FORCE_HINT}", *inputs.notes]
+    report = _report(
+        alignment, _align.Alignment(), color_fix, opts.threshold, ones > 0, None, scale, opts, notes, t0, kind
+    )
+    preview = _kind.label_preview(e_rgb[..., :3], kind)
+    return MergeResult(np.ascontiguousarray(merged, np.float32), ones, ones.copy(), preview, report)
 
 
 def _batch_item(arr: np.ndarray, i: int) -> np.ndarray:
@@ -501,6 +540,7 @@ def diff_merge_batch(originals, edits, options: MergeOptions | None = None, mask
 def format_report(report: dict) -> str:
     """A few human lines for the node's STRING output and the command line."""
     lines = [
+        f"kind: {report.get('kind', 'local')}" + (" (merge forced)" if report.get("forced_merge") else ""),
         f"shift: dx={report['shift_x']:+.2f} px, dy={report['shift_y']:+.2f} px, scale={report['scale']:.4f}"
         + ("" if report["aligned"] else " (not aligned)"),
         f"threshold: ΔE {report['threshold']:.2f} ({report['formula']}{', auto' if report['auto_threshold'] else ''})",
