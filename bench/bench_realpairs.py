@@ -13,7 +13,7 @@ INPUT_TYPES defaults, see bench_diffmerge_peer.py). Per pair and merge it prints
 * changed %: pixels the merge changed (any channel more than 2/255 from the original);
 * PSNR to the edit (at the original's size) and to the original, in dB;
 * far regions / far %: changed regions, and the share of the frame, farther than ``--far`` px (48) from the
-  largest changed region (the main change);
+  largest changed region (the main change; for the pairs in FOCUS, from a hand-drawn box around the edit);
 * seconds: best of ``--repeat`` for the merge call alone (the node's preview PNG, written by ComfyUI, is not
   counted for either).
 
@@ -43,6 +43,10 @@ from bench_diffmerge_peer import STAGES, load_peer  # noqa: E402
 from atelier_core.image import diffmerge  # noqa: E402
 
 DEFAULT_PAIRS = ROOT.parent / "shared" / "realpairs"
+# Where the edit is, drawn by hand, for pairs whose changes connect the edit to re-rendered parts (the inserted
+# boy of the omini pair touches the re-rendered table and the old man): "far" is measured from this box
+# (x0, y0, x1, y1 in the original's pixels) instead of from the largest changed region.
+FOCUS = {"kdev_omini_scene01_add_boy": (270, 105, 630, 690)}
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -57,13 +61,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 99.0 if mse <= 1e-12 else 10.0 * np.log10(1.0 / mse)
 
 
-def far_changes(changed: np.ndarray, far: float) -> tuple[int, float]:
-    """-> (regions, share of the frame) of ``changed`` farther than ``far`` px from its largest region."""
+def far_changes(changed: np.ndarray, far: float, focus=None) -> tuple[int, float]:
+    """-> (regions, share of the frame) of ``changed`` farther than ``far`` px from its largest region (or from
+    the ``focus`` box)."""
     if not changed.any():
         return 0, 0.0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(changed.astype(np.uint8), connectivity=8)
-    main = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    dist = cv2.distanceTransform((labels != main).astype(np.uint8), cv2.DIST_L2, 5)
+    main = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if focus is not None:
+        main = np.zeros_like(changed)
+        main[focus[1] : focus[3], focus[0] : focus[2]] = True
+    dist = cv2.distanceTransform((~main).astype(np.uint8), cv2.DIST_L2, 5)
     beyond = changed & (dist > far)
     regions = len(np.unique(labels[beyond])) if beyond.any() else 0
     return regions, float(beyond.mean())
@@ -94,9 +102,9 @@ def side_by_side(panels: list[np.ndarray], height: int = 512) -> np.ndarray:
     return np.concatenate(row[:-1], axis=1)
 
 
-def measure(merged, original, edit_fitted, far: float) -> dict:
+def measure(merged, original, edit_fitted, far: float, focus=None) -> dict:
     changed = (np.abs(merged[..., :3] - original).max(axis=2) > 2.0 / 255) if merged is not None else None
-    regions, share = far_changes(changed, far)
+    regions, share = far_changes(changed, far, focus)
     return {
         "changed": float(changed.mean()),
         "psnr_edit": psnr(merged[..., :3], edit_fitted),
@@ -112,13 +120,13 @@ def run_pair(folder: Path, peer, repeat: int, far: float, out_dir: Path) -> dict
     h, w = original.shape[:2]
     edit_fitted = cv2.resize(edited, (w, h), interpolation=cv2.INTER_AREA) if edited.shape != original.shape else edited
     t_ours, res = best_of(lambda: diffmerge.diff_merge(original, edited), repeat)
-    ours = measure(res.merged, original, edit_fitted, far)
+    ours = measure(res.merged, original, edit_fitted, far, FOCUS.get(folder.name))
     ours.update(kind=res.report.get("kind", "-"), mask=float(res.hard_mask.mean()), seconds=t_ours)
     row = {"pair": folder.name, "size": f"{w}x{h}", "ours": ours, "report": diffmerge.format_report(res.report)}
     panels = [original, edit_fitted, outlined(res.merged[..., :3], ours["changed_map"])]
     if peer is not None:
         t_peer, merged_peer = best_of(lambda: peer(original, edited), repeat)
-        theirs = measure(merged_peer, original, edit_fitted, far)
+        theirs = measure(merged_peer, original, edit_fitted, far, FOCUS.get(folder.name))
         theirs.update(kind="-", mask=float("nan"), seconds=t_peer)
         row["peer"] = theirs
         panels.append(outlined(merged_peer[..., :3], theirs["changed_map"]))

@@ -34,6 +34,7 @@ from .diffmerge_mask import (
     _outline_preview,
     _remove_small,
     close_mask,
+    drop_scattered,
     feather_mask,
     grow_mask,
 )
@@ -56,6 +57,8 @@ BLEND_MODES = ("poisson", "multiband", "alpha")
 USER_MASK_MODES = ("add", "subtract", "replace")
 # Clean-up closes gaps and notches up to twice this wide (original pixels) inside a changed region.
 _CLOSE_GAPS_PX = 4.0
+# Small faint regions farther than this (original pixels) from the main change may be re-rendered texture.
+_SCATTER_FAR_PX = 48.0
 
 
 @dataclass
@@ -354,13 +357,19 @@ def _difference_map(o_s, e_s, predict, inputs: _Inputs, alignment, scale: _Scale
     return de, threshold
 
 
-def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions) -> np.ndarray:
+def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions, notes: list[str]) -> np.ndarray:
     """Threshold and clean the ΔE map, then bring it to full resolution and grow it: the hard mask."""
     # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges.
     if min(scale.dh, scale.dw) >= 5:
         de = cv2.medianBlur(np.ascontiguousarray(de, np.float32), 5)
     detected = de > threshold
     detected = _remove_small(detected, opts.min_area * scale.factor**2)
+    detected, dropped = drop_scattered(detected, de, threshold, _SCATTER_FAR_PX * scale.factor)
+    if dropped:
+        notes.append(
+            f"{dropped} small faint regions scattered far from the main change left out (re-rendered texture, "
+            "not an edit); add them with a mask if they are wanted"
+        )
     if opts.fill_holes:
         # Closing first: a gap that reaches the region's outline (pixels an edit happened to leave at their
         # old colour) is not a hole, and only ``grow`` would cover it, at the price of a wider blend band.
@@ -474,7 +483,9 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
             return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
     de, threshold = _difference_map(o_s, e_s, predict, inputs, alignment, scale, opts)
 
-    hard = _with_user_mask(_detect(de, threshold, scale, opts), user_mask, opts.user_mask_mode, inputs.notes)
+    hard = _with_user_mask(
+        _detect(de, threshold, scale, opts, inputs.notes), user_mask, opts.user_mask_mode, inputs.notes
+    )
     if inputs.valid is not None:
         hard = hard & inputs.valid
     soft = feather_mask(hard, int(opts.feather))

@@ -99,3 +99,32 @@ def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
     edge = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((2 * width + 1,) * 2, np.uint8))
     np.copyto(crop, np.array([1.0, 0.9, 0.0], np.float32), where=edge.view(bool)[..., None])
     return preview
+
+
+# A re-render redraws unchanged texture (foliage, wood grain, a face in the background) a little differently:
+# ΔE finds it as many small regions, scattered over the frame, barely above the threshold. A real edit is either
+# the main change, near it, or clearly different (text, a new stroke, a removed cable reach ΔE far above it).
+SCATTER_MIN_COUNT = 8  # this many small low-contrast far regions make a re-rendered texture, fewer are kept
+SCATTER_MAX_AREA = 0.005  # share of the frame: larger regions are kept whatever their contrast
+SCATTER_CONTRAST = 2.0  # mean ΔE over the region, in thresholds: above it a region is a real change
+
+
+def drop_scattered(mask: np.ndarray, delta_e: np.ndarray, threshold: float, far: float) -> tuple[np.ndarray, int]:
+    """``mask`` without the re-rendered texture: regions that are small, low-contrast and farther than ``far`` px
+    from the main change (the largest region and every region at least a tenth its size), when there are at
+    least SCATTER_MIN_COUNT of them. -> (mask, regions dropped)."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n - 1 < SCATTER_MIN_COUNT + 1:
+        return mask, 0
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    areas[0] = 0
+    main = areas >= 0.1 * areas.max()
+    near = _distance_outside(main[labels]) <= far
+    is_near = np.zeros(n, bool)
+    is_near[np.unique(labels[near])] = True
+    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
+    scattered = ~main & ~is_near & (areas < SCATTER_MAX_AREA * mask.size) & (mean_de < SCATTER_CONTRAST * threshold)
+    scattered[0] = False
+    if scattered.sum() < SCATTER_MIN_COUNT:
+        return mask, 0
+    return mask & ~scattered[labels], int(scattered.sum())
