@@ -14,7 +14,7 @@ INPUT_TYPES defaults, see bench_diffmerge_peer.py). Per pair and merge it prints
 * PSNR to the edit (at the original's size) and to the original, in dB;
 * far regions / far %: changed regions, and the share of the frame, farther than ``--far`` px (48) from the
   largest changed region (the main change; for the pairs in FOCUS, from a hand-drawn box around the edit);
-* seconds: best of ``--repeat`` for the merge call alone (the node's preview PNG, written by ComfyUI, is not
+* seconds: best of ``--repeat`` (ours and the peer's in turn) for the merge call alone (the node's preview PNG, written by ComfyUI, is not
   counted for either).
 
 bench/out/realpairs_<pair>.png shows original | edit | ours (changed pixels outlined) | peer, 512 px high.
@@ -77,13 +77,16 @@ def far_changes(changed: np.ndarray, far: float, focus=None) -> tuple[int, float
     return regions, float(beyond.mean())
 
 
-def best_of(fn, repeat: int):
-    best, out = float("inf"), None
+def best_of_each(fns: list, repeat: int) -> list[tuple[float, object]]:
+    """Best time and last output of each callable, run in turn ``repeat`` times (interleaved, so a busy machine
+    slows both merges alike)."""
+    best, outs = [float("inf")] * len(fns), [None] * len(fns)
     for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            outs[i] = fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return list(zip(best, outs, strict=True))
 
 
 def outlined(image: np.ndarray, changed: np.ndarray) -> np.ndarray:
@@ -119,13 +122,17 @@ def run_pair(folder: Path, peer, repeat: int, far: float, out_dir: Path) -> dict
     original, edited = read_rgb(folder / "original.png"), read_rgb(folder / "edited.png")
     h, w = original.shape[:2]
     edit_fitted = cv2.resize(edited, (w, h), interpolation=cv2.INTER_AREA) if edited.shape != original.shape else edited
-    t_ours, res = best_of(lambda: diffmerge.diff_merge(original, edited), repeat)
+    fns = [lambda: diffmerge.diff_merge(original, edited)]
+    if peer is not None:
+        fns.append(lambda: peer(original, edited))
+    timed = best_of_each(fns, repeat)
+    t_ours, res = timed[0]
     ours = measure(res.merged, original, edit_fitted, far, FOCUS.get(folder.name))
     ours.update(kind=res.report.get("kind", "-"), mask=float(res.hard_mask.mean()), seconds=t_ours)
     row = {"pair": folder.name, "size": f"{w}x{h}", "ours": ours, "report": diffmerge.format_report(res.report)}
     panels = [original, edit_fitted, outlined(res.merged[..., :3], ours["changed_map"])]
     if peer is not None:
-        t_peer, merged_peer = best_of(lambda: peer(original, edited), repeat)
+        t_peer, merged_peer = timed[1]
         theirs = measure(merged_peer, original, edit_fitted, far, FOCUS.get(folder.name))
         theirs.update(kind="-", mask=float("nan"), seconds=t_peer)
         row["peer"] = theirs
@@ -176,7 +183,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("pairs", nargs="*", type=Path, help=f"pair folders (default: every folder in {DEFAULT_PAIRS})")
     ap.add_argument("--peer", type=Path, help="folder of a flux-kontext-diff-merge checkout (outside this repo)")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--far", type=float, default=48.0, help="distance from the main change counted as far (px)")
     ap.add_argument("--json-out", type=Path, help="also write the figures as JSON")
     ap.add_argument("--profile", action="store_true", help="also print where our time goes on each pair")

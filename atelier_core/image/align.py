@@ -190,15 +190,22 @@ def match_confidence(reference: np.ndarray, moving: np.ndarray, a: Alignment) ->
     return float((ref * mov).sum()) / denom if denom > 1e-12 else 0.0
 
 
-def _pyramid(h: int, w: int, max_side: int) -> list[float]:
-    """Scale factors from coarse to fine, the finest at most ``max_side`` px long, the coarsest 64+ px short."""
+def _pyramid(image: np.ndarray, max_side: int) -> list[np.ndarray]:
+    """Copies from coarse to fine, each half the next: the finest at most ``max_side`` px long (the image itself
+    when it is at most a third longer: a fractional resize costs more than the extra pixels), the coarsest 64+
+    px short. Halving is OpenCV's fast path; a fractional resize per level is several times slower."""
+    h, w = image.shape[:2]
     factor = min(1.0, max_side / max(h, w))
-    sizes = []
-    f = factor
-    while min(h, w) * f >= 64 and len(sizes) < 4:
-        sizes.append(f)
-        f /= 2
-    return sizes[::-1] or [factor]
+    level = (
+        image
+        if factor >= 0.75
+        else cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    )
+    levels = [level]
+    while min(level.shape[:2]) // 2 >= 64 and len(levels) < 4:
+        level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        levels.append(level)
+    return levels[::-1]
 
 
 def _refused(note: str, confidence: float) -> Alignment:
@@ -208,43 +215,33 @@ def _refused(note: str, confidence: float) -> Alignment:
 def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int = 1024) -> Alignment:
     """Global shift and scale taking ``moving`` onto ``reference`` (both sRGB (H, W, 3), same size).
 
-    Works on luma, on a copy at most ``max_side`` pixels on its long side; the returned shift is in the
-    input's pixels. The result carries a ``confidence`` (match_confidence on a copy about 256 px long); below
-    MIN_CONFIDENCE the motion is refused (``ok`` False), unless the images match better unmoved, and the finer
-    levels are not searched at all (an unrelated scene is where the search works hardest for nothing).
+    Works on luma, on a pyramid whose finest copy is at most ``max_side`` pixels on its long side (a third
+    more is taken as it is); the returned shift is in the input's pixels. The result carries a ``confidence``
+    (match_confidence on the pyramid level nearest 256 px long); below MIN_CONFIDENCE the motion is refused
+    (``ok`` False), unless the images match unmoved, and the finer levels are not searched at all (an unrelated
+    scene is where the search works hardest for nothing).
     """
     h, w = reference.shape[:2]
     if min(h, w) < MIN_ALIGN_SIDE:
         return Alignment(ok=False, note=f"image smaller than {MIN_ALIGN_SIDE} px: alignment skipped")
-    ref_full, mov_full = luma(reference), luma(moving)
-    sizes = _pyramid(h, w, max_side)
-
-    def at(img: np.ndarray, f: float) -> np.ndarray:
-        size = (max(1, round(w * f)), max(1, round(h * f)))
-        return cv2.resize(img, size, interpolation=cv2.INTER_AREA) if f < 1 else img
-
-    fc = min(1.0, _CONFIDENCE_SIDE / max(h, w))
-    ref_c, mov_c = at(ref_full, fc), at(mov_full, fc)
-    f0 = sizes[0]
-    dx, dy, _peak = phase_correlation(at(ref_full, f0), at(mov_full, f0))
-    a = Alignment(dx / f0, dy / f0)
-    checked = False
-    for i, f in enumerate(sizes):
-        if not checked and f > fc * 1.5:  # the levels up to the confidence copy's size have placed the motion
-            a, checked = _checked(ref_c, mov_c, a, fc), True
-            if not a.ok or a.is_identity and a.note:
-                return a
+    refs, movs = _pyramid(luma(reference), max_side), _pyramid(luma(moving), max_side)
+    factors = [lvl.shape[1] / w for lvl in refs]
+    # The confidence level: the finest no longer than about _CONFIDENCE_SIDE (the coarsest if none is).
+    conf_i = max([i for i, lvl in enumerate(refs) if max(lvl.shape) <= 1.5 * _CONFIDENCE_SIDE] or [0])
+    dx, dy, _peak = phase_correlation(refs[0], movs[0])
+    a = Alignment(dx / factors[0], dy / factors[0])
+    for i, f in enumerate(factors):
         # Coarser levels only need to bring the next one within its reach: 0.02 px there is refined anyway.
-        tolerance = 1e-3 if i == len(sizes) - 1 else 2e-2
-        a = _refine(at(ref_full, f), at(mov_full, f), a.scaled(f), iterations=10, tolerance=tolerance).scaled(1 / f)
+        tolerance = 1e-3 if i == len(factors) - 1 else 2e-2
+        a = _refine(refs[i], movs[i], a.scaled(f), iterations=10, tolerance=tolerance).scaled(1 / f)
+        if i == conf_i:
+            a = _checked(refs[i], movs[i], a, f)
+            if not a.ok or a.note:
+                return a
     if not (abs(a.scale - 1) < 0.2 and abs(a.dx) < w / 4 and abs(a.dy) < h / 4) or not np.isfinite(
         a.dx + a.dy + a.scale
     ):
         return _refused("no reliable global motion found: alignment skipped", a.confidence)
-    if not checked:
-        a = _checked(ref_c, mov_c, a, fc)
-        if not a.ok or a.note:
-            return a
     a.note = f"shift ({a.dx:+.2f}, {a.dy:+.2f}) px, scale {a.scale:.4f}, match {a.confidence:.2f}"
     return a
 

@@ -32,9 +32,8 @@ from .diffmerge_mask import (
     _bbox,
     _fill_holes,
     _outline_preview,
-    _remove_small,
+    clean_regions,
     close_mask,
-    drop_scattered,
     feather_mask,
     grow_mask,
 )
@@ -363,8 +362,8 @@ def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions,
     if min(scale.dh, scale.dw) >= 5:
         de = cv2.medianBlur(np.ascontiguousarray(de, np.float32), 5)
     detected = de > threshold
-    detected = _remove_small(detected, opts.min_area * scale.factor**2)
-    detected, dropped = drop_scattered(detected, de, threshold, _SCATTER_FAR_PX * scale.factor)
+    min_area = opts.min_area * scale.factor**2
+    detected, dropped = clean_regions(detected, de, threshold, min_area, _SCATTER_FAR_PX * scale.factor)
     if dropped:
         notes.append(
             f"{dropped} small faint regions scattered far from the main change left out (re-rendered texture, "

@@ -7,15 +7,6 @@ import cv2
 import numpy as np
 
 
-def _remove_small(mask: np.ndarray, min_area: float) -> np.ndarray:
-    if min_area <= 1 or not mask.any():
-        return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False
-    return keep[labels]
-
-
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill background regions that do not touch the image border."""
     if not mask.any():
@@ -109,22 +100,39 @@ SCATTER_MAX_AREA = 0.005  # share of the frame: larger regions are kept whatever
 SCATTER_CONTRAST = 2.0  # mean ΔE over the region, in thresholds: above it a region is a real change
 
 
-def drop_scattered(mask: np.ndarray, delta_e: np.ndarray, threshold: float, far: float) -> tuple[np.ndarray, int]:
-    """``mask`` without the re-rendered texture: regions that are small, low-contrast and farther than ``far`` px
-    from the main change (the largest region and every region at least a tenth its size), when there are at
-    least SCATTER_MIN_COUNT of them. -> (mask, regions dropped)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if n - 1 < SCATTER_MIN_COUNT + 1:
+def clean_regions(
+    mask: np.ndarray, delta_e: np.ndarray, threshold: float, min_area: float, far: float
+) -> tuple[np.ndarray, int]:
+    """``mask`` without its specks (regions under ``min_area`` px) and without re-rendered texture: regions that
+    are small, low-contrast and farther than ``far`` px from the main change (the largest region and every
+    region at least a tenth its size), when there are at least SCATTER_MIN_COUNT of them. One labelling serves
+    both. -> (mask, regions dropped as texture)."""
+    if not mask.any():
         return mask, 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
     areas[0] = 0
+    keep = areas >= max(min_area, 1.0)
+    keep[0] = False
+    scattered = _scattered(labels, areas * keep, delta_e, threshold, far) & keep
+    if scattered.sum() >= SCATTER_MIN_COUNT:
+        keep &= ~scattered
+    else:
+        scattered[:] = False
+    if keep[1:].all():
+        return mask, 0
+    return keep[labels], int(scattered.sum())
+
+
+def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float):
+    """Per label: small, faint and far from the main change (labels of area 0 count as absent)."""
+    n = areas.size
+    if (areas > 0).sum() < SCATTER_MIN_COUNT + 1:
+        return np.zeros(n, bool)
     main = areas >= 0.1 * areas.max()
     near = _distance_outside(main[labels]) <= far
     is_near = np.zeros(n, bool)
     is_near[np.unique(labels[near])] = True
     mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
-    scattered = ~main & ~is_near & (areas < SCATTER_MAX_AREA * mask.size) & (mean_de < SCATTER_CONTRAST * threshold)
-    scattered[0] = False
-    if scattered.sum() < SCATTER_MIN_COUNT:
-        return mask, 0
-    return mask & ~scattered[labels], int(scattered.sum())
+    small = areas < SCATTER_MAX_AREA * labels.size
+    return (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
