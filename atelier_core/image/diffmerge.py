@@ -436,7 +436,7 @@ def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, o
     return {
         "kind": kind.kind,
         "kind_reason": kind.reason,
-        "forced_merge": bool(kind.whole and opts.force_merge),
+        "forced_merge": bool(kind.whole),  # from a merge; the whole-edit answer says False
         "quick_changed_share": round(kind.changed_share, 4),
         "match": round(float(alignment.confidence), 3),
         "shift_x": round(shift.dx, 3),
@@ -451,7 +451,7 @@ def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, o
         "changed_fraction": round(float(hard.mean()), 5),
         "changed_pixels": int(hard.sum()),
         "regions": int(cv2.connectedComponents(hard.astype(np.uint8))[0] - 1) if hard.any() else 0,
-        "blend": "none (the edit itself)" if kind.whole and not opts.force_merge else opts.blend,
+        "blend": opts.blend,
         "poisson": asdict(poisson_info) if poisson_info is not None else None,
         "detect_size": [scale.dw, scale.dh],
         "size": [scale.w, scale.h],
@@ -478,7 +478,8 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     kind = _kind.decide(alignment, share, scale.dw, scale.dh)
     if kind.whole:
         log.info("Kontext Diff-Merge: %s", kind.reason)
-        if not opts.force_merge:
+        # A mask that replaces the detection says where the edit goes: that is a merge the user asked for.
+        if not (opts.force_merge or (user_mask is not None and opts.user_mask_mode == "replace")):
             return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
     de, threshold = _difference_map(o_s, e_s, predict, inputs, alignment, scale, opts)
 
@@ -512,6 +513,7 @@ def _whole_edit(inputs: _Inputs, kind, alignment, color_fix, scale: _Scale, opts
     report = _report(
         alignment, _align.Alignment(), color_fix, opts.threshold, ones > 0, None, scale, opts, notes, t0, kind
     )
+    report.update(forced_merge=False, blend="none (the edit itself)")
     preview = _kind.label_preview(e_rgb[..., :3], kind)
     return MergeResult(np.ascontiguousarray(merged, np.float32), ones, ones.copy(), preview, report)
 

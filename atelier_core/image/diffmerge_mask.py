@@ -95,7 +95,10 @@ def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
 # A re-render redraws unchanged texture (foliage, wood grain, a face in the background) a little differently:
 # ΔE finds it as many small regions, scattered over the frame, barely above the threshold. A real edit is either
 # the main change, near it, or clearly different (text, a new stroke, a removed cable reach ΔE far above it).
-SCATTER_MIN_COUNT = 8  # this many small low-contrast far regions make a re-rendered texture, fewer are kept
+# This many small low-contrast far regions, and at least this share of all regions, make a re-rendered texture
+# (a re-render leaves dozens); fewer are kept: a faint edit may break into a few such pieces.
+SCATTER_MIN_COUNT = 12
+SCATTER_MIN_SHARE = 0.5
 SCATTER_MAX_AREA = 0.005  # share of the frame: larger regions are kept whatever their contrast
 SCATTER_CONTRAST = 2.0  # mean ΔE over the region, in thresholds: above it a region is a real change
 
@@ -105,8 +108,8 @@ def clean_regions(
 ) -> tuple[np.ndarray, int]:
     """``mask`` without its specks (regions under ``min_area`` px) and without re-rendered texture: regions that
     are small, low-contrast and farther than ``far`` px from the main change (the largest region and every
-    region at least a tenth its size), when there are at least SCATTER_MIN_COUNT of them. One labelling serves
-    both. -> (mask, regions dropped as texture)."""
+    region at least a tenth its size), when there are at least SCATTER_MIN_COUNT of them and they make at least
+    SCATTER_MIN_SHARE of the regions. One labelling serves both. -> (mask, regions dropped as texture)."""
     if not mask.any():
         return mask, 0
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -115,7 +118,7 @@ def clean_regions(
     keep = areas >= max(min_area, 1.0)
     keep[0] = False
     scattered = _scattered(labels, areas * keep, delta_e, threshold, far) & keep
-    if scattered.sum() >= SCATTER_MIN_COUNT:
+    if scattered.sum() >= max(SCATTER_MIN_COUNT, SCATTER_MIN_SHARE * keep.sum()):
         keep &= ~scattered
     else:
         scattered[:] = False
@@ -135,4 +138,20 @@ def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, thres
     is_near[np.unique(labels[near])] = True
     mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
     small = areas < SCATTER_MAX_AREA * labels.size
-    return (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
+    candidates = (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
+    if candidates.sum() < SCATTER_MIN_COUNT:
+        return candidates
+    return candidates & ~_in_dense_groups(labels, areas, main, far / 6.0)
+
+
+def _in_dense_groups(labels: np.ndarray, areas: np.ndarray, main: np.ndarray, gap: float) -> np.ndarray:
+    """Per label: whether it belongs to a group of regions less than ``gap`` px apart that holds a main region
+    or adds up to a large area. A faint wide change (a shadow, a soft darkening near the threshold) breaks into
+    many pieces that lie close together; a re-render's texture scatters them over the frame."""
+    present = areas[labels] > 0
+    n_groups, groups = cv2.connectedComponents(grow_mask(present, max(1.0, gap / 2)).astype(np.uint8))
+    group_of = np.zeros(areas.size, np.int64)
+    group_of[labels[present]] = groups[present]
+    group_area = np.bincount(group_of, weights=areas, minlength=n_groups)
+    group_main = np.bincount(group_of, weights=main.astype(np.float64), minlength=n_groups) > 0
+    return (group_area[group_of] >= SCATTER_MAX_AREA * labels.size) | group_main[group_of]
