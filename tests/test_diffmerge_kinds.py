@@ -159,17 +159,23 @@ def _inserted_with_rerender(photo: np.ndarray):
         patches |= box
         placed += 1
     edit[patches] = np.clip(photo[patches] * 1.1 + 0.09, 0, 1)
-    return edit, obj, stroke, patches
+    band = np.zeros((h, w), bool)  # a faint redrawn edge joined to the object, reaching across the frame
+    band[200:212, 150:500] = True
+    band &= ~obj
+    edit[band] = np.clip(photo[band] * 1.1 + 0.09, 0, 1)
+    return edit, obj, stroke, patches, band
 
 
 def test_rerendered_texture_far_from_an_inserted_object_stays_original(photo):
-    edit, obj, stroke, patches = _inserted_with_rerender(photo)
+    edit, obj, stroke, patches, band = _inserted_with_rerender(photo)
     r = diffmerge.diff_merge(photo, edit)
     assert r.report["kind"] == "local"
     hard = r.hard_mask > 0
     assert hard[diffmerge.grow_mask(obj, -3)].all()  # the inserted object is kept whole
     assert hard[stroke].mean() > 0.95  # a thin high-contrast edit far away is kept
     assert np.array_equal(r.merged[patches], photo[patches])  # the faint scattered patches are not
+    far_band = band & ~diffmerge.grow_mask(obj, 60)  # nor the faint band where it reaches far from the object
+    assert far_band.sum() > 2000 and np.array_equal(r.merged[far_band], photo[far_band])
     assert any("re-rendered texture" in n for n in r.report["notes"])
     # Fewer than eight such patches are kept: one or two faint changes may be wanted.
     few = photo.copy()

@@ -120,11 +120,33 @@ def clean_regions(
     scattered = _scattered(labels, areas * keep, delta_e, threshold, far) & keep
     if scattered.sum() >= max(SCATTER_MIN_COUNT, SCATTER_MIN_SHARE * keep.sum()):
         keep &= ~scattered
-    else:
-        scattered[:] = False
+        # The frame was re-rendered: faint branches of the main change that reach far from it (a table's edge
+        # redrawn along the whole frame, joined to the inserted object) are re-rendering too.
+        return _drop_faint_branches(keep[labels], delta_e, threshold, far), int(scattered.sum())
     if keep[1:].all():
         return mask, 0
-    return keep[labels], int(scattered.sum())
+    return keep[labels], 0
+
+
+def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float, far: float) -> np.ndarray:
+    """``mask`` without the pixels farther than ``far`` from its main body (the mask opened by ``far / 8``, its
+    largest part and every part at least a tenth its size) that belong to faint pieces (mean ΔE under
+    SCATTER_CONTRAST thresholds); clear changes far away (a moved eye, a new stroke) stay."""
+    radius = max(1.0, far / 8.0)
+    body = grow_mask(grow_mask(mask, -radius), radius) & mask
+    if not body.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(body.astype(np.uint8), connectivity=8)
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    areas[0] = 0
+    main = (areas >= 0.1 * areas.max())[labels]
+    rest = mask & ~main
+    n, labels = cv2.connectedComponents(rest.astype(np.uint8), connectivity=8)
+    area = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(area, 1)
+    faint = mean_de < SCATTER_CONTRAST * threshold
+    faint[0] = False
+    return mask & ~(faint[labels] & (_distance_outside(main) > far))
 
 
 def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float):
