@@ -362,10 +362,12 @@ def _difference_map(o_s, e_s, predict, inputs: _Inputs, alignment, scale: _Scale
 
 def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions, notes: list[str]) -> np.ndarray:
     """Threshold and clean the ΔE map, then bring it to full resolution and grow it: the hard mask."""
-    # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges.
-    if min(scale.dh, scale.dw) >= 5:
-        de = cv2.medianBlur(np.ascontiguousarray(de, np.float32), 5)
+    # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges. The median
+    # commutes with the threshold (a pixel passes when most of its 25 neighbours do), and on 8-bit masks
+    # OpenCV's median is many times faster than on the float map.
     detected = de > threshold
+    if min(scale.dh, scale.dw) >= 5:
+        detected = cv2.medianBlur(detected.view(np.uint8), 5).view(bool)
     min_area = opts.min_area * scale.factor**2
     detected, dropped = clean_regions(detected, de, threshold, min_area, _SCATTER_FAR_PX * scale.factor)
     if dropped:
