@@ -516,6 +516,8 @@ def _whole_edit(inputs: _Inputs, kind, alignment, color_fix, scale: _Scale, opts
     merged = np.concatenate([e_rgb[..., :1], e_rgb[..., 3:]], axis=2) if inputs.grey else e_rgb
     ones = np.ones((h, w), np.float32)
     notes = [f"{kind.reason}: returned the edit itself at the original's size; {_kind.FORCE_HINT}", *inputs.notes]
+    if inputs.valid is not None:  # the centre-crop placement is for merging: a whole-picture answer keeps it all
+        notes.append("the edit's other aspect ratio was stretched to the original's size, not cropped")
     report = _report(
         alignment, _align.Alignment(), color_fix, opts.threshold, ones > 0, None, scale, opts, notes, t0, kind
     )
