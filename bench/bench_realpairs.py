@@ -19,15 +19,13 @@ INPUT_TYPES defaults, see bench_diffmerge_peer.py). Per pair and merge it prints
   counted for either).
 
 bench/out/realpairs_<pair>.png shows original | edit | ours (changed pixels outlined) | peer, 512 px high.
-``--profile`` adds where our time goes per pair (cProfile, the pipeline stages of bench_diffmerge_peer.STAGES).
+``--profile`` adds where our time goes per pair (each pipeline stage timed with the chosen clock).
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import json
-import pstats
 import sys
 import time
 from pathlib import Path
@@ -41,7 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_diffmerge_peer import STAGES, load_peer  # noqa: E402
 
-from atelier_core.image import diffmerge  # noqa: E402
+from atelier_core.image import diffmerge, diffmerge_kind  # noqa: E402
 
 DEFAULT_PAIRS = ROOT.parent / "shared" / "realpairs"
 # Where the edit is, drawn by hand, for pairs whose changes connect the edit to re-rendered parts (the inserted
@@ -147,19 +145,46 @@ def run_pair(folder: Path, peer, repeat: int, far: float, out_dir: Path, clock=t
     return row
 
 
-def profile_pair(folder: Path, runs: int = 2) -> str:
+# The stages timed by --profile: bench_diffmerge_peer's, and the kind decision's quick map.
+PROFILE_STAGES = (*STAGES[:2], ("kind map", "quick_changed_share"), *STAGES[2:])
+
+
+def profile_pair(folder: Path, clock, runs: int = 3) -> str:
+    """Per stage, the least time of ``runs`` merges (``clock``: wall or CPU seconds), each stage's function wrapped
+    where diff_merge looks it up."""
     original, edited = read_rgb(folder / "original.png"), read_rgb(folder / "edited.png")
-    diffmerge.diff_merge(original, edited)
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(runs):
+    spent: dict[str, float] = {}
+    saved = []
+    for _, name in PROFILE_STAGES:
+        module = diffmerge_kind if name == "quick_changed_share" else diffmerge
+        if not hasattr(module, name):  # a renamed stage would otherwise show as 0.000 s
+            raise SystemExit(f"diff_merge no longer calls {name}: update PROFILE_STAGES in {__file__}")
+        fn = getattr(module, name)
+        saved.append((module, name, fn))
+
+        def timed(*a, _fn=fn, _name=name, **k):
+            t = clock()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_name] = spent.get(_name, 0.0) + clock() - t
+
+        setattr(module, name, timed)
+    best: dict[str, float] = {}
+    try:
         diffmerge.diff_merge(original, edited)
-    prof.disable()
-    by_name: dict[str, float] = {}
-    for (_f, _l, name), (*_, cumtime, _c) in pstats.Stats(prof).stats.items():
-        by_name[name] = by_name.get(name, 0.0) + cumtime
-    cells = [f"{by_name.get(fn, 0.0) / runs:.3f}" for _, fn in STAGES]
-    return f"| {folder.name} | " + " | ".join(cells) + f" | {by_name.get('diff_merge', 0.0) / runs:.3f} |"
+        for _ in range(runs):
+            spent.clear()
+            t = clock()
+            diffmerge.diff_merge(original, edited)
+            spent["whole"] = clock() - t
+            for k, v in spent.items():
+                best[k] = min(best.get(k, float("inf")), v)
+    finally:
+        for module, name, fn in saved:
+            setattr(module, name, fn)
+    cells = [f"{1000 * best.get(fn, 0.0):.0f}" for _, fn in PROFILE_STAGES]
+    return f"| {folder.name} | " + " | ".join(cells) + f" | {1000 * best['whole']:.0f} |"
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -214,9 +239,10 @@ def main() -> int:
         ratios = [r["ours"]["seconds"] / r["peer"]["seconds"] for r in rows]
         out.write(f"\nours / peer: median {np.median(ratios):.2f}, worst {max(ratios):.2f}\n")
     if args.profile:
-        out.write("\n| pair | " + " | ".join(n for n, _ in STAGES) + " | whole merge |\n")
-        out.write("|---" * (len(STAGES) + 2) + "|\n")
-        out.write("\n".join(profile_pair(f) for f in folders) + "\n")
+        out.write(f"\nOur stages, ms ({args.clock}, least of 3 merges)\n")
+        out.write("| pair | " + " | ".join(n for n, _ in PROFILE_STAGES) + " | whole merge |\n")
+        out.write("|---" * (len(PROFILE_STAGES) + 2) + "|\n")
+        out.write("\n".join(profile_pair(f, CLOCK[args.clock]) for f in folders) + "\n")
     if args.json_out:
         for r in rows:
             for who in ("ours", "peer"):
