@@ -30,7 +30,7 @@ class Alignment:
     scale: float = 1.0
     ok: bool = True
     note: str = ""
-    confidence: float = 1.0  # structure correlation of the aligned pair (see match_confidence)
+    confidence: float = 1.0  # structure correlation of the aligned pair (see match_confidence); NaN: not measured
 
     @property
     def is_identity(self) -> bool:
@@ -223,7 +223,7 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
     """
     h, w = reference.shape[:2]
     if min(h, w) < MIN_ALIGN_SIDE:
-        return Alignment(ok=False, note=f"image smaller than {MIN_ALIGN_SIDE} px: alignment skipped")
+        return _refused(f"image smaller than {MIN_ALIGN_SIDE} px: alignment skipped", float("nan"))
     refs, movs = _pyramid(luma(reference), max_side), _pyramid(luma(moving), max_side)
     factors = [lvl.shape[1] / w for lvl in refs]
     # The confidence level: the finest no longer than about _CONFIDENCE_SIDE (the coarsest if none is).

@@ -300,7 +300,7 @@ class _Scale:
 
 def _align_step(o_s, e_s, inputs: _Inputs, scale: _Scale, enabled: bool):
     """-> (alignment at detection scale, aligned e_s, shift at full scale); warps ``inputs.valid`` too."""
-    alignment = _align.Alignment(ok=False, note="alignment off")
+    alignment = _align.Alignment(ok=False, note="alignment off", confidence=float("nan"))
     if enabled:
         alignment = _align.estimate_alignment(o_s, e_s)
         if alignment.ok and not alignment.is_identity:
@@ -444,7 +444,7 @@ def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, o
         "kind_reason": kind.reason,
         "forced_merge": bool(kind.whole),  # from a merge; the whole-edit answer says False
         "quick_changed_share": round(kind.changed_share, 4),
-        "match": round(float(alignment.confidence), 3),
+        "match": round(float(alignment.confidence), 3) if np.isfinite(alignment.confidence) else None,
         "shift_x": round(shift.dx, 3),
         "shift_y": round(shift.dy, 3),
         "scale": round(shift.scale, 5),

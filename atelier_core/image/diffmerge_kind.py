@@ -73,9 +73,9 @@ def decide(alignment: _align.Alignment, share: float, width: int, height: int) -
         )
     if share >= GLOBAL_SHARE:
         unrelated = (
-            ""
-            if alignment.ok
-            else f", and its structure does not match the original's (match {alignment.confidence:.2f})"
+            f", and its structure does not match the original's (match {alignment.confidence:.2f})"
+            if alignment.confidence < _align.MIN_CONFIDENCE  # False for NaN: alignment off or image too small
+            else ""
         )
         return EditKind("global", f"global edit: {100 * share:.0f}% of the frame changed{unrelated}", share)
     return EditKind("local", "", share)
