@@ -113,6 +113,15 @@ class AtelierDiffMerge(io.ComfyNode):
                     tooltip="Geometry from Kontext Aspect-Ratio Lock: the edit is restored to the original's exact "
                     "size and placement before merging.",
                 ),
+                io.Boolean.Input(
+                    "force_merge",
+                    default=_DEFAULTS.force_merge,
+                    optional=True,
+                    force_input=True,
+                    tooltip="Connect a true boolean to merge even a global edit (most of the frame changed, or "
+                    "another scene) or a reframed one (the model moved or zoomed the picture). Unconnected, those "
+                    "return the edit itself at the original's size, and the report says why.",
+                ),
             ],
             outputs=[
                 io.Image.Output(
@@ -133,12 +142,14 @@ class AtelierDiffMerge(io.ComfyNode):
                 io.Image.Output(
                     "preview",
                     display_name="preview",
-                    tooltip="The merged image with the changed regions tinted red and outlined.",
+                    tooltip="The merged image with the changed regions tinted red and outlined; a global or "
+                    "reframed edit is shown framed, with a line naming its kind.",
                 ),
                 io.String.Output(
                     "report",
                     display_name="report",
-                    tooltip="Shift found, threshold used, changed area and blend details.",
+                    tooltip="The edit's kind (local, global or reframed, and why), shift found, threshold used, "
+                    "changed area and blend details.",
                 ),
             ],
         )
@@ -160,6 +171,7 @@ class AtelierDiffMerge(io.ComfyNode):
         mask_mode,
         mask=None,
         geometry=None,
+        force_merge=False,
     ) -> io.NodeOutput:
         return _merge(
             cls,
@@ -177,6 +189,7 @@ class AtelierDiffMerge(io.ComfyNode):
             mask_mode,
             mask,
             geometry,
+            force_merge,
         )
 
 
@@ -196,6 +209,7 @@ def _merge(
     mask_mode,
     mask,
     geo,
+    force_merge=False,
 ) -> io.NodeOutput:
     if geo is not None:
         geo = geometry.Geometry.coerce(geo, NAME)
@@ -211,6 +225,7 @@ def _merge(
         align=bool(align),
         match_color=bool(match_color),
         user_mask_mode=mask_mode,
+        force_merge=bool(force_merge),
     )
     device, dtype = original.device, original.dtype
     masks = mask.detach().cpu().float().numpy() if mask is not None else None

@@ -61,3 +61,19 @@ def test_missing_file_is_a_clear_error(tmp_path):
     res = _run(str(tmp_path / "nope.png"), str(tmp_path / "nope2.png"), "-o", str(tmp_path / "m.png"))
     assert res.returncode == 2
     assert "does not exist" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_global_edit_returns_the_edit_unless_forced(tmp_path):
+    original = cv2.imread(str(DATA / "chelsea_451x300.jpg"))
+    other = cv2.resize(cv2.imread(str(DATA / "coffee_600x400.jpg")), (451, 300), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "o.png"), original)
+    cv2.imwrite(str(tmp_path / "e.png"), other)
+    common = (str(tmp_path / "o.png"), str(tmp_path / "e.png"), "--report-out", str(tmp_path / "r.json"))
+    res = _run(*common, "-o", str(tmp_path / "m.png"))
+    assert res.returncode == 0, res.stderr
+    assert "kind: global" in res.stdout and "--force-merge" in res.stdout
+    assert np.array_equal(cv2.imread(str(tmp_path / "m.png")), other)  # another scene: the edit itself
+    res = _run(*common, "-o", str(tmp_path / "f.png"), "--force-merge")
+    assert res.returncode == 0, res.stderr
+    assert "kind: global (merge forced)" in res.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["forced_merge"] is True

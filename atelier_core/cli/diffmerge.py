@@ -74,6 +74,12 @@ def register(subparsers) -> None:
     p.add_argument("--blend", choices=diffmerge.BLEND_MODES, default=d.blend, help=f"(default: {d.blend})")
     p.add_argument("--no-align", action="store_true", help="do not estimate/undo a global shift")
     p.add_argument("--no-color-match", action="store_true", help="do not compensate a global colour drift")
+    p.add_argument(
+        "--force-merge",
+        action="store_true",
+        help="merge even when the edit is global (most of the frame changed, or another scene) or reframed (the "
+        "model moved or zoomed the picture); by default those return the edit itself at the original's size",
+    )
     p.set_defaults(handler=run)
 
 
@@ -165,6 +171,7 @@ def run(args) -> int:
         align=not args.no_align,
         match_color=not args.no_color_match,
         user_mask_mode=args.mask_mode,
+        force_merge=args.force_merge,
     )
     result = diffmerge.diff_merge(original, edited, opts, user_mask)
     _write(args.output, result.merged, depth)

@@ -30,6 +30,7 @@ class Alignment:
     scale: float = 1.0
     ok: bool = True
     note: str = ""
+    confidence: float = 1.0  # structure correlation of the aligned pair (see match_confidence); NaN: not measured
 
     @property
     def is_identity(self) -> bool:
@@ -43,7 +44,26 @@ class Alignment:
 
     def scaled(self, factor: float) -> Alignment:
         """The same motion expressed for an image ``factor`` times larger."""
-        return Alignment(self.dx * factor, self.dy * factor, self.scale, self.ok, self.note)
+        return Alignment(self.dx * factor, self.dy * factor, self.scale, self.ok, self.note, self.confidence)
+
+    def corner_motion(self, width: int, height: int) -> float:
+        """How far (pixels) the motion moves the frame's farthest corner: Kontext's own drift moves it a few
+        pixels; a model that reframed the picture moves it tens."""
+        cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+        ds = self.scale - 1.0
+        return max(float(np.hypot(ds * sx * cx + self.dx, ds * sy * cy + self.dy)) for sx in (-1, 1) for sy in (-1, 1))
+
+    def covered(self, width: int, height: int, margin: float = 1.0) -> tuple[slice, slice]:
+        """The reference pixels whose moving position lies at least ``margin`` px inside the moving image (the
+        rest would be made up by the warp's border mode): a (rows, cols) box, empty slices when none."""
+
+        def span(n: int, c: float, d: float) -> slice:
+            # moving = s * (x - c) + c + d must lie in [margin, n - 1 - margin]
+            lo = (margin - c - d) / self.scale + c
+            hi = (n - 1 - margin - c - d) / self.scale + c
+            return slice(max(0, int(np.ceil(lo - 1e-6))), max(0, min(n, int(np.floor(hi + 1e-6)) + 1)))
+
+        return span(height, (height - 1) / 2.0, self.dy), span(width, (width - 1) / 2.0, self.dx)
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -135,48 +155,111 @@ def _refine(
             delta = np.linalg.solve(jw.T @ jac + np.eye(5) * 1e-9, jw.T @ target)
         except np.linalg.LinAlgError:
             break
-        a = Alignment(a.dx + float(delta[0]), a.dy + float(delta[1]), a.scale + float(delta[2]), a.ok, a.note)
+        a = Alignment(
+            a.dx + float(delta[0]), a.dy + float(delta[1]), a.scale + float(delta[2]), a.ok, a.note, a.confidence
+        )
         gain, offset = gain + float(delta[3]), offset + float(delta[4])
         if abs(delta[0]) < tolerance and abs(delta[1]) < tolerance and abs(delta[2]) * max(h, w) < tolerance:
             break
     return a
 
 
+# The confidence is taken on a copy about this long (pixels): fine enough for a scene's structure, coarse enough
+# that a re-render's new fine texture (fur, foliage, film grain) does not count against the match.
+_CONFIDENCE_SIDE = 256
+# Structure correlation below which the edit is not the original's picture moved: re-renders of the same scene
+# measure 0.55-1.0 (a local edit and Kontext's re-rendered texture included), unrelated scenes and featureless
+# images (a gradient with independent noise) 0.0-0.1.
+MIN_CONFIDENCE = 0.3
+
+
+def _band_pass(image: np.ndarray) -> np.ndarray:
+    return image - cv2.GaussianBlur(image, (0, 0), 2.0)
+
+
+def match_confidence(reference: np.ndarray, moving: np.ndarray, a: Alignment) -> float:
+    """Normalised correlation of the band-passed lumas (H, W) once ``moving`` is warped by ``a``: how much of
+    the reference's structure the aligned edit shows (about 1 for the same scene, about 0 for another scene or
+    for images with no structure beyond noise). A 3 % border is left out (the warp makes it up)."""
+    ref = _band_pass(reference)
+    mov = _band_pass(_warp(moving, a) if not a.is_identity else moving)
+    h, w = ref.shape
+    b = max(1, int(0.03 * min(h, w)))
+    ref, mov = ref[b : h - b, b : w - b], mov[b : h - b, b : w - b]
+    denom = float(np.sqrt(float((ref * ref).sum()) * float((mov * mov).sum())))
+    return float((ref * mov).sum()) / denom if denom > 1e-12 else 0.0
+
+
+def _pyramid(image: np.ndarray, max_side: int) -> list[np.ndarray]:
+    """Copies from coarse to fine, each half the next: the finest at most ``max_side`` px long (the image itself
+    when it is at most a third longer: a fractional resize costs more than the extra pixels), the coarsest 64+
+    px short. Halving is OpenCV's fast path; a fractional resize per level is several times slower."""
+    h, w = image.shape[:2]
+    factor = min(1.0, max_side / max(h, w))
+    level = (
+        image
+        if factor >= 0.75
+        else cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+    )
+    levels = [level]
+    while min(level.shape[:2]) // 2 >= 64 and len(levels) < 4:
+        level = cv2.resize(level, (level.shape[1] // 2, level.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        levels.append(level)
+    return levels[::-1]
+
+
+def _refused(note: str, confidence: float) -> Alignment:
+    return Alignment(ok=False, note=note, confidence=confidence)
+
+
 def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int = 1024) -> Alignment:
     """Global shift and scale taking ``moving`` onto ``reference`` (both sRGB (H, W, 3), same size).
 
-    Works on luma, on a copy at most ``max_side`` pixels on its long side; the returned shift is in the
-    input's pixels.
+    Works on luma, on a pyramid whose finest copy is at most ``max_side`` pixels on its long side (a third
+    more is taken as it is); the returned shift is in the input's pixels. The result carries a ``confidence``
+    (match_confidence on the pyramid level nearest 256 px long); below MIN_CONFIDENCE the motion is refused
+    (``ok`` False), unless the images match unmoved, and the finer levels are not searched at all (an unrelated
+    scene is where the search works hardest for nothing).
     """
     h, w = reference.shape[:2]
     if min(h, w) < MIN_ALIGN_SIDE:
-        return Alignment(ok=False, note=f"image smaller than {MIN_ALIGN_SIDE} px: alignment skipped")
-    ref_full, mov_full = luma(reference), luma(moving)
-    factor = min(1.0, max_side / max(h, w))
-    sizes = []
-    f = factor
-    while min(h, w) * f >= 64 and len(sizes) < 4:
-        sizes.append(f)
-        f /= 2
-    sizes = sizes[::-1] or [factor]
-
-    def at(img: np.ndarray, f: float) -> np.ndarray:
-        size = (max(1, round(w * f)), max(1, round(h * f)))
-        return cv2.resize(img, size, interpolation=cv2.INTER_AREA) if f < 1 else img
-
-    f0 = sizes[0]
-    dx, dy, peak = phase_correlation(at(ref_full, f0), at(mov_full, f0))
-    a = Alignment(dx / f0, dy / f0)
-    for i, f in enumerate(sizes):
+        return _refused(f"image smaller than {MIN_ALIGN_SIDE} px: alignment skipped", float("nan"))
+    refs, movs = _pyramid(luma(reference), max_side), _pyramid(luma(moving), max_side)
+    factors = [lvl.shape[1] / w for lvl in refs]
+    # The confidence level: the finest no longer than about _CONFIDENCE_SIDE (the coarsest if none is).
+    conf_i = max([i for i, lvl in enumerate(refs) if max(lvl.shape) <= 1.5 * _CONFIDENCE_SIDE] or [0])
+    dx, dy, _peak = phase_correlation(refs[0], movs[0])
+    a = Alignment(dx / factors[0], dy / factors[0])
+    for i, f in enumerate(factors):
         # Coarser levels only need to bring the next one within its reach: 0.02 px there is refined anyway.
-        tolerance = 1e-3 if i == len(sizes) - 1 else 2e-2
-        a = _refine(at(ref_full, f), at(mov_full, f), a.scaled(f), iterations=10, tolerance=tolerance).scaled(1 / f)
+        tolerance = 1e-3 if i == len(factors) - 1 else 2e-2
+        a = _refine(refs[i], movs[i], a.scaled(f), iterations=10, tolerance=tolerance).scaled(1 / f)
+        if i == conf_i:
+            a = _checked(refs[i], movs[i], a, f)
+            if not a.ok or a.note:
+                return a
     if not (abs(a.scale - 1) < 0.2 and abs(a.dx) < w / 4 and abs(a.dy) < h / 4) or not np.isfinite(
         a.dx + a.dy + a.scale
     ):
-        return Alignment(ok=False, note="no reliable global motion found: alignment skipped")
-    a.note = f"shift ({a.dx:+.2f}, {a.dy:+.2f}) px, scale {a.scale:.4f}"
+        return _refused("no reliable global motion found: alignment skipped", a.confidence)
+    a.note = f"shift ({a.dx:+.2f}, {a.dy:+.2f}) px, scale {a.scale:.4f}, match {a.confidence:.2f}"
     return a
+
+
+def _checked(ref_c: np.ndarray, mov_c: np.ndarray, a: Alignment, fc: float) -> Alignment:
+    """``a`` with its confidence; the identity (with a note) when the images match better unmoved, or a
+    refusal (``ok`` False) when neither matches."""
+    moved = match_confidence(ref_c, mov_c, a.scaled(fc)) if np.isfinite(a.dx + a.dy + a.scale) else 0.0
+    still = match_confidence(ref_c, mov_c, Alignment()) if not a.is_identity else moved
+    if max(moved, still) < MIN_CONFIDENCE:
+        return _refused(
+            f"the edit's structure does not match the original's (match {max(moved, still):.2f} < "
+            f"{MIN_CONFIDENCE}: another scene, or no structure to align on): alignment refused",
+            max(moved, still),
+        )
+    if moved < MIN_CONFIDENCE:  # the motion found is nonsense, but the images match unmoved
+        return Alignment(confidence=still, note=f"no motion found (match {still:.2f} unmoved, {moved:.2f} moved)")
+    return Alignment(a.dx, a.dy, a.scale, True, "", moved)
 
 
 @dataclass

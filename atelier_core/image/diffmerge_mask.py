@@ -7,15 +7,6 @@ import cv2
 import numpy as np
 
 
-def _remove_small(mask: np.ndarray, min_area: float) -> np.ndarray:
-    if min_area <= 1 or not mask.any():
-        return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False
-    return keep[labels]
-
-
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill background regions that do not touch the image border."""
     if not mask.any():
@@ -99,3 +90,90 @@ def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
     edge = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((2 * width + 1,) * 2, np.uint8))
     np.copyto(crop, np.array([1.0, 0.9, 0.0], np.float32), where=edge.view(bool)[..., None])
     return preview
+
+
+# A re-render redraws unchanged texture (foliage, wood grain, a face in the background) a little differently:
+# ΔE finds it as many small regions, scattered over the frame, barely above the threshold. A real edit is either
+# the main change, near it, or clearly different (text, a new stroke, a removed cable reach ΔE far above it).
+# This many small low-contrast far regions, and at least this share of all regions, make a re-rendered texture
+# (a re-render leaves dozens); fewer are kept: a faint edit may break into a few such pieces.
+SCATTER_MIN_COUNT = 12
+SCATTER_MIN_SHARE = 0.5
+SCATTER_MAX_AREA = 0.005  # share of the frame: larger regions are kept whatever their contrast
+SCATTER_CONTRAST = 2.0  # mean ΔE over the region, in thresholds: above it a region is a real change
+
+
+def clean_regions(
+    mask: np.ndarray, delta_e: np.ndarray, threshold: float, min_area: float, far: float
+) -> tuple[np.ndarray, int]:
+    """``mask`` without its specks (regions under ``min_area`` px) and without re-rendered texture: regions that
+    are small, low-contrast and farther than ``far`` px from the main change (the largest region and every
+    region at least a tenth its size), when there are at least SCATTER_MIN_COUNT of them and they make at least
+    SCATTER_MIN_SHARE of the regions. One labelling serves both. -> (mask, regions dropped as texture)."""
+    if not mask.any():
+        return mask, 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    areas[0] = 0
+    keep = areas >= max(min_area, 1.0)
+    keep[0] = False
+    scattered = _scattered(labels, areas * keep, delta_e, threshold, far) & keep
+    if scattered.sum() >= max(SCATTER_MIN_COUNT, SCATTER_MIN_SHARE * keep.sum()):
+        keep &= ~scattered
+        # The frame was re-rendered: faint branches of the main change that reach far from it (a table's edge
+        # redrawn along the whole frame, joined to the inserted object) are re-rendering too.
+        return _drop_faint_branches(keep[labels], delta_e, threshold, far), int(scattered.sum())
+    if keep[1:].all():
+        return mask, 0
+    return keep[labels], 0
+
+
+def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float, far: float) -> np.ndarray:
+    """``mask`` without the pixels farther than ``far`` from its main body (the mask opened by ``far / 8``, its
+    largest part and every part at least a tenth its size) that belong to faint pieces (mean ΔE under
+    SCATTER_CONTRAST thresholds); clear changes far away (a moved eye, a new stroke) stay."""
+    radius = max(1.0, far / 8.0)
+    body = grow_mask(grow_mask(mask, -radius), radius) & mask
+    if not body.any():
+        return mask
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(body.astype(np.uint8), connectivity=8)
+    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    areas[0] = 0
+    main = (areas >= 0.1 * areas.max())[labels]
+    rest = mask & ~main
+    n, labels = cv2.connectedComponents(rest.astype(np.uint8), connectivity=8)
+    area = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(area, 1)
+    faint = mean_de < SCATTER_CONTRAST * threshold
+    faint[0] = False
+    return mask & ~(faint[labels] & (_distance_outside(main) > far))
+
+
+def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float):
+    """Per label: small, faint and far from the main change (labels of area 0 count as absent)."""
+    n = areas.size
+    if (areas > 0).sum() < SCATTER_MIN_COUNT + 1:
+        return np.zeros(n, bool)
+    main = areas >= 0.1 * areas.max()
+    near = _distance_outside(main[labels]) <= far
+    is_near = np.zeros(n, bool)
+    is_near[np.unique(labels[near])] = True
+    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
+    small = areas < SCATTER_MAX_AREA * labels.size
+    candidates = (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
+    if candidates.sum() < SCATTER_MIN_COUNT:
+        return candidates
+    return candidates & ~_in_dense_groups(labels, areas, main, far / 6.0)
+
+
+def _in_dense_groups(labels: np.ndarray, areas: np.ndarray, main: np.ndarray, gap: float) -> np.ndarray:
+    """Per label: whether it belongs to a group of regions less than ``gap`` px apart that holds a main region
+    or adds up to a large area. A faint wide change (a shadow, a soft darkening near the threshold) breaks into
+    many pieces that lie close together; a re-render's texture scatters them over the frame."""
+    present = areas[labels] > 0
+    n_groups, groups = cv2.connectedComponents(grow_mask(present, max(1.0, gap / 2)).astype(np.uint8))
+    group_of = np.zeros(areas.size, np.int64)
+    group_of[labels[present]] = groups[present]
+    group_area = np.bincount(group_of, weights=areas, minlength=n_groups)
+    group_main = np.bincount(group_of, weights=main.astype(np.float64), minlength=n_groups) > 0
+    return (group_area[group_of] >= SCATTER_MAX_AREA * labels.size) | group_main[group_of]
