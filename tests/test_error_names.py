@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 
 from atelier_core.cli.comfy_client import format_execution_error
-from atelier_core.cli.runner import Progress
+from atelier_core.cli.run_progress import Progress
 from atelier_core.errors import DISPLAY_MODULE, AtelierError, UnsupportedModelError
 from atelier_core.safe_json import JsonLimitError
 
@@ -43,4 +43,5 @@ def test_cli_shows_the_last_part_of_a_dotted_or_path_type_and_the_message_once()
     )
     stream = io.StringIO()
     Progress(stream).message({"type": "execution_error", "data": data})
-    assert "is truncated" not in stream.getvalue() and "node 3 (AtelierKontextLoader) failed" in stream.getvalue()
+    # the live progress only says where it stopped; the message comes once, in the closing report
+    assert "is truncated" not in stream.getvalue() and "failed at node 3" in stream.getvalue()
