@@ -281,6 +281,42 @@ class ComfyHost:
         self.executor = new_executor(self.execution, self.sink, self.version)
 
 
+def host_validates_combos(execution) -> bool:
+    """Whether this ComfyUI's ``validate_inputs`` checks V3 ``io.Combo`` values against their options (about 0.8 on;
+    0.3.64 and 0.3.75 check only V1 list combos and pass a V3 combo's value to the node unchecked)."""
+    import inspect
+
+    return "io.Combo.io_type" in inspect.getsource(execution.validate_inputs)
+
+
+def run_refused(host: ComfyHost, prompt: dict, node_id: str, input_name: str) -> tuple[bool, str]:
+    """Run ``prompt``, whose ``node_id`` gets a value for ``input_name`` it must refuse; return (refused by core's
+    validation, the message).
+
+    Where core validates combo values it refuses the prompt up front (``value_not_in_list`` for exactly that input;
+    nothing runs); elsewhere the node itself must fail with its own message. Anything else fails the test: a prompt
+    that runs, a refusal of another input or node, or core's refusal on a release that does not validate combos.
+    """
+    host.captured.clear()
+    try:
+        host.run(prompt)
+    except PromptInvalid as invalid:
+        assert host_validates_combos(host.execution), f"ComfyUI {host.version} refused the prompt itself: {invalid}"
+        errors = invalid.node_errors.get(node_id, {}).get("errors", [])
+        ours = [
+            e
+            for e in errors
+            if e.get("type") == "value_not_in_list" and e.get("extra_info", {}).get("input_name") == input_name
+        ]
+        assert ours, f"core refused the prompt, but not {node_id}.{input_name} as not in its list: {invalid}"
+        assert not host.captured, "validation failed, yet nodes ran"
+        return True, f"{ours[0].get('message', '')}: {ours[0].get('details', '')}"
+    except ExecutionFailed as failed:
+        assert str(failed.message.get("node_id")) == node_id, failed
+        return False, failed.exception_message
+    raise AssertionError(f"{node_id}.{input_name}: the prompt ran; the value was not refused")
+
+
 def iter_pack_node_classes(host: ComfyHost) -> Iterator[tuple[str, Any]]:
     for node_id in host.pack_node_ids():
         yield node_id, host.node_class(node_id)
