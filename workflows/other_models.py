@@ -131,12 +131,9 @@ def _note(b: ModuleType, what: str, models: list[dict], name: str, needs: str = 
     return b.Note("Read me", text, (-900, 0), (440, 460))
 
 
-def flux2_multi_reference(b: ModuleType, name: str) -> object:
-    refs = [
-        b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}", pos=(-420, 700 + 170 * (i - 2)))
-        for i in (2, 3)
-    ]
-    stitcher = {
+def _flux2_stitcher(b: ModuleType, more_images: dict) -> dict:
+    """The Context Stitcher's inputs in the FLUX.2 workflows: image 1 is the locked picture, every weight 1."""
+    inputs = {
         "model": b._link(1),
         "conditioning": b._link(5),
         "vae": b._link(3),
@@ -146,10 +143,18 @@ def flux2_multi_reference(b: ModuleType, name: str) -> object:
         "token_budget": 4096,
         "image_1": b._link(6),
         "weight_1": 1.0,
-        "image_2": b._link(22),
-        "image_3": b._link(23),
+        **more_images,
     }
-    stitcher.update({f"weight_{i}": 1.0 for i in range(2, 9)})
+    inputs.update({f"weight_{i}": 1.0 for i in range(2, 9)})
+    return inputs
+
+
+def flux2_multi_reference(b: ModuleType, name: str) -> object:
+    refs = [
+        b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}", pos=(-420, 700 + 170 * (i - 2)))
+        for i in (2, 3)
+    ]
+    stitcher = _flux2_stitcher(b, {"image_2": b._link(22), "image_3": b._link(23)})
     nodes = [
         *_loaders(b, FLUX2_MODEL, FLUX2_TEXT, "flux2", FLUX2_VAE),
         b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image", pos=(-420, 500)),
@@ -202,17 +207,7 @@ def flux2_multi_reference(b: ModuleType, name: str) -> object:
 
 
 def flux2_klein_edit(b: ModuleType, name: str) -> object:
-    stitcher = {
-        "model": b._link(1),
-        "conditioning": b._link(5),
-        "vae": b._link(3),
-        "position_method": "auto",
-        "sizing": "bucket",
-        "fit": "crop",
-        "token_budget": 4096,
-        "image_1": b._link(6),
-    }
-    stitcher.update({f"weight_{i}": 1.0 for i in range(1, 9)})
+    stitcher = _flux2_stitcher(b, {})
     nodes = [
         *_loaders(b, FLUX2_KLEIN_MODEL, FLUX2_KLEIN_TEXT, "flux2", FLUX2_VAE),
         b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image", pos=(-420, 500)),
