@@ -63,6 +63,19 @@ FLUX2_VAE = {
     "url": "https://huggingface.co/Comfy-Org/flux2-dev/resolve/main/split_files/vae/flux2-vae.safetensors",
     "directory": "vae",
 }
+# FLUX.2 [klein] 4B (distilled, Apache-2.0; Comfy-Org's repackaging): its text encoder is Qwen3 4B, loaded by
+# CLIPLoader's flux2 type; the VAE is FLUX.2's own (FLUX2_VAE).
+FLUX2_KLEIN_MODEL = {
+    "name": "flux-2-klein-4b.safetensors",
+    "url": "https://huggingface.co/Comfy-Org/flux2-klein/resolve/main/split_files/diffusion_models/"
+    "flux-2-klein-4b.safetensors",
+    "directory": "diffusion_models",
+}
+FLUX2_KLEIN_TEXT = {
+    "name": "qwen_3_4b.safetensors",
+    "url": "https://huggingface.co/Comfy-Org/flux2-klein/resolve/main/split_files/text_encoders/qwen_3_4b.safetensors",
+    "directory": "text_encoders",
+}
 QWEN_EDIT_MODEL = {
     "name": "qwen_image_edit_2509_fp8_e4m3fn.safetensors",
     "url": "https://huggingface.co/Comfy-Org/Qwen-Image-Edit_ComfyUI/resolve/main/split_files/diffusion_models/"
@@ -83,6 +96,15 @@ QWEN_VAE = {
 
 
 KONTEXT_MODELS = (GGUF_MODEL, FP8_MODEL, CLIP_L, T5_FP8, T5_GGUF, HYPER_LORA, FLUX_VAE)
-OTHER_MODELS = (FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE, QWEN_EDIT_MODEL, QWEN_TEXT, QWEN_VAE)
+OTHER_MODELS = (
+    FLUX2_MODEL,
+    FLUX2_TEXT,
+    FLUX2_VAE,
+    FLUX2_KLEIN_MODEL,
+    FLUX2_KLEIN_TEXT,
+    QWEN_EDIT_MODEL,
+    QWEN_TEXT,
+    QWEN_VAE,
+)
 ALL_MODELS = KONTEXT_MODELS + OTHER_MODELS
 BY_NAME = {model["name"]: model for model in ALL_MODELS}

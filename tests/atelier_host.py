@@ -108,8 +108,33 @@ class _MessageSink:
     def send_sync(self, event, data, sid=None) -> None:
         self.messages.append((event, data))
 
+    def send_progress_text(self, text, node_id, sid=None) -> None:
+        """What core nodes call to show text on a node (``PromptServer.send_progress_text``)."""
+        self.messages.append(("progress_text", {"node": str(node_id), "text": text}))
+
     def queue_updated(self) -> None:
         pass
+
+
+def boot_prompt_server(sink: _MessageSink) -> None:
+    """Give core's own nodes the ``PromptServer.instance`` they reach for, without a web server.
+
+    Core modules use it at import (0.33.0's ``nodes_replacements`` registers node replacements on
+    ``PromptServer.instance.node_replace_manager``; without one it fails with IMPORT FAILED) and while running
+    (``send_progress_text``, ``send_sync``). The sink is the executor's message transport; the node-replacement
+    registry is core's own class where the release has one. A real server started in this process wins.
+    """
+    import server
+
+    if getattr(server.PromptServer, "instance", None) is not None:
+        return
+    try:
+        from app.node_replace_manager import NodeReplaceManager
+    except ImportError:  # releases before node replacements
+        NodeReplaceManager = None
+    if NodeReplaceManager is not None:
+        sink.node_replace_manager = NodeReplaceManager()
+    server.PromptServer.instance = sink
 
 
 class _LogCapture(logging.Handler):
@@ -122,6 +147,19 @@ class _LogCapture(logging.Handler):
             self.records.append(record.getMessage())
         except Exception:  # a broken log record must not break the host
             self.records.append(str(record.msg))
+
+
+def check_core_imports(failed, version: str | None, log: list[str]) -> None:
+    """Fail the boot when core's own node modules did not all load (``init_extra_nodes`` returns their files).
+
+    Under main.py they load; a failure here means the harness boots ComfyUI differently from a user's (a missing
+    server piece, a missing requirement), so no result on this host could be trusted.
+    """
+    if failed:
+        raise HostImportFailed(
+            f"ComfyUI {version}: IMPORT FAILED for its own modules {sorted(failed)} in the test harness "
+            "(tests/atelier_host.py boots it):\n" + "\n".join(log[-60:])
+        )
 
 
 class ComfyHost:
@@ -167,10 +205,13 @@ class ComfyHost:
         import execution
         import nodes
 
+        self.sink = _MessageSink()
+        boot_prompt_server(self.sink)
         capture = _LogCapture()
         logging.getLogger().addHandler(capture)
         try:
-            asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+            core_failed = asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+            check_core_imports(core_failed, self.version, capture.records)
             core_ids = set(nodes.NODE_CLASS_MAPPINGS)
             ok = asyncio.run(nodes.load_custom_node(str(PACK_DIR), core_ids, module_parent="custom_nodes"))
         finally:
@@ -186,7 +227,6 @@ class ComfyHost:
 
         host_nodes.register(nodes.NODE_CLASS_MAPPINGS)
         self.captured = host_nodes.CAPTURED
-        self.sink = _MessageSink()
         self.executor = new_executor(execution, self.sink, self.version)
 
     # -- registry -------------------------------------------------------------------------------------------------
@@ -239,6 +279,40 @@ class ComfyHost:
     def fresh_executor(self) -> None:
         """Drop every cached node output (as a server restart would)."""
         self.executor = new_executor(self.execution, self.sink, self.version)
+
+
+def host_validates_combos(execution) -> bool:
+    """Whether this ComfyUI's ``validate_inputs`` checks V3 ``io.Combo`` values against their options (about 0.8 on;
+    0.3.64 and 0.3.75 check only V1 list combos and pass a V3 combo's value to the node unchecked)."""
+    import inspect
+
+    return "io.Combo.io_type" in inspect.getsource(execution.validate_inputs)
+
+
+def run_refused(host: ComfyHost, prompt: dict, node_id: str, input_name: str) -> tuple[bool, str]:
+    """Run ``prompt``, whose ``node_id`` gets a value for ``input_name`` it must refuse; return (refused by core's
+    validation, the message).
+
+    Where core validates combo values it refuses the prompt up front (``value_not_in_list`` for exactly that input;
+    ``run`` raises before the executor is called, so no node runs); elsewhere the node itself must fail with its own message. Anything else fails the test: a prompt
+    that runs, a refusal of another input or node, or core's refusal on a release that does not validate combos.
+    """
+    try:
+        host.run(prompt)
+    except PromptInvalid as invalid:
+        assert host_validates_combos(host.execution), f"ComfyUI {host.version} refused the prompt itself: {invalid}"
+        errors = invalid.node_errors.get(node_id, {}).get("errors", [])
+        ours = [
+            e
+            for e in errors
+            if e.get("type") == "value_not_in_list" and e.get("extra_info", {}).get("input_name") == input_name
+        ]
+        assert ours, f"core refused the prompt, but not {node_id}.{input_name} as not in its list: {invalid}"
+        return True, f"{ours[0].get('message', '')}: {ours[0].get('details', '')}"
+    except ExecutionFailed as failed:
+        assert str(failed.message.get("node_id")) == node_id, failed
+        return False, failed.exception_message
+    raise AssertionError(f"{node_id}.{input_name}: the prompt ran; the value was not refused")
 
 
 def iter_pack_node_classes(host: ComfyHost) -> Iterator[tuple[str, Any]]:

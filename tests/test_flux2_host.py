@@ -6,6 +6,11 @@ random FLUX.2 VAE (128 latent channels at 1/16) through core's VAELoader, and is
 3 steps, 64x64, references 64x64 with 'keep' sizing so the pixels pass untouched). The same properties as for
 Kontext (tests/test_stitch_host.py): all weights 1 is bit-identical to core ReferenceLatent, weight 0 is exactly the
 reference left out, and the distance from the left-out result rises with the weight.
+
+FLUX.2 [klein] (ComfyUI 0.10.0+; earlier releases skip it as "not in this ComfyUI"): a tiny klein-shaped transformer
+(no guidance embedding, as BFL's distilled klein) loads through core's own UNETLoader (those releases take the heads
+from the width), is recognised by the stitcher, samples bit-identically to core ReferenceLatent, and runs lock ->
+edit -> restore -> diff-merge like [dev].
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from atelier_host import NOT_IN_THIS_HOST, find_comfyui
+from atelier_host import NOT_IN_THIS_HOST, find_comfyui, skip_unless_host_has
 from kontext_graphs import rel_error
 from PIL import Image
 
@@ -24,11 +29,21 @@ def host_has_flux2() -> bool:
     return root is None or "class Flux2(" in (root / "comfy" / "latent_formats.py").read_text(errors="replace")
 
 
+def host_has_klein() -> bool:
+    """FLUX.2 [klein]: core's klein text encoder (``klein_te``, 0.10.0+), which comes with the FLUX.2 detection that
+    reads the heads from the width (0.3.75 fixes [dev]'s 48)."""
+    root, _ = find_comfyui()
+    return root is not None and "def klein_te(" in (root / "comfy" / "text_encoders" / "flux.py").read_text(
+        errors="replace"
+    )
+
+
 if not host_has_flux2():
     pytest.skip(f"{NOT_IN_THIS_HOST} FLUX.2 (comfy.latent_formats.Flux2, ComfyUI 0.3.75+)", allow_module_level=True)
 
 NODE = "AtelierContextStitcher"
 MODEL = "flux2_tiny_fp32.safetensors"
+KLEIN = "flux2_klein_tiny_fp32.safetensors"
 VAE = "flux2_tiny_vae.safetensors"
 SIZE = 64
 CONTEXT = 64  # the tiny model's text width
@@ -62,9 +77,26 @@ def files(comfy_host):
     return {"model": MODEL, "vae": VAE}
 
 
-def base_graph() -> dict:
+@pytest.fixture(scope="module")
+def klein_file(comfy_host, files):
+    """A tiny FLUX.2 [klein]-shaped transformer (no guidance_in) where the host loads klein; skips elsewhere."""
+    skip_unless_host_has(host_has_klein(), "FLUX.2 [klein] (comfy.text_encoders.flux.klein_te, ComfyUI 0.10.0+)")
+    from atelier_core.testing import synth_comfy
+
+    path = comfy_host.model_path("diffusion_models", KLEIN)
+    if not path.is_file():
+        synth_comfy.write_state_dict(path, synth_comfy.flux2_state_dict(seed=1, context_dim=CONTEXT, guidance=False))
+    return KLEIN
+
+
+def base_graph(klein: bool = False) -> dict:
+    """[dev] through the narrow-width stand-in of core's loader; [klein] through core's own UNETLoader."""
+    if klein:
+        loader = {"class_type": "UNETLoader", "inputs": {"unet_name": KLEIN, "weight_dtype": "default"}}
+    else:
+        loader = {"class_type": "AtelierTestNarrowUNETLoader", "inputs": {"unet_name": MODEL}}
     return {
-        "loader": {"class_type": "AtelierTestNarrowUNETLoader", "inputs": {"unet_name": MODEL}},
+        "loader": loader,
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": VAE}},
         "text": {
             "class_type": "AtelierTestTextEncode",
@@ -76,8 +108,11 @@ def base_graph() -> dict:
     }
 
 
-def add_sampler(graph: dict, key: str, model: list, positive: list) -> None:
-    graph[f"guidance_{key}"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": positive, "guidance": 4.0}}
+def add_sampler(graph: dict, key: str, model: list, positive: list, guidance: bool = True) -> None:
+    """KSampler (cfg 1); [dev] gets FluxGuidance 4, [klein] (no guidance embedding) the conditioning as it is."""
+    if guidance:
+        graph[f"guidance_{key}"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": positive, "guidance": 4.0}}
+        positive = [f"guidance_{key}", 0]
     graph[f"sampler_{key}"] = {
         "class_type": "KSampler",
         "inputs": {
@@ -87,7 +122,7 @@ def add_sampler(graph: dict, key: str, model: list, positive: list) -> None:
             "cfg": 1.0,
             "sampler_name": "euler",
             "scheduler": "simple",
-            "positive": [f"guidance_{key}", 0],
+            "positive": positive,
             "negative": ["negative", 0],
             "latent_image": ["empty", 0],
             "denoise": 1.0,
@@ -99,7 +134,7 @@ def add_sampler(graph: dict, key: str, model: list, positive: list) -> None:
     }
 
 
-def add_stitched(graph: dict, key: str, refs, method: str = "auto") -> str:
+def add_stitched(graph: dict, key: str, refs, method: str = "auto", guidance: bool = True) -> str:
     inputs = {
         "model": ["loader", 0],
         "conditioning": ["text", 0],
@@ -113,11 +148,11 @@ def add_stitched(graph: dict, key: str, refs, method: str = "auto") -> str:
         inputs[f"image_{slot}"] = [f"load_{name}", 0]
         inputs[f"weight_{slot}"] = weight
     graph[f"stitch_{key}"] = {"class_type": NODE, "inputs": inputs}
-    add_sampler(graph, key, [f"stitch_{key}", 0], [f"stitch_{key}", 1])
+    add_sampler(graph, key, [f"stitch_{key}", 0], [f"stitch_{key}", 1], guidance)
     return f"stitch_{key}"
 
 
-def add_core(graph: dict, key: str, names) -> None:
+def add_core(graph: dict, key: str, names, guidance: bool = True) -> None:
     """The same references through core VAEEncode -> chained ReferenceLatent (the model's default method)."""
     cond = ["text", 0]
     for i, name in enumerate(names):
@@ -130,7 +165,7 @@ def add_core(graph: dict, key: str, names) -> None:
             "inputs": {"conditioning": cond, "latent": [f"enc_{key}_{i}", 0]},
         }
         cond = [f"ref_{key}_{i}", 0]
-    add_sampler(graph, key, ["loader", 0], cond)
+    add_sampler(graph, key, ["loader", 0], cond, guidance)
 
 
 def sampled(host, graph: dict) -> dict[str, torch.Tensor]:
@@ -176,6 +211,27 @@ def test_weight_of_last_reference_is_zero_equal_then_monotone(comfy_host, files)
     assert distances[1] < 1e-4, f"weight 1e-4 is {distances[1]:.3g} from left out: the limit is not continuous"
     assert all(a < b for a, b in zip(distances, distances[1:], strict=False)), distances
     assert distances[-1] > 1.3 * distances[weights.index(1.0)], distances
+
+
+def test_klein_loads_with_core_unet_loader_and_stitches_like_core_reference_latent(comfy_host, klein_file):
+    """[klein] through core's UNETLoader: detected as FLUX.2 without a guidance embedding and with the heads of its
+    width; the stitcher serves it with FLUX.2's method, and all weights 1 sample bit-identically to core's chained
+    ReferenceLatent; another weight changes the result."""
+    g = base_graph(klein=True)
+    node = add_stitched(g, "ours", [(n, 1.0) for n in IMAGES], guidance=False)
+    add_core(g, "core", IMAGES, guidance=False)
+    add_stitched(g, "half", [(IMAGES[0], 1.0), (IMAGES[1], 0.5)], guidance=False)
+    for i, key in enumerate(("model", "cond")):
+        g[f"cap_{key}"] = {"class_type": "AtelierTestCapture", "inputs": {"key": key, "value": [node, i]}}
+    out = sampled(comfy_host, g)
+    config = comfy_host.captured["model"].model.model_config.unet_config
+    assert (config["image_model"], config["guidance_embed"], config["num_heads"]) == ("flux2", False, 2)
+    cond = comfy_host.captured["cond"]
+    assert [tuple(r.shape) for r in cond[0][1]["reference_latents"]] == [(1, 128, 4, 4)] * 2
+    assert cond[0][1]["reference_latents_method"] == "index"
+    assert out["ours"].shape == (1, 128, 4, 4)
+    assert torch.equal(out["ours"], out["core"])
+    assert rel_error(out["half"], out["ours"]) > 1e-4  # the weight reaches the klein model
 
 
 def test_a_flux1_vae_on_flux2_is_refused(comfy_host, files, flux_vae_file):
@@ -234,14 +290,19 @@ def test_lock_gives_each_models_latent(comfy_host, files, size, latent):
         assert abs(width / height - 451 / 300) < 0.05 and 0.75 * 2**16 <= width * height <= 1.25 * 2**16
 
 
-def test_restore_and_diff_merge_on_a_flux2_edit(comfy_host, files):
+@pytest.mark.parametrize("variant", ["dev", "klein"])
+def test_restore_and_diff_merge_on_a_flux2_edit(comfy_host, files, request, variant):
     """Lock (FLUX.2 size, crop) -> stitcher -> FLUX.2 sampling on the lock's latent -> decode -> restore -> merge:
     both come back at the original's size. The random model changes every pixel, so the merge is then also fed the
     restored edit with its left half put back to the original: it must keep exactly that half and take the rest."""
+    klein = variant == "klein"
+    if klein:
+        request.getfixturevalue("klein_file")
+    comfy_host.fresh_executor()  # the other variant's cached captures of the same original would not run again
     original = "flux2_wide.png"
     rng = np.random.default_rng(5)
     Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(comfy_host.input_path(original))
-    g = base_graph()
+    g = base_graph(klein)
     g["orig"] = {"class_type": "LoadImage", "inputs": {"image": original}}
     g["lock"] = {
         "class_type": "AtelierAspectLock",
@@ -261,7 +322,7 @@ def test_restore_and_diff_merge_on_a_flux2_edit(comfy_host, files):
             "weight_1": 1.0,
         },
     }
-    add_sampler(g, "edit", ["stitch", 0], ["stitch", 1])
+    add_sampler(g, "edit", ["stitch", 0], ["stitch", 1], guidance=not klein)
     g["sampler_edit"]["inputs"]["latent_image"] = ["lock", 5]
     g["decode"] = {"class_type": "VAEDecode", "inputs": {"samples": ["sampler_edit", 0], "vae": ["vae", 0]}}
     g["restore"] = {

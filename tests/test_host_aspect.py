@@ -115,6 +115,9 @@ def test_geometry_from_another_image_fails_on_the_node(comfy_host, photo_name):
 
 
 def test_buckets_are_cores(comfy_host):
-    from comfy_extras.nodes_flux import PREFERED_KONTEXT_RESOLUTIONS
+    import comfy_extras.nodes_flux as core_flux
 
-    assert list(G.KONTEXT_RESOLUTIONS) == [tuple(r) for r in PREFERED_KONTEXT_RESOLUTIONS]
+    # Core fixed the spelling of its list's name (PREFERED_ up to 0.10, PREFERRED_ later); either is core's list.
+    names = [n for n in ("PREFERRED_KONTEXT_RESOLUTIONS", "PREFERED_KONTEXT_RESOLUTIONS") if hasattr(core_flux, n)]
+    assert names, "core's FluxKontextImageScale resolution list is gone: find where it moved"
+    assert list(G.KONTEXT_RESOLUTIONS) == [tuple(r) for r in getattr(core_flux, names[0])]

@@ -31,10 +31,25 @@ class _NewerFluxParams:  # the shape of FluxParams in releases after 0.3.75: a r
     yak_mlp: bool = False
 
 
-def test_flux_config_is_unchanged_here_and_completed_for_newer_releases(comfy_host):
+def test_flux_config_is_completed_as_core_detects_flux1_here_and_for_newer_releases(comfy_host):
+    import comfy.model_detection
+    from comfy.ldm.flux.model import FluxParams
+
     compat = _compat(comfy_host)
     config = architecture.unet_config(synth.TINY)
-    assert compat.complete_flux_config(config) == config  # 0.3.64 / 0.3.75 need nothing more
+    completed = compat.complete_flux_config(config)
+    required = {
+        f.name
+        for f in dataclasses.fields(FluxParams)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+    # Exactly the required fields this release's FluxParams has and the config lacks are added (none on 0.3.64 /
+    # 0.3.75, txt_ids_dims later), each with the value core's own detection gives the same FLUX.1 weights.
+    added = set(completed) - set(config)
+    assert added == required - set(config)
+    assert {k: completed[k] for k in config} == config
+    detected = comfy.model_detection.detect_unet_config(synth.kontext_state_dict(synth.TINY, seed=0), "")
+    assert {k: completed[k] for k in added} == {k: detected[k] for k in added}
     completed = compat.complete_flux_config({"in_channels": 16}, _NewerFluxParams)
     assert completed == {"in_channels": 16, "txt_ids_dims": []}
     _NewerFluxParams(**completed)  # builds

@@ -5,7 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from atelier_host import PACK_DIR
+import pytest
+from atelier_host import PACK_DIR, HostImportFailed, check_core_imports, skip_unless_host_has
 
 
 def test_import_has_no_side_effects():
@@ -25,6 +26,18 @@ def test_import_has_no_side_effects():
 def test_pack_loads_without_import_failure(comfy_host):
     assert comfy_host.pack_module_name
     assert not [line for line in comfy_host.load_log if "IMPORT FAILED" in line]
+
+
+def test_core_modules_load_in_the_harness_as_under_main(comfy_host):
+    """Core's node replacements (0.33.0's nodes_replacements) register on PromptServer.instance at import: the
+    harness gives them one, so the module loads (the boot fails on any core IMPORT FAILED, check_core_imports)."""
+    import server
+
+    with pytest.raises(HostImportFailed, match=r"nodes_broken\.py"):
+        check_core_imports(["nodes_broken.py"], comfy_host.version, [])
+    manager = getattr(server.PromptServer.instance, "node_replace_manager", None)
+    skip_unless_host_has(manager is not None, "node replacements (app/node_replace_manager.py)")
+    assert manager.has_replacement("ResizeImagesByLongerEdge")  # registered by core's nodes_replacements
 
 
 def test_every_node_registered_with_prefix_category_and_tooltips(comfy_host):

@@ -7,7 +7,7 @@ random full-size FLUX VAE of ``atelier_fixtures``; the text encoders are empty p
 validation, because the CPU variant swaps the T5/CLIP encode for the test-only ``AtelierTestTextEncode`` (real
 T5-XXL is too large for a CPU test).
 
-The FLUX.2 and Qwen-Image-Edit workflows (ComfyUI 0.3.75+) get a tiny random transformer of their architecture
+The FLUX.2 ([dev], [klein]) and Qwen-Image-Edit workflows (ComfyUI 0.3.75+) get a tiny random transformer of their architecture
 (``synth_comfy.flux2_state_dict`` / ``qwen_image_state_dict``, loaded by the test harness's
 ``AtelierTestNarrowUNETLoader``), their own random VAE (FLUX.2's 128-channel one, a narrow Wan 2.1 VAE for
 Qwen-Image), and test-only text encoding (``AtelierTestTextEncode`` / ``AtelierTestQwenEditEncode``).
@@ -68,7 +68,7 @@ def other_model_file(path: Path) -> dict | None:
     from atelier_core.testing import synth_comfy
 
     name = path.name.lower()
-    if "flux2" in name:
+    if "flux2" in name or "klein" in name:
         import comfy.latent_formats
 
         if not hasattr(comfy.latent_formats, "Flux2"):  # ComfyUI 0.3.64: no FLUX.2, its workflow checks skip
@@ -77,7 +77,8 @@ def other_model_file(path: Path) -> dict | None:
             return {"placeholder": torch.zeros(1)}
         if "vae" in name:
             return synth_comfy.flux2_vae_state_dict(seed=0)
-        return synth_comfy.flux2_state_dict(seed=0, context_dim=TINY_CONTEXT)
+        # FLUX.2 [klein] has no guidance embedding ([dev] has one).
+        return synth_comfy.flux2_state_dict(seed=0, context_dim=TINY_CONTEXT, guidance="klein" not in name)
     if "qwen" in name:
         if "vae" in name:
             return synth_comfy.wan21_vae_state_dict(seed=0)

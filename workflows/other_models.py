@@ -5,15 +5,25 @@ pixels (diff-merge). Their loaders are core's (UNETLoader, CLIPLoader, VAELoader
 model, so ``workflows/build.py`` renders these only against a ComfyUI whose node list has every type they use.
 
 FLUX.2 [klein] (4B/9B) is not in ComfyUI 0.3.75: it detects every FLUX.2 transformer with FLUX.2 [dev]'s 48 heads
-and has no text encoder for klein, so the FLUX.2 workflow is built on FLUX.2 [dev] (32B), what 0.3.75 loads; a
-klein file drops into the same graph on a ComfyUI that knows it.
+and has no text encoder for klein, so the multi-reference FLUX.2 workflow is built on FLUX.2 [dev] (32B), what 0.3.75
+loads. ``flux2_klein_edit`` is klein's own (ComfyUI 0.10.0+: its model detection takes the heads from the width,
+and CLIPLoader's flux2 type loads the Qwen3 4B / 8B text encoder, ``comfy.text_encoders.flux.klein_te``).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
 
-from atelier_core.model_catalog import FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE, QWEN_EDIT_MODEL, QWEN_TEXT, QWEN_VAE
+from atelier_core.model_catalog import (
+    FLUX2_KLEIN_MODEL,
+    FLUX2_KLEIN_TEXT,
+    FLUX2_MODEL,
+    FLUX2_TEXT,
+    FLUX2_VAE,
+    QWEN_EDIT_MODEL,
+    QWEN_TEXT,
+    QWEN_VAE,
+)
 
 # ``b`` below is workflows/build.py itself (passed in by its ``all_workflows``, so this module never imports it
 # back): its Node/Note/Workflow spec classes and the helpers the Kontext workflows share.
@@ -24,6 +34,9 @@ NEEDS_CORE = "0.3.75"
 # Edit's (ComfyUI's template): true cfg 2.5 with an empty-prompt negative, the AuraFlow shift of 3.
 FLUX2_STEPS, FLUX2_GUIDANCE = 28, 4.0
 QWEN_STEPS, QWEN_CFG, QWEN_SHIFT = 20, 2.5, 3.0
+# FLUX.2 [klein] 4B is step-distilled (BFL: 4 steps, guidance 1) and has no guidance embedding, so no FluxGuidance:
+# cfg 1 with a zeroed negative. The first release the tests load it on (the tiny klein-shaped model) is 0.10.0.
+KLEIN_STEPS, KLEIN_NEEDS_CORE = 4, "0.10.0"
 LOCK = {
     "fit": "crop",
     "anchor": "center",
@@ -104,11 +117,11 @@ def _sampler(
     )
 
 
-def _note(b: ModuleType, what: str, models: list[dict], name: str) -> object:
+def _note(b: ModuleType, what: str, models: list[dict], name: str, needs: str = NEEDS_CORE) -> object:
     listed = "\n".join(f"- `models/{m['directory']}/`: `{m['name']}`" for m in models)
     text = (
         f"{what}\n\n**Models** (download links are in each loader's properties; ComfyUI offers them when "
-        f"missing):\n{listed}\n\n**Needs ComfyUI {NEEDS_CORE} or later** (core's loaders for this model).\n\n"
+        f"missing):\n{listed}\n\n**Needs ComfyUI {needs} or later** (core's loaders for this model).\n\n"
         "**Restore size + diff-merge**: the edit comes back at your photo's exact size, and only what the edit "
         "really changed is taken from it; every other pixel is your original's, bit for bit. *Changed regions* "
         "shows what was taken in red; raise `threshold` if too much is taken.\n\n"
@@ -118,12 +131,9 @@ def _note(b: ModuleType, what: str, models: list[dict], name: str) -> object:
     return b.Note("Read me", text, (-900, 0), (440, 460))
 
 
-def flux2_multi_reference(b: ModuleType, name: str) -> object:
-    refs = [
-        b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}", pos=(-420, 700 + 170 * (i - 2)))
-        for i in (2, 3)
-    ]
-    stitcher = {
+def _flux2_stitcher(b: ModuleType, more_images: dict) -> dict:
+    """The Context Stitcher's inputs in the FLUX.2 workflows: image 1 is the locked picture, every weight 1."""
+    inputs = {
         "model": b._link(1),
         "conditioning": b._link(5),
         "vae": b._link(3),
@@ -133,10 +143,18 @@ def flux2_multi_reference(b: ModuleType, name: str) -> object:
         "token_budget": 4096,
         "image_1": b._link(6),
         "weight_1": 1.0,
-        "image_2": b._link(22),
-        "image_3": b._link(23),
+        **more_images,
     }
-    stitcher.update({f"weight_{i}": 1.0 for i in range(2, 9)})
+    inputs.update({f"weight_{i}": 1.0 for i in range(2, 9)})
+    return inputs
+
+
+def flux2_multi_reference(b: ModuleType, name: str) -> object:
+    refs = [
+        b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}", pos=(-420, 700 + 170 * (i - 2)))
+        for i in (2, 3)
+    ]
+    stitcher = _flux2_stitcher(b, {"image_2": b._link(22), "image_3": b._link(23)})
     nodes = [
         *_loaders(b, FLUX2_MODEL, FLUX2_TEXT, "flux2", FLUX2_VAE),
         b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image", pos=(-420, 500)),
@@ -188,6 +206,47 @@ def flux2_multi_reference(b: ModuleType, name: str) -> object:
     )
 
 
+def flux2_klein_edit(b: ModuleType, name: str) -> object:
+    stitcher = _flux2_stitcher(b, {})
+    nodes = [
+        *_loaders(b, FLUX2_KLEIN_MODEL, FLUX2_KLEIN_TEXT, "flux2", FLUX2_VAE),
+        b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image", pos=(-420, 500)),
+        b.Node(
+            5,
+            "CLIPTextEncode",
+            {"text": "change the knight's cloak to deep red, keep everything else the same", "clip": b._link(2)},
+            title="Prompt",
+            pos=(0, 0),
+            color="#232",
+            bgcolor="#353",
+        ),
+        _lock(b, "FLUX.2 (input ratio, 128-ch latent)"),
+        b.Node(8, "AtelierContextStitcher", stitcher, title="Context stitcher", pos=(420, 260)),
+        b.Node(10, "ConditioningZeroOut", {"conditioning": b._link(5)}, title="Negative (zero)", pos=(420, 140)),
+        _sampler(b, b._link(8, 0), b._link(8, 1), b._link(10), b._link(6, 5), KLEIN_STEPS, 1.0),
+        b.Node(12, "VAEDecode", {"samples": b._link(11), "vae": b._link(3)}, title="VAE decode", pos=(740, 320)),
+        *_finish(b, name, b._link(12)),
+    ]
+    what = (
+        "## FLUX.2 [klein] edit, original size and pixels kept\n"
+        "FLUX.2 [klein] 4B runs on one consumer GPU (about 13 GB in bf16) in 4 steps. **Aspect lock** sizes your "
+        "photo at its own ratio (1 MP, multiples of 16) and gives the sampler its 128-channel latent; the **Context "
+        "stitcher** recognises FLUX.2 from the weights (FLUX.2 VAE latents, `index` reference positions). klein is "
+        "distilled without a guidance input: cfg 1, no FluxGuidance. Restore size and Diff-merge undo the lock and "
+        "keep the unedited pixels. [klein] 9B: pick `flux-2-klein-9b` and its Qwen3 8B text encoder "
+        "(`qwen_3_8b`) in the loaders, same graph."
+    )
+    models = [FLUX2_KLEIN_MODEL, FLUX2_KLEIN_TEXT, FLUX2_VAE]
+    return b.Workflow(
+        name,
+        "FLUX.2 [klein] edit",
+        "FLUX.2 [klein] 4B: lock -> edit -> restore -> diff-merge",
+        nodes,
+        [_note(b, what, models, name, KLEIN_NEEDS_CORE)],
+        models,
+    )
+
+
 def qwen_image_edit(b: ModuleType, name: str) -> object:
     encode = {"clip": b._link(2), "vae": b._link(3), "image1": b._link(6)}
     nodes = [
@@ -228,4 +287,8 @@ def qwen_image_edit(b: ModuleType, name: str) -> object:
 
 
 def workflows(b: ModuleType) -> list:
-    return [flux2_multi_reference(b, "flux2_multi_reference_edit"), qwen_image_edit(b, "qwen_image_edit")]
+    return [
+        flux2_multi_reference(b, "flux2_multi_reference_edit"),
+        flux2_klein_edit(b, "flux2_klein_edit"),
+        qwen_image_edit(b, "qwen_image_edit"),
+    ]

@@ -108,18 +108,38 @@ def write_t5_fp8(path: Path, seed: int = 0, device="cpu", prefix: str = "") -> P
 
 
 # -- FLUX.2 ------------------------------------------------------------------------------------------------------------
-# FLUX.2 [dev] as ComfyUI 0.3.75 detects it (comfy/model_detection.py, the "flux2" branch keyed on
+# FLUX.2 as ComfyUI detects it (comfy/model_detection.py, the "flux2" branch keyed on
 # double_stream_modulation_img.lin.weight): 128 latent channels, patch 1, four RoPE axes of 32, global modulation,
-# SiLU-gated MLP of ratio 3, no biases, guidance embedding. Widths and depths below are the tiny test shape; the
-# text width is free (read from txt_in.weight; the real Mistral-3 context is 15360).
+# SiLU-gated MLP of ratio 3, no biases; [dev] has a guidance embedding (guidance_in), [klein] (4B/9B, distilled)
+# none. Widths and depths below are the tiny test shape; the text width is free (read from txt_in.weight; the real
+# contexts are Mistral-3's 15360 for [dev], three Qwen3 layers for [klein]: 3 x 2560 = 7680 (4B), 3 x 4096 = 12288
+# (9B)).
 FLUX2_HEAD_DIM = 128  # sum of the four RoPE axes
 FLUX2_LATENT_CHANNELS = 128
 FLUX2_VAE_DOWNSCALE = 16
+# Fields FluxParams gained without a default after 0.3.75, with the value core's FLUX.2 detection sets (0.10.0 and
+# 0.33.0: txt_ids_dims = [3], the text tokens' position axis). Only fields the running release declares are passed.
+FLUX2_DETECTED_FIELDS = {"txt_ids_dims": [3]}
 
 
-def flux2_unet_config(hidden: int = 256, depth: int = 1, depth_single: int = 1, context_dim: int = 64) -> dict:
-    """The ``unet_config`` of a FLUX.2 transformer of this width (heads of 128 channels)."""
+def _flux_params_fields() -> dict[str, bool]:
+    """The running ComfyUI's FluxParams fields, each with whether it is required (no default)."""
+    import dataclasses
+
+    from comfy.ldm.flux.model import FluxParams
+
     return {
+        f.name: f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        for f in dataclasses.fields(FluxParams)
+    }
+
+
+def flux2_unet_config(
+    hidden: int = 256, depth: int = 1, depth_single: int = 1, context_dim: int = 64, guidance: bool = True
+) -> dict:
+    """The ``unet_config`` of a FLUX.2 transformer of this width (heads of 128 channels), as the running ComfyUI's
+    model detection builds it; ``guidance=False`` is [klein]'s shape (no guidance embedding)."""
+    config = {
         "image_model": "flux2",
         "in_channels": FLUX2_LATENT_CHANNELS,
         "out_channels": FLUX2_LATENT_CHANNELS,
@@ -134,17 +154,27 @@ def flux2_unet_config(hidden: int = 256, depth: int = 1, depth_single: int = 1, 
         "theta": 2000,
         "patch_size": 1,
         "qkv_bias": False,
-        "guidance_embed": True,
+        "guidance_embed": guidance,
         "global_modulation": True,
         "mlp_silu_act": True,
         "ops_bias": False,
         "default_ref_method": "index",
         "ref_index_scale": 10.0,
     }
+    fields = _flux_params_fields()
+    config.update({k: v for k, v in FLUX2_DETECTED_FIELDS.items() if k in fields})
+    unknown = [name for name, required in fields.items() if required and name not in config]
+    if unknown:
+        raise RuntimeError(
+            f"this ComfyUI's FluxParams requires {unknown}, which the FLUX.2 test factory does not know: read its "
+            "comfy/model_detection.py (the flux2 branch) and add them to FLUX2_DETECTED_FIELDS"
+        )
+    return config
 
 
 def flux2_state_dict(seed: int = 0, **shape) -> dict[str, torch.Tensor]:
-    """Random float32 weights with the key names of ComfyUI's FLUX.2 transformer (built on the meta device)."""
+    """Random float32 weights with the key names of ComfyUI's FLUX.2 transformer (built on the meta device);
+    ``shape`` is :func:`flux2_unet_config`'s (``guidance=False`` for a [klein]-shaped one)."""
     import comfy.ldm.flux.model
     import comfy.ops
 
