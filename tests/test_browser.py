@@ -334,6 +334,41 @@ def test_workflow_loads_and_matches_api_file(browser_run, name):
     assert Path(result["screenshot"]).stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("name", [name for name, _, kind in _workflow_sources() if kind == "json"])
+def test_workflow_canvas_shows_groups_without_overlaps(browser_run, name):
+    """As the page drew it (the frontend's own node sizes): labelled groups holding every node, no two node boxes
+    (title bar and the badge band above it) overlapping, each node at least the size the frontend computes for it,
+    and the saved view showing every node on the canvas."""
+    from workflows import layout
+
+    result = browser_run["by_name"][name]
+    assert "error" not in result, result["error"]
+    drawn = result["layout"]
+    assert len(drawn["groups"]) >= 3 and all(g["title"].strip() for g in drawn["groups"]), drawn["groups"]
+    above = drawn["titleHeight"] + layout.BADGE
+    boxes = {
+        n["id"]: (n["pos"][0], n["pos"][1] - above, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+        for n in drawn["nodes"]
+    }
+    ids = sorted(boxes)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1 :]:
+            x0, y0, x1, y1 = boxes[a]
+            u0, v0, u1, v1 = boxes[b]
+            assert not (x0 < u1 and u0 < x1 and y0 < v1 and v0 < y1), f"{name}: nodes {a} and {b} overlap on the page"
+    for node in drawn["nodes"]:
+        if node["minSize"]:
+            assert node["size"][0] >= node["minSize"][0] - 1 and node["size"][1] >= node["minSize"][1] - 1, (
+                f"{name}: {node['type']} #{node['id']} is {node['size']}, the frontend needs {node['minSize']}"
+            )
+    scale, (dx, dy) = drawn["ds"]["scale"], drawn["ds"]["offset"]
+    width, height = drawn["canvas"]
+    for node in drawn["nodes"]:
+        x, y = (node["pos"][0] + dx) * scale, (node["pos"][1] - drawn["titleHeight"] + dy) * scale
+        right, bottom = (node["pos"][0] + node["size"][0] + dx) * scale, (node["pos"][1] + node["size"][1] + dy) * scale
+        assert 0 <= x and right <= width and 0 <= y and bottom <= height, f"{name}: node #{node['id']} is off screen"
+
+
 def test_no_page_errors(browser_run):
     assert not browser_run["errors"], browser_run["errors"]
 

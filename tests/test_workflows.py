@@ -445,6 +445,20 @@ def test_ui_layout_groups_steps_without_overlaps(name):
     assert len(backwards) <= max(allowed, 0), f"{name}: links running right to left: {backwards}"
 
 
+def test_layout_sizes_the_widgets_the_js_extension_shows():
+    """workflows/layout.py estimates node heights with the widgets js/prompt_builder.js shows per mode."""
+    import re
+
+    from workflows import layout
+
+    source = (WORKFLOW_DIR.parent / "js" / "prompt_builder.js").read_text()
+    lists = {
+        name: tuple(re.findall(r'"(\w+)"', body))
+        for name, body in re.findall(r"export const (\w+) = \[([^\]]*)\]", source)
+    }
+    assert layout.BUILDER_HIDDEN == {"edit": lists["DESCRIBE_ONLY"], "describe": lists["EDIT_ONLY"]}
+
+
 @pytest.mark.parametrize("name", sorted(UI))
 def test_ui_saved_view_shows_the_whole_graph(name):
     """extra.ds puts every group and node (title bars included) inside the window the view is fitted to."""

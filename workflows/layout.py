@@ -21,8 +21,8 @@ GAP_X, GAP_Y = 70, 12  # between node columns; between a node's bottom and the n
 PAD, GROUP_TITLE = 16, 34  # group padding; group title bar (font 24)
 GROUP_GAP = 50
 NOTE_GAP = 60
-VIEW = (1600, 1000)  # the window the saved view is fitted to (the browser tests use the same)
-VIEW_MARGIN = (40, 90)  # left/right, and top (the menu bar) in screen pixels
+VIEW = (1536, 920)  # the canvas the saved view is fitted to (a 1600x1000 window, as the browser tests use)
+VIEW_MARGIN = (30, 60)  # left/right, and top (the menu bar) in screen pixels
 
 # Widgets our js/ extension adds (px): the aspect lock's preview, the stitcher's token count.
 EXTRA_WIDGETS = {"AtelierAspectLock": 92, "AtelierContextStitcher": 24}
@@ -36,14 +36,39 @@ PREFERRED = {
 }
 
 
+# Widgets js/prompt_builder.js hides in each mode of the prompt builder (tests/test_workflows.py keeps them equal).
+BUILDER_HIDDEN = {
+    "edit": ("scale", "material", "camera", "focal_length", "aperture", "depth_of_field"),
+    "describe": ("template", "base", "part", "change_to", "text", "reference", "keep"),
+}
+STITCHER_SLOTS = 8
+
+
 def _text_width(text: str) -> float:
     return TEXT * len(text)
+
+
+def _shown(inputs: list[dict], node) -> list[dict]:
+    """The inputs the js/ extension shows: the prompt builder's mode widgets, the stitcher's connected references
+    and the first free one (js/stitcher.js shownSlots)."""
+    if node.type == "AtelierMiniaturePrompt":
+        hidden = BUILDER_HIDDEN.get(node.inputs.get("mode"), ())
+        return [s for s in inputs if s["name"] not in hidden]
+    if node.type == "AtelierContextStitcher":
+        connected = [i for i in range(1, STITCHER_SLOTS + 1) if isinstance(node.inputs.get(f"image_{i}"), list)]
+        shown = min(STITCHER_SLOTS, max(2, max(connected, default=1) + 1))
+        return [
+            s
+            for s in inputs
+            if not s["name"].startswith(("image_", "weight_")) or int(s["name"].split("_")[1]) <= shown
+        ]
+    return inputs
 
 
 def node_size(description: dict, node) -> tuple[int, int]:
     """The node's size: the frontend's computeSize estimate (rows of sockets, then each widget), at least the size
     core's templates give such a node."""
-    inputs = description["inputs"]
+    inputs = _shown(description["inputs"], node)
     sockets = [s for s in inputs if not s["widget"]]
     widgets = [s for s in inputs if s["widget"]]
     rows = max(len(sockets), len(description["outputs"]), 1)

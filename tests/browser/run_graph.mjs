@@ -69,11 +69,17 @@ export async function runGraph(page, run, out, closeDialogs) {
     if (promptId) {
       await page.waitForFunction(() => window.__atelierRun.finished, null, { timeout: run.timeoutMs ?? 45000 })
         .catch(() => (result.timeout = `no execution_success/error within ${run.timeoutMs ?? 45000} ms`));
-      // /history has the server's own account (status messages, with the node error and traceback if any).
-      result.history = await page.evaluate(async (id) => {
-        const r = await fetch(`/api/history/${id}`);
-        return r.ok ? (await r.json())[id] ?? null : { httpStatus: r.status };
-      }, promptId);
+      // /history has the server's own account (status messages, with the node error and traceback if any). The
+      // page's execution_success can arrive before the server has written it: poll until the record has a status.
+      result.history = await page.evaluate(async ({ id, timeoutMs }) => {
+        const until = Date.now() + timeoutMs;
+        for (;;) {
+          const r = await fetch(`/api/history/${id}`);
+          const record = r.ok ? (await r.json())[id] ?? null : { httpStatus: r.status };
+          if (record?.status?.status_str || !r.ok || Date.now() > until) return record;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      }, { id: promptId, timeoutMs: run.timeoutMs ?? 45000 });
       result.status = result.history?.status ?? null;
     }
     const state = await page.evaluate(() => window.__atelierRun);
