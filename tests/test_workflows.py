@@ -258,6 +258,9 @@ def test_template_browser_thumbnail(name):
     with Image.open(path) as image:
         image.load()
         assert image.format == "JPEG" and image.width >= 400
+        # The before/after photographs (workflows/before_after.py), not a diagram of flat boxes: many colours.
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 18)
+        assert colours is None or len(colours) > 5000, f"{path.name} looks like a diagram, not a before/after"
 
 
 def test_pictures_are_what_build_renders(object_info):

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as `python workflows/build.py`: make `workf
     sys.path.insert(0, str(HERE.parent))
 
 from atelier_core.model_catalog import FP8_MODEL, GGUF_MODEL, T5_GGUF  # noqa: E402
-from workflows import other_models, thumbnails  # noqa: E402
+from workflows import before_after, other_models, thumbnails  # noqa: E402
 from workflows.kontext_edits import diff_merge, masked_edit, outpaint, single_reference, turbo  # noqa: E402
 from workflows.kontext_iterative import iterative  # noqa: E402
 from workflows.kontext_references import multi_reference, style_transfer  # noqa: E402
@@ -105,7 +105,8 @@ def render_pictures(files: dict[Path, str]) -> dict[Path, bytes]:
         api = json.loads(files[API_DIR / f"{workflow.name}.api.json"])
         picture = thumbnails.diagram(ui, workflow.title, workflow.summary)
         pictures[HERE / f"{workflow.name}.png"] = thumbnails.png_with_workflow(picture, ui, api)
-        pictures[HERE / f"{workflow.name}.jpg"] = thumbnails.jpeg(picture)
+        thumbnail = before_after.thumbnail(workflow.thumbnail, workflow.title, workflow.summary)
+        pictures[HERE / f"{workflow.name}.jpg"] = thumbnails.jpeg(thumbnail)
     return pictures
 
 

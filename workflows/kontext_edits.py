@@ -147,6 +147,7 @@ def outpaint(name: str, model: dict) -> Workflow:
         [p.note(name, what, models)],
         models,
         p.single_groups([[13], [14], [15]], finish_title="Paste back and save"),
+        thumbnail="outpaint",
     )
 
 

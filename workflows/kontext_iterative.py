@@ -116,4 +116,5 @@ def iterative(name: str, model: dict, prompts: tuple[str, ...]) -> Workflow:
         [p.note(name, what, models)],
         models,
         groups,
+        thumbnail="iterative",
     )

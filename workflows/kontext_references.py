@@ -67,6 +67,7 @@ def multi_reference(name: str, model: dict, kind: str) -> Workflow:
         [p.note(name, what, models)],
         models,
         p.kontext_groups([1, 2, 3], [4, 22], [[5, 6]], [[8], [9, 10], [11], [12]], [[13], [14]]),
+        thumbnail="references",
     )
 
 
@@ -134,4 +135,5 @@ def style_transfer(name: str, model: dict) -> Workflow:
         [p.note(name, what, models)],
         models,
         p.kontext_groups([1, 2, 3], [4, 22], [[16], [5, 6]], [[8], [9, 10], [11], [12]], [[13], [14]]),
+        thumbnail="style",
     )

@@ -160,6 +160,7 @@ def flux2_multi_reference(name: str) -> b.Workflow:
         [_note(what, [FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE], name)],
         [FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE],
         _groups([4, 22, 23], [[5, 6]], [[8], [9, 10], [11], [12]]),
+        thumbnail="references",
     )
 
 

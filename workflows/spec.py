@@ -67,6 +67,7 @@ class Workflow:
     notes: list[Note] = field(default_factory=list)
     models: list[dict] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
+    thumbnail: str = "edit"  # the template browser's before/after illustration: a before_after.py kind
 
 
 def link(node: int, slot: int = 0) -> list:
