@@ -80,8 +80,9 @@ def node_size(description: dict, node) -> tuple[int, int]:
     title = TITLE + _text_width(node.title or description["display_name"]) + TITLE * 0.33
     slot_text = max((_text_width(s["name"]) for s in sockets), default=0)
     out_text = max((_text_width(o["name"]) for o in description["outputs"]), default=0)
-    # A widget row holds its label and its value: combos with long values need the room.
-    widget_text = max((_text_width(s["name"]) + _text_width(str(s.get("longest", ""))) for s in widgets), default=0)
+    # A widget row holds its label and its value; values are cut to fit by the frontend, and combo options depend
+    # on the host (its model files), so only the label counts: the same file from every ComfyUI.
+    widget_text = max((_text_width(s["name"]) for s in widgets), default=0)
     width = max(title, slot_text + out_text + 2 * SLOT + 5, widget_text + 80, 140 * (1.5 if widgets else 1), 300)
     preferred = PREFERRED.get(node.type, (0, 0))
     return round(max(width, preferred[0])), round(max(height, preferred[1]))

@@ -21,7 +21,6 @@ from workflows.spec import CORE_VERSION, FRONTEND_VERSION, PACK_ID, PACK_VERSION
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
-LONGEST_SHOWN = 28  # a combo shows at most about this many characters of its value
 
 
 # -- API format -------------------------------------------------------------------------------------------------------
@@ -49,11 +48,6 @@ def _type_name(spec) -> str:
     return str(getattr(kind, "value", kind))
 
 
-def _longest(spec, options: dict) -> str:
-    values = spec[0] if isinstance(spec[0], (list, tuple)) else options.get("options") or []
-    return max((str(v) for v in values), key=len, default="")[:LONGEST_SHOWN]
-
-
 def describe(object_info: dict, node_type: str) -> dict:
     """Sockets and widgets of a node type, in the frontend's order, from its /object_info entry."""
     info = object_info[node_type]
@@ -74,7 +68,6 @@ def describe(object_info: dict, node_type: str) -> dict:
                     "control": bool(options.get("control_after_generate")),
                     "upload": bool(options.get("image_upload")),
                     "multiline": bool(options.get("multiline")),
-                    "longest": _longest(spec, options) if type_name == "COMBO" else "",
                 }
             )
     outputs = [
