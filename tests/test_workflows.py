@@ -200,10 +200,19 @@ def test_style_workflow_prompts_with_the_builder_style_template():
     assert builder["inputs"]["reference"] == 2
 
 
-def test_files_are_what_build_renders(object_info):
-    from workflows import build
+def test_files_are_what_build_renders(comfy_host, object_info):
+    """The files are rendered against ComfyUI 0.3.64's node descriptions (workflows/spec.py CORE_VERSION). Another
+    host describes some core nodes differently (0.33.0's SaveImage has an `images` output), so there only the API
+    files, which do not depend on the descriptions, are compared; the UI files' links and prompt are checked by the
+    tests below on every host."""
+    from workflows import build, spec
 
     rendered = build.render(object_info)
+    if comfy_host.version != spec.CORE_VERSION:
+        rendered = {path: text for path, text in rendered.items() if path.name.endswith(".api.json")}
+        for path, text in rendered.items():
+            assert path.read_text() == text, f"{path.name} differs from workflows/build.py"
+        return
     on_disk = {*WORKFLOW_DIR.glob("*.json"), *API_DIR.glob("*.json"), *PACKAGE_API_DIR.glob("*.json")}
     # Workflows this ComfyUI cannot render (its node list lacks their nodes) are checked on one that can.
     later = {w.name for w in build.all_workflows()} - {w.name for w in build.renderable(object_info)}
