@@ -487,7 +487,9 @@ def _node(run: dict, key: str, view: str | None = None) -> dict:
 
 
 def _text(node: dict, name: str) -> dict:
-    found = [t for t in node["texts"] if t["name"] == name]
+    # Preview Any's text box is "preview" up to frontend 1.3x, "preview_text" (a Vue component) in 1.4x.
+    names = {name, "preview_text"} if name == "preview" else {name}
+    found = [t for t in node["texts"] if t["name"] in names]
     assert found, f"{node['type']} #{node['id']} shows no '{name}' text box: {[t['name'] for t in node['texts']]}"
     return found[0]
 

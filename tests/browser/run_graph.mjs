@@ -195,8 +195,17 @@ async function describeNodes(page, ids) {
         height: img.naturalHeight,
       })),
       texts: (n.widgets ?? [])
-        .filter((w) => w.element instanceof HTMLTextAreaElement || w.inputEl instanceof HTMLTextAreaElement)
+        .filter((w) => w.element instanceof HTMLTextAreaElement || w.inputEl instanceof HTMLTextAreaElement ||
+          w.type === "textPreview")
         .map((w) => {
+          if (w.type === "textPreview") {
+            // Frontend 1.4x draws Preview Any's text with a Vue component, not a text box: its value, and whether
+            // the node's body is on screen.
+            const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1]]);
+            const [x1, y1] = app.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
+            const onScreen = x1 > 0 && y1 > 0 && x < canvasRect.width && y < canvasRect.height;
+            return { name: w.name, value: w.value, shown: w.value, visible: onScreen };
+          }
           const el = w.element ?? w.inputEl;
           const r = el.getBoundingClientRect();
           const style = getComputedStyle(el);
