@@ -196,11 +196,11 @@ async function describeNodes(page, ids) {
       })),
       texts: (n.widgets ?? [])
         .filter((w) => w.element instanceof HTMLTextAreaElement || w.inputEl instanceof HTMLTextAreaElement ||
-          w.type === "textPreview")
+          w.type === "textPreview" || (n.type === "PreviewAny" && w.name === "preview"))
         .map((w) => {
-          if (w.type === "textPreview") {
-            // Frontend 1.4x draws Preview Any's text with a Vue component, not a text box: its value, and whether
-            // the node's body is on screen.
+          if (!(w.element instanceof HTMLTextAreaElement || w.inputEl instanceof HTMLTextAreaElement)) {
+            // Preview Any's text is a markdown view (frontend 1.3x) or a Vue component (1.4x), not a text box:
+            // its value, and whether the node's body is on screen.
             const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1]]);
             const [x1, y1] = app.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
             const onScreen = x1 > 0 && y1 > 0 && x < canvasRect.width && y < canvasRect.height;
