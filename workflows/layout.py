@@ -22,7 +22,7 @@ PAD, GROUP_TITLE = 16, 34  # group padding; group title bar (font 24)
 GROUP_GAP = 50
 NOTE_GAP = 60
 VIEW = (1536, 920)  # the canvas the saved view is fitted to (a 1600x1000 window, as the browser tests use)
-VIEW_MARGIN = (30, 60)  # left/right, and top (the menu bar) in screen pixels
+VIEW_MARGIN = (70, 60)  # left/right (the side bar newer frontends lay over the canvas), top (the menu bar), px
 
 # Widgets our js/ extension adds (px): the aspect lock's preview, the stitcher's token count.
 EXTRA_WIDGETS = {"AtelierAspectLock": 92, "AtelierContextStitcher": 24}

@@ -110,6 +110,12 @@ try {
           .map((d) => d.innerText.slice(0, 300));
         return { output, missingTypes, badCombos, widgets, dialogs, layout };
       }));
+      if (workflow.lookFor) {
+        // A missing model: whatever the frontend shows it in (a dialog up to 1.3x, a panel later) names the file.
+        await page.waitForFunction((needle) => document.body.innerText.includes(needle), workflow.lookFor,
+          { timeout: 15000 }).catch(() => {});
+        result.pageNames = await page.evaluate((needle) => document.body.innerText.includes(needle), workflow.lookFor);
+      }
       result.screenshot = path.join(config.out, `${workflow.name}.png`);
       await page.screenshot({ path: result.screenshot });
       await closeDialogs(page);
