@@ -59,20 +59,27 @@ console.log(JSON.stringify(result));
 """
 
 
-def test_executed_text_shows_in_one_read_only_widget(tmp_path):
+def _run_extension(tmp_path, script: str, driver: str, stubs: dict[str, str]) -> dict:
+    """Run ``driver`` with js/``script`` where the frontend serves extensions and ``stubs`` as its scripts/ modules;
+    return the JSON the driver prints last."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("no node on PATH: the frontend extension test needs Node.js")
     (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "app.js").write_text(APP_STUB)
+    for name, text in stubs.items():
+        (tmp_path / "scripts" / name).write_text(text)
     ours = tmp_path / "extensions" / "kontext-atelier"
     ours.mkdir(parents=True)
-    shutil.copy(PACK_DIR / "js" / "atelier.js", ours / "atelier.js")
+    shutil.copy(PACK_DIR / "js" / script, ours / script)
     (tmp_path / "package.json").write_text(json.dumps({"type": "module"}))
-    (tmp_path / "driver.js").write_text(DRIVER)
+    (tmp_path / "driver.js").write_text(driver)
     run = subprocess.run([node, "driver.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_executed_text_shows_in_one_read_only_widget(tmp_path):
+    result = _run_extension(tmp_path, "atelier.js", DRIVER, {"app.js": APP_STUB})
     assert result["widgets"] == [
         {
             "name": "atelier_report",
@@ -124,20 +131,7 @@ console.log(JSON.stringify({ name: ext.name, graph, routes: api.routes }));
 def test_models_extension_drops_only_gguf_files_the_server_has(tmp_path):
     """A GGUF the server lists is taken out of the metadata the old frontends check by folder listing (which never
     lists .gguf); a missing GGUF and every .safetensors stay for the missing-models dialog."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("no node on PATH: the frontend extension test needs Node.js")
-    (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "app.js").write_text(APP_STUB)
-    (tmp_path / "scripts" / "api.js").write_text(API_STUB)
-    ours = tmp_path / "extensions" / "kontext-atelier"
-    ours.mkdir(parents=True)
-    shutil.copy(PACK_DIR / "js" / "models.js", ours / "models.js")
-    (tmp_path / "package.json").write_text(json.dumps({"type": "module"}))
-    (tmp_path / "driver.js").write_text(MODELS_DRIVER)
-    run = subprocess.run([node, "driver.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = _run_extension(tmp_path, "models.js", MODELS_DRIVER, {"app.js": APP_STUB, "api.js": API_STUB})
     graph = result["graph"]
     names = [[m["name"] for m in n["properties"].get("models", [])] for n in graph["nodes"]]
     assert names == [[], ["clip_l.safetensors", "t5-v1_1-xxl-encoder-Q5_K_M.gguf"], []]

@@ -22,17 +22,6 @@ NEEDS_CORE = "0.3.75"
 # Edit's (ComfyUI's template): true cfg 2.5 with an empty-prompt negative, the AuraFlow shift of 3.
 FLUX2_STEPS, FLUX2_GUIDANCE = 28, 4.0
 QWEN_STEPS, QWEN_CFG, QWEN_SHIFT = 20, 2.5, 3.0
-LOCK = {
-    "fit": "crop",
-    "anchor": "center",
-    "size_by": "megapixels",
-    "megapixels": 1.0,
-    "long_side": 1024,
-    "custom_width": 3,
-    "custom_height": 2,
-    "pad_mode": "edge",
-    "pad_color": "#000000",
-}
 
 
 def _loaders(model: dict, text: dict, clip_type: str, vae: dict) -> list:
@@ -56,7 +45,7 @@ def _loaders(model: dict, text: dict, clip_type: str, vae: dict) -> list:
 
 
 def _lock(size: str) -> b.Node:
-    return b.Node(6, "AtelierAspectLock", {"image": b.link(4), "size": size, **LOCK}, title="Aspect lock")
+    return p.lock(size=size)
 
 
 def _finish(name: str, decoded: list) -> list:
