@@ -2,9 +2,9 @@
 //
 // Atelier nodes report what they did (the prompt they built, the crop they restored, the quantisation they found)
 // as `text` in their UI output. ComfyUI passes that to `onExecuted`; this shows it in a read-only multiline box on
-// the node, created on the first execution and updated on each later one. No other behaviour, no dependencies.
+// the node, created on the first execution and updated on each later one. Only the frontend's public API: `app`
+// and the node's addDOMWidget (scripts/widgets.js is internal from frontend 1.32 on).
 import { app } from "../../scripts/app.js";
-import { ComfyWidgets } from "../../scripts/widgets.js";
 
 const PREFIX = "Atelier";
 const WIDGET_NAME = "atelier_report"; // not an input name of any Atelier node, so it cannot shadow one
@@ -12,13 +12,20 @@ const WIDGET_NAME = "atelier_report"; // not an input name of any Atelier node, 
 function showText(node, lines) {
   let widget = node.widgets?.find((w) => w.name === WIDGET_NAME);
   if (!widget) {
-    widget = ComfyWidgets.STRING(node, WIDGET_NAME, ["STRING", { multiline: true }], app).widget;
+    const box = document.createElement("textarea");
+    box.className = "comfy-multiline-input"; // the frontend's own text box style
+    box.readOnly = true;
+    box.style.opacity = 0.75;
+    widget = node.addDOMWidget(WIDGET_NAME, "customtext", box, {
+      getValue: () => box.value,
+      setValue: (value) => {
+        box.value = value;
+      },
+      getMinHeight: () => 60,
+      serialize: false, // never sent as an input in the prompt
+    });
     widget.serialize = false; // not saved in the workflow: it is output, not a setting
-    widget.options = { ...widget.options, serialize: false }; // and never sent as an input in the prompt
-    if (widget.inputEl) {
-      widget.inputEl.readOnly = true;
-      widget.inputEl.style.opacity = 0.75;
-    }
+    widget.inputEl = box; // where core's text boxes keep their element
   }
   widget.value = lines.join("\n");
   node.setSize?.([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);

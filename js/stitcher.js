@@ -134,6 +134,39 @@ function addTokenWidget(node) {
   });
 }
 
+/**
+ * The reference slots to show: every connected image_N and the first free one after the last connected (image_1 and
+ * image_2 at least), each with its weight; the rest are hidden until the one before them is connected.
+ */
+export function shownSlots(connected) {
+  const last = connected.length ? Math.max(...connected) : 1;
+  return Math.min(MAX_REFERENCES, Math.max(2, last + 1));
+}
+
+// Sockets are removed (litegraph has no hidden input) and added back in order; weights are hidden. Hidden weights
+// keep their values and are still sent, so the prompt is the same as with every slot shown.
+function showConnectedSlots(node) {
+  if (!node.inputs) return;
+  const connected = [];
+  for (let slot = 1; slot <= MAX_REFERENCES; slot++) {
+    if (node.inputs.find((i) => i.name === `image_${slot}`)?.link != null) connected.push(slot);
+  }
+  const shown = shownSlots(connected);
+  for (let slot = MAX_REFERENCES; slot >= 1; slot--) {
+    const index = node.inputs.findIndex((i) => i.name === `image_${slot}`);
+    if (slot > shown && index >= 0 && node.inputs[index].link == null) node.removeInput(index);
+  }
+  for (let slot = 1; slot <= shown; slot++) {
+    if (!node.inputs.some((i) => i.name === `image_${slot}`)) node.addInput(`image_${slot}`, "IMAGE", { shape: 7 });
+  }
+  for (const widget of node.widgets ?? []) {
+    const match = /^weight_(\d+)$/.exec(widget.name ?? "");
+    if (match) widget.hidden = Number(match[1]) > shown;
+  }
+  node.setSize?.([node.size[0], node.computeSize()[1]]);
+  node.setDirtyCanvas?.(true, true);
+}
+
 app.registerExtension({
   name: "KontextAtelier.StitcherTokens",
   async beforeRegisterNodeDef(nodeType, nodeData) {
@@ -142,6 +175,19 @@ app.registerExtension({
     nodeType.prototype.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
       addTokenWidget(this);
+      showConnectedSlots(this);
+      return result;
+    };
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function () {
+      const result = onConfigure?.apply(this, arguments);
+      showConnectedSlots(this); // a loaded workflow: its links are in place now
+      return result;
+    };
+    const onConnectionsChange = nodeType.prototype.onConnectionsChange;
+    nodeType.prototype.onConnectionsChange = function (type, index, connected, link, slot) {
+      const result = onConnectionsChange?.apply(this, arguments);
+      if (slot?.name?.startsWith("image_")) queueMicrotask(() => showConnectedSlots(this)); // after litegraph is done
       return result;
     };
   },

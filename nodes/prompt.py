@@ -159,7 +159,7 @@ class AtelierMiniaturePrompt(io.ComfyNode):
                 io.Combo.Input(
                     "mode",
                     options=list(builder.MODES),
-                    default="describe",
+                    default="edit",  # Kontext edits: with the default template (recolour), a working instruction
                     tooltip="describe: a description of the photo (for generating). edit: an instruction for Kontext to change the input image.",
                 ),
                 *menus[:2],

@@ -1,7 +1,8 @@
-"""js/atelier.js against stand-ins of the two frontend modules it imports, run by Node.
+"""js/atelier.js and js/models.js against stand-ins of the frontend's public API, run by Node.
 
-The stand-ins give ``app.registerExtension`` and ``ComfyWidgets.STRING`` the shapes the ComfyUI frontend has; the
-test then plays what the frontend does: register the node types, execute a node twice, look at the widget.
+The stand-ins give ``app.registerExtension``, ``api.fetchApi`` and a node's ``addDOMWidget`` the shapes the ComfyUI
+frontend has; the test then plays what the frontend does: register the node types, execute a node twice, look at
+the widget; load a workflow whose GGUF files the server has or lacks.
 """
 
 from __future__ import annotations
@@ -17,18 +18,9 @@ APP_STUB = """
 export const registered = [];
 export const app = { registerExtension(ext) { registered.push(ext); } };
 """
-WIDGETS_STUB = """
-export const ComfyWidgets = {
-  STRING(node, name, spec, app) {
-    const widget = { name, value: "", options: {}, inputEl: { readOnly: false, style: {} }, spec };
-    node.widgets = node.widgets || [];
-    node.widgets.push(widget);
-    return { widget };
-  },
-};
-"""
 DRIVER = """
 import { registered } from "./scripts/app.js";
+globalThis.document = { createElement: (tag) => ({ tag, value: "", readOnly: false, style: {} }) };
 await import("./extensions/kontext-atelier/atelier.js");
 const ext = registered[0];
 const result = { name: ext.name };
@@ -38,6 +30,13 @@ function makeType() {
   Node.prototype.setSize = function (s) { this.size = s; };
   Node.prototype.setDirtyCanvas = function () {};
   Node.prototype.onExecuted = function (m) { this.previous = m; };
+  Node.prototype.addDOMWidget = function (name, type, element, options) {
+    const widget = { name, type, element, options,
+      get value() { return options.getValue(); }, set value(v) { options.setValue(v); } };
+    this.widgets = this.widgets || [];
+    this.widgets.push(widget);
+    return widget;
+  };
   return Node;
 }
 const Ours = makeType(), Theirs = makeType();
@@ -51,7 +50,7 @@ other.onExecuted({ text: ["ignored"] });
 const silent = new Ours();
 silent.onExecuted({ images: [] });
 result.widgets = node.widgets.map((w) => ({ name: w.name, value: w.value, readOnly: w.inputEl.readOnly,
-  serialize: w.serialize, optionsSerialize: w.options.serialize, multiline: w.spec[1].multiline }));
+  serialize: w.serialize, optionsSerialize: w.options.serialize, multiline: w.element.tag === "textarea" }));
 result.size = node.size;
 result.chained = node.previous;
 result.otherWidgets = other.widgets ? other.widgets.length : 0;
@@ -60,21 +59,27 @@ console.log(JSON.stringify(result));
 """
 
 
-def test_executed_text_shows_in_one_read_only_widget(tmp_path):
+def _run_extension(tmp_path, script: str, driver: str, stubs: dict[str, str]) -> dict:
+    """Run ``driver`` with js/``script`` where the frontend serves extensions and ``stubs`` as its scripts/ modules;
+    return the JSON the driver prints last."""
     node = shutil.which("node")
     if node is None:
         pytest.skip("no node on PATH: the frontend extension test needs Node.js")
     (tmp_path / "scripts").mkdir()
-    (tmp_path / "scripts" / "app.js").write_text(APP_STUB)
-    (tmp_path / "scripts" / "widgets.js").write_text(WIDGETS_STUB)
+    for name, text in stubs.items():
+        (tmp_path / "scripts" / name).write_text(text)
     ours = tmp_path / "extensions" / "kontext-atelier"
     ours.mkdir(parents=True)
-    shutil.copy(PACK_DIR / "js" / "atelier.js", ours / "atelier.js")
+    shutil.copy(PACK_DIR / "js" / script, ours / script)
     (tmp_path / "package.json").write_text(json.dumps({"type": "module"}))
-    (tmp_path / "driver.js").write_text(DRIVER)
+    (tmp_path / "driver.js").write_text(driver)
     run = subprocess.run([node, "driver.js"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_executed_text_shows_in_one_read_only_widget(tmp_path):
+    result = _run_extension(tmp_path, "atelier.js", DRIVER, {"app.js": APP_STUB})
     assert result["widgets"] == [
         {
             "name": "atelier_report",
@@ -89,3 +94,58 @@ def test_executed_text_shows_in_one_read_only_widget(tmp_path):
     assert result["chained"] == {"text": ["updated"]}, "an earlier onExecuted still runs"
     assert result["otherWidgets"] == 0, "nodes of other packs are left alone"
     assert result["silentWidgets"] == 0, "no widget until there is text to show"
+
+
+API_STUB = """
+export const api = {
+  routes: [],
+  async fetchApi(route) {
+    this.routes.push(route);
+    const files = { "/models/kontext_atelier_transformers": ["flux1-kontext-dev-Q4_K_M.gguf"],
+                    "/models/kontext_atelier_text_encoders": [] };
+    return { ok: route in files, json: async () => files[route] };
+  },
+};
+"""
+MODELS_DRIVER = """
+import { registered } from "./scripts/app.js";
+import { api } from "./scripts/api.js";
+await import("./extensions/kontext-atelier/models.js");
+const ext = registered[0];
+const model = (name, directory) => ({ name, directory, url: `https://huggingface.co/x/resolve/main/${name}` });
+const graph = {
+  nodes: [
+    { type: "AtelierKontextLoader", properties: { models: [model("flux1-kontext-dev-Q4_K_M.gguf", "diffusion_models")] } },
+    { type: "AtelierKontextTextEncoders", properties: { models: [model("clip_l.safetensors", "text_encoders"),
+      model("t5-v1_1-xxl-encoder-Q5_K_M.gguf", "text_encoders")] } },
+    { type: "VAELoader", properties: {} },
+  ],
+  models: [model("flux1-kontext-dev-Q4_K_M.gguf", "diffusion_models"), model("ae.safetensors", "vae"),
+    model("t5-v1_1-xxl-encoder-Q5_K_M.gguf", "text_encoders")],
+};
+await ext.beforeConfigureGraph(graph, []);
+console.log(JSON.stringify({ name: ext.name, graph, routes: api.routes }));
+"""
+
+
+def test_models_extension_drops_only_gguf_files_the_server_has(tmp_path):
+    """A GGUF the server lists is taken out of the metadata the old frontends check by folder listing (which never
+    lists .gguf); a missing GGUF and every .safetensors stay for the missing-models dialog."""
+    result = _run_extension(tmp_path, "models.js", MODELS_DRIVER, {"app.js": APP_STUB, "api.js": API_STUB})
+    graph = result["graph"]
+    names = [[m["name"] for m in n["properties"].get("models", [])] for n in graph["nodes"]]
+    assert names == [[], ["clip_l.safetensors", "t5-v1_1-xxl-encoder-Q5_K_M.gguf"], []]
+    assert [m["name"] for m in graph["models"]] == ["ae.safetensors", "t5-v1_1-xxl-encoder-Q5_K_M.gguf"]
+    assert sorted(result["routes"]) == ["/models/kontext_atelier_text_encoders", "/models/kontext_atelier_transformers"]
+
+
+def test_extension_imports_only_the_public_frontend_api():
+    """Frontend 1.32+ warns that scripts/widgets.js (and every scripts/ module but app.js, api.js, ui.js) is
+    internal; our files import only the public ones and each other."""
+    import re
+
+    public = {"../../scripts/app.js", "../../scripts/api.js"}
+    for path in sorted((PACK_DIR / "js").glob("*.js")):
+        imported = set(re.findall(r'^import .* from "([^"]+)";', path.read_text(), flags=re.M))
+        internal = {m for m in imported if not m.startswith("./")} - public
+        assert not internal, f"{path.name} imports {sorted(internal)}"

@@ -513,6 +513,8 @@ def _node_module(host):
 def _inputs(host, **values) -> dict:
     required = host.object_info(NODE_ID)["input"]["required"]
     inputs = {name: spec[1].get("default") for name, spec in required.items()}
+    # The cases are written for the library's Choices, whose mode defaults to describe; the node defaults to edit.
+    inputs["mode"] = Choices().mode
     inputs.update(values)
     return inputs
 

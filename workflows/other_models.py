@@ -12,8 +12,6 @@ and CLIPLoader's flux2 type loads the Qwen3 4B / 8B text encoder, ``comfy.text_e
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from atelier_core.model_catalog import (
     FLUX2_KLEIN_MODEL,
     FLUX2_KLEIN_TEXT,
@@ -24,9 +22,9 @@ from atelier_core.model_catalog import (
     QWEN_TEXT,
     QWEN_VAE,
 )
-
-# ``b`` below is workflows/build.py itself (passed in by its ``all_workflows``, so this module never imports it
-# back): its Node/Note/Workflow spec classes and the helpers the Kontext workflows share.
+from workflows import kontext_parts as p
+from workflows import spec as b
+from workflows.kontext_references import stitcher_inputs
 
 NEEDS_CORE = "0.3.75"
 
@@ -37,27 +35,15 @@ QWEN_STEPS, QWEN_CFG, QWEN_SHIFT = 20, 2.5, 3.0
 # FLUX.2 [klein] 4B is step-distilled (BFL: 4 steps, guidance 1) and has no guidance embedding, so no FluxGuidance:
 # cfg 1 with a zeroed negative. The first release the tests load it on (the tiny klein-shaped model) is 0.10.0.
 KLEIN_STEPS, KLEIN_NEEDS_CORE = 4, "0.10.0"
-LOCK = {
-    "fit": "crop",
-    "anchor": "center",
-    "size_by": "megapixels",
-    "megapixels": 1.0,
-    "long_side": 1024,
-    "custom_width": 3,
-    "custom_height": 2,
-    "pad_mode": "edge",
-    "pad_color": "#000000",
-}
 
 
-def _loaders(b: ModuleType, model: dict, text: dict, clip_type: str, vae: dict) -> list:
+def _loaders(model: dict, text: dict, clip_type: str, vae: dict) -> list:
     return [
         b.Node(
             1,
             "UNETLoader",
             {"unet_name": model["name"], "weight_dtype": "default"},
             title="Model",
-            pos=(-420, 0),
             models=[model],
         ),
         b.Node(
@@ -65,38 +51,32 @@ def _loaders(b: ModuleType, model: dict, text: dict, clip_type: str, vae: dict) 
             "CLIPLoader",
             {"clip_name": text["name"], "type": clip_type, "device": "default"},
             title="Text encoder",
-            pos=(-420, 180),
             models=[text],
         ),
-        b.Node(3, "VAELoader", {"vae_name": vae["name"]}, title="VAE", pos=(-420, 360), models=[vae]),
+        b.Node(3, "VAELoader", {"vae_name": vae["name"]}, title="VAE", models=[vae]),
     ]
 
 
-def _lock(b: ModuleType, size: str) -> object:
-    return b.Node(
-        6, "AtelierAspectLock", {"image": b._link(4), "size": size, **LOCK}, title="Aspect lock", pos=(0, 480)
-    )
+def _lock(size: str) -> b.Node:
+    return p.lock(size=size)
 
 
-def _finish(b: ModuleType, name: str, decoded: list) -> list:
+def _finish(name: str, decoded: list) -> list:
     """Restore size -> diff-merge into the original -> save (and the changed regions)."""
     return [
         b.Node(
             13,
             "AtelierRestoreSize",
-            {"edited": decoded, "geometry": b._link(6, 4), "original": b._link(4)},
+            {"edited": decoded, "geometry": b.link(6, 4), "original": b.link(4)},
             title="Restore size",
-            pos=(1080, 320),
         ),
-        b.Node(15, "AtelierDiffMerge", b._merge_inputs(edited=b._link(13)), title="Diff-merge", pos=(1400, 320)),
-        b._save(16, b._link(15), f"kontext-atelier/{name}", pos=(1720, 0)),
-        b.Node(17, "PreviewImage", {"images": b._link(15, 3)}, title="Changed regions", pos=(1720, 400)),
+        b.Node(15, "AtelierDiffMerge", p.merge_inputs(edited=b.link(13)), title="Diff-merge"),
+        p.save(16, b.link(15), f"kontext-atelier/{name}"),
+        b.Node(17, "PreviewImage", {"images": b.link(15, 3)}, title="Changed regions"),
     ]
 
 
-def _sampler(
-    b: ModuleType, model: list, positive: list, negative: list, latent: list, steps: int, cfg: float
-) -> object:
+def _sampler(model: list, positive: list, negative: list, latent: list, steps: int, cfg: float) -> b.Node:
     return b.Node(
         11,
         "KSampler",
@@ -113,77 +93,55 @@ def _sampler(
             "denoise": 1.0,
         },
         title="Sampler",
-        pos=(740, 0),
     )
 
 
-def _note(b: ModuleType, what: str, models: list[dict], name: str, needs: str = NEEDS_CORE) -> object:
-    listed = "\n".join(f"- `models/{m['directory']}/`: `{m['name']}`" for m in models)
+def _note(what: str, models: list[dict], name: str, needs: str = NEEDS_CORE) -> b.Note:
     text = (
-        f"{what}\n\n**Models** (download links are in each loader's properties; ComfyUI offers them when "
-        f"missing):\n{listed}\n\n**Needs ComfyUI {needs} or later** (core's loaders for this model).\n\n"
+        f"{what}\n\n**Models**:\n{p.model_lines(models)}\n\n{p.DIALOG}\n\n"
+        f"**Needs ComfyUI {needs} or later** (core's loaders for this model).\n\n"
         "**Restore size + diff-merge**: the edit comes back at your photo's exact size, and only what the edit "
         "really changed is taken from it; every other pixel is your original's, bit for bit. *Changed regions* "
         "shows what was taken in red; raise `threshold` if too much is taken.\n\n"
-        f"**Command line**: `workflows/api/{name}.api.json`; "
-        f'`kontext-atelier run {name} --image in.png --prompt "..." --server http://127.0.0.1:8188`.'
+        f"{p.command_line(name)}"
     )
-    return b.Note("Read me", text, (-900, 0), (440, 460))
+    return b.Note("Read me", text)
 
 
-def _flux2_stitcher(b: ModuleType, more_images: dict) -> dict:
-    """The Context Stitcher's inputs in the FLUX.2 workflows: image 1 is the locked picture, every weight 1."""
-    inputs = {
-        "model": b._link(1),
-        "conditioning": b._link(5),
-        "vae": b._link(3),
-        "position_method": "auto",
-        "sizing": "bucket",
-        "fit": "crop",
-        "token_budget": 4096,
-        "image_1": b._link(6),
-        "weight_1": 1.0,
-        **more_images,
-    }
-    inputs.update({f"weight_{i}": 1.0 for i in range(2, 9)})
-    return inputs
+def _groups(pictures: list[int], prepare: list[list[int]], edit: list[list[int]]) -> list[b.Group]:
+    return p.kontext_groups([1, 2, 3], pictures, prepare, edit, [[13], [15], [16, 17]], "Restore, merge, save")
 
 
-def flux2_multi_reference(b: ModuleType, name: str) -> object:
-    refs = [
-        b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}", pos=(-420, 700 + 170 * (i - 2)))
-        for i in (2, 3)
-    ]
-    stitcher = _flux2_stitcher(b, {"image_2": b._link(22), "image_3": b._link(23)})
+def flux2_multi_reference(name: str) -> b.Workflow:
+    refs = [b.Node(20 + i, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title=f"Reference {i}") for i in (2, 3)]
+    stitcher = stitcher_inputs([22, 23], position_method="auto", sizing="bucket", token_budget=4096)
     nodes = [
-        *_loaders(b, FLUX2_MODEL, FLUX2_TEXT, "flux2", FLUX2_VAE),
-        b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image", pos=(-420, 500)),
+        *_loaders(FLUX2_MODEL, FLUX2_TEXT, "flux2", FLUX2_VAE),
+        b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image"),
         b.Node(
             5,
             "CLIPTextEncode",
             {
                 "text": "dress the knight from image 1 in the cloak from image 2, in the colours of image 3; keep the pose, "
                 "the face and everything else the same",
-                "clip": b._link(2),
+                "clip": b.link(2),
             },
             title="Prompt",
-            pos=(0, 0),
             color="#232",
             bgcolor="#353",
         ),
-        _lock(b, "FLUX.2 (input ratio, 128-ch latent)"),
-        b.Node(8, "AtelierContextStitcher", stitcher, title="Context stitcher", pos=(420, 260)),
+        _lock("FLUX.2 (input ratio, 128-ch latent)"),
+        b.Node(8, "AtelierContextStitcher", stitcher, title="Context stitcher"),
         b.Node(
             9,
             "FluxGuidance",
-            {"conditioning": b._link(8, 1), "guidance": FLUX2_GUIDANCE},
+            {"conditioning": b.link(8, 1), "guidance": FLUX2_GUIDANCE},
             title="Guidance",
-            pos=(420, 0),
         ),
-        b.Node(10, "ConditioningZeroOut", {"conditioning": b._link(5)}, title="Negative (zero)", pos=(420, 140)),
-        _sampler(b, b._link(8, 0), b._link(9), b._link(10), b._link(6, 5), FLUX2_STEPS, 1.0),
-        b.Node(12, "VAEDecode", {"samples": b._link(11), "vae": b._link(3)}, title="VAE decode", pos=(740, 320)),
-        *_finish(b, name, b._link(12)),
+        b.Node(10, "ConditioningZeroOut", {"conditioning": b.link(5)}, title="Negative (zero)"),
+        _sampler(b.link(8, 0), b.link(9), b.link(10), b.link(6, 5), FLUX2_STEPS, 1.0),
+        b.Node(12, "VAEDecode", {"samples": b.link(11), "vae": b.link(3)}, title="VAE decode"),
+        *_finish(name, b.link(12)),
         *refs,
     ]
     what = (
@@ -201,31 +159,32 @@ def flux2_multi_reference(b: ModuleType, name: str) -> object:
         "FLUX.2 multi-reference edit",
         "FLUX.2 [dev]: lock -> 3 weighted references -> restore -> diff-merge",
         nodes,
-        [_note(b, what, [FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE], name)],
+        [_note(what, [FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE], name)],
         [FLUX2_MODEL, FLUX2_TEXT, FLUX2_VAE],
+        _groups([4, 22, 23], [[5, 6]], [[8], [9, 10], [11], [12]]),
+        thumbnail="references",
     )
 
 
-def flux2_klein_edit(b: ModuleType, name: str) -> object:
-    stitcher = _flux2_stitcher(b, {})
+def flux2_klein_edit(name: str) -> b.Workflow:
+    stitcher = stitcher_inputs([], position_method="auto", sizing="bucket", token_budget=4096)
     nodes = [
-        *_loaders(b, FLUX2_KLEIN_MODEL, FLUX2_KLEIN_TEXT, "flux2", FLUX2_VAE),
-        b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image", pos=(-420, 500)),
+        *_loaders(FLUX2_KLEIN_MODEL, FLUX2_KLEIN_TEXT, "flux2", FLUX2_VAE),
+        b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image"),
         b.Node(
             5,
             "CLIPTextEncode",
-            {"text": "change the knight's cloak to deep red, keep everything else the same", "clip": b._link(2)},
+            {"text": "change the knight's cloak to deep red, keep everything else the same", "clip": b.link(2)},
             title="Prompt",
-            pos=(0, 0),
             color="#232",
             bgcolor="#353",
         ),
-        _lock(b, "FLUX.2 (input ratio, 128-ch latent)"),
-        b.Node(8, "AtelierContextStitcher", stitcher, title="Context stitcher", pos=(420, 260)),
-        b.Node(10, "ConditioningZeroOut", {"conditioning": b._link(5)}, title="Negative (zero)", pos=(420, 140)),
-        _sampler(b, b._link(8, 0), b._link(8, 1), b._link(10), b._link(6, 5), KLEIN_STEPS, 1.0),
-        b.Node(12, "VAEDecode", {"samples": b._link(11), "vae": b._link(3)}, title="VAE decode", pos=(740, 320)),
-        *_finish(b, name, b._link(12)),
+        _lock("FLUX.2 (input ratio, 128-ch latent)"),
+        b.Node(8, "AtelierContextStitcher", stitcher, title="Context stitcher"),
+        b.Node(10, "ConditioningZeroOut", {"conditioning": b.link(5)}, title="Negative (zero)"),
+        _sampler(b.link(8, 0), b.link(8, 1), b.link(10), b.link(6, 5), KLEIN_STEPS, 1.0),
+        b.Node(12, "VAEDecode", {"samples": b.link(11), "vae": b.link(3)}, title="VAE decode"),
+        *_finish(name, b.link(12)),
     ]
     what = (
         "## FLUX.2 [klein] edit, original size and pixels kept\n"
@@ -242,31 +201,31 @@ def flux2_klein_edit(b: ModuleType, name: str) -> object:
         "FLUX.2 [klein] edit",
         "FLUX.2 [klein] 4B: lock -> edit -> restore -> diff-merge",
         nodes,
-        [_note(b, what, models, name, KLEIN_NEEDS_CORE)],
+        [_note(what, models, name, KLEIN_NEEDS_CORE)],
         models,
+        _groups([4], [[5, 6]], [[8], [10], [11], [12]]),
     )
 
 
-def qwen_image_edit(b: ModuleType, name: str) -> object:
-    encode = {"clip": b._link(2), "vae": b._link(3), "image1": b._link(6)}
+def qwen_image_edit(name: str) -> b.Workflow:
+    encode = {"clip": b.link(2), "vae": b.link(3), "image1": b.link(6)}
     nodes = [
-        *_loaders(b, QWEN_EDIT_MODEL, QWEN_TEXT, "qwen_image", QWEN_VAE),
-        b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image", pos=(-420, 500)),
+        *_loaders(QWEN_EDIT_MODEL, QWEN_TEXT, "qwen_image", QWEN_VAE),
+        b.Node(4, "LoadImage", {"image": b.EXAMPLE_IMAGE}, title="Image"),
         b.Node(
             5,
             "TextEncodeQwenImageEditPlus",
             {"prompt": "change the knight's cloak to deep red, keep everything else the same", **encode},
             title="Prompt",
-            pos=(0, 0),
             color="#232",
             bgcolor="#353",
         ),
-        _lock(b, "Qwen-Image preferred (7 sizes)"),
-        b.Node(7, "ModelSamplingAuraFlow", {"model": b._link(1), "shift": QWEN_SHIFT}, title="Shift", pos=(0, 300)),
-        b.Node(10, "TextEncodeQwenImageEditPlus", {"prompt": "", **encode}, title="Negative", pos=(420, 140)),
-        _sampler(b, b._link(7), b._link(5), b._link(10), b._link(6, 5), QWEN_STEPS, QWEN_CFG),
-        b.Node(12, "VAEDecode", {"samples": b._link(11), "vae": b._link(3)}, title="VAE decode", pos=(740, 320)),
-        *_finish(b, name, b._link(12)),
+        _lock("Qwen-Image preferred (7 sizes)"),
+        b.Node(7, "ModelSamplingAuraFlow", {"model": b.link(1), "shift": QWEN_SHIFT}, title="Shift"),
+        b.Node(10, "TextEncodeQwenImageEditPlus", {"prompt": "", **encode}, title="Negative"),
+        _sampler(b.link(7), b.link(5), b.link(10), b.link(6, 5), QWEN_STEPS, QWEN_CFG),
+        b.Node(12, "VAEDecode", {"samples": b.link(11), "vae": b.link(3)}, title="VAE decode"),
+        *_finish(name, b.link(12)),
     ]
     what = (
         "## Qwen-Image-Edit edit, original size and pixels kept\n"
@@ -281,14 +240,15 @@ def qwen_image_edit(b: ModuleType, name: str) -> object:
         "Qwen-Image-Edit edit",
         "Qwen-Image-Edit: lock -> edit -> restore -> diff-merge",
         nodes,
-        [_note(b, what, [QWEN_EDIT_MODEL, QWEN_TEXT, QWEN_VAE], name)],
+        [_note(what, [QWEN_EDIT_MODEL, QWEN_TEXT, QWEN_VAE], name)],
         [QWEN_EDIT_MODEL, QWEN_TEXT, QWEN_VAE],
+        _groups([4], [[6], [5, 10]], [[7], [11], [12]]),
     )
 
 
-def workflows(b: ModuleType) -> list:
+def workflows() -> list:
     return [
-        flux2_multi_reference(b, "flux2_multi_reference_edit"),
-        flux2_klein_edit(b, "flux2_klein_edit"),
-        qwen_image_edit(b, "qwen_image_edit"),
+        flux2_multi_reference("flux2_multi_reference_edit"),
+        flux2_klein_edit("flux2_klein_edit"),
+        qwen_image_edit("qwen_image_edit"),
     ]

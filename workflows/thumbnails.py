@@ -1,9 +1,9 @@
-"""Pictures of the shipped workflows: a small diagram of the graph (node boxes and links, as on the canvas) under
-the workflow's title.
+"""Pictures of the shipped workflows: a small diagram of the graph (step groups, node boxes and links, as on the
+canvas) under the workflow's title.
 
 ``png_with_workflow`` embeds the UI workflow (``workflow`` chunk) and the API prompt (``prompt`` chunk) the way
-ComfyUI's SaveImage does, so dropping the PNG on the canvas opens the workflow. ``jpeg`` is the same picture for the
-template browser, which asks for ``<name>.jpg`` beside each template's JSON.
+ComfyUI's SaveImage does, so dropping the PNG on the canvas opens the workflow. ``jpeg`` encodes the template
+browser's ``<name>.jpg`` (the before/after picture of ``before_after.py``).
 """
 
 from __future__ import annotations
@@ -68,10 +68,15 @@ def diagram(ui: dict, title: str, summary: str) -> Image.Image:
     draw.text((MARGIN, 56), _fit(draw, summary, _font(17), WIDTH - 2 * MARGIN), font=_font(17), fill=(175, 175, 175))
 
     nodes = {n["id"]: n for n in ui["nodes"]}
-    left = min(n["pos"][0] for n in nodes.values())
-    top = min(n["pos"][1] - TITLE_BAR for n in nodes.values())
-    right = max(n["pos"][0] + n["size"][0] for n in nodes.values())
-    bottom = max(n["pos"][1] + n["size"][1] for n in nodes.values())
+    groups = ui.get("groups", [])
+    left = min([n["pos"][0] for n in nodes.values()] + [g["bounding"][0] for g in groups])
+    top = min([n["pos"][1] - TITLE_BAR for n in nodes.values()] + [g["bounding"][1] for g in groups])
+    right = max(
+        [n["pos"][0] + n["size"][0] for n in nodes.values()] + [g["bounding"][0] + g["bounding"][2] for g in groups]
+    )
+    bottom = max(
+        [n["pos"][1] + n["size"][1] for n in nodes.values()] + [g["bounding"][1] + g["bounding"][3] for g in groups]
+    )
     area_w, area_h = WIDTH - 2 * MARGIN, HEIGHT - HEADER - 2 * MARGIN
     scale = min(area_w / (right - left), area_h / (bottom - top))
     x0 = MARGIN + (area_w - (right - left) * scale) / 2
@@ -80,13 +85,23 @@ def diagram(ui: dict, title: str, summary: str) -> Image.Image:
     def at(x: float, y: float) -> tuple[float, float]:
         return x0 + (x - left) * scale, y0 + (y - top) * scale
 
+    label = _font(max(9, min(18, round(20 * scale))))
+    for group in groups:  # the step groups, as the canvas draws them: a tinted box with its title
+        x, y, w, h = group["bounding"]
+        x1, y1 = at(x, y)
+        x2, y2 = at(x + w, y + h)
+        tint = tuple(
+            int(c * 0.45 + b * 0.55) for c, b in zip(_hex(group.get("color"), NODE_BG), BACKGROUND, strict=True)
+        )
+        draw.rectangle([x1, y1, x2, y2], fill=tint, outline=_hex(group.get("color"), NODE_BG))
+        draw.text((x1 + 4, y1 + 2), _fit(draw, group["title"], label, x2 - x1 - 8), font=label, fill=(225, 225, 225))
+
     for _link_id, origin, origin_slot, target, target_slot, link_type in ui["links"]:
         source, sink = nodes[origin], nodes[target]
         start = at(source["pos"][0] + source["size"][0], source["pos"][1] + SLOT_START + SLOT_STEP * origin_slot)
         end = at(sink["pos"][0], sink["pos"][1] + SLOT_START + SLOT_STEP * target_slot)
         _curve(draw, start, end, LINK_COLORS.get(link_type, DEFAULT_LINK), max(1, round(3 * scale)))
 
-    label = _font(max(9, min(18, round(20 * scale))))
     radius = max(2, round(8 * scale))
     for node in nodes.values():
         x1, y1 = at(node["pos"][0], node["pos"][1] - TITLE_BAR)

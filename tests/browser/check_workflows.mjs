@@ -94,12 +94,28 @@ try {
             tokens: n.atelierTokens ?? null,
             images: (n.imgs ?? []).length,
           }));
+        // The graph as the page drew it: node boxes (after the frontend's own sizing), groups, the view.
+        const layout = {
+          titleHeight: LiteGraph.NODE_TITLE_HEIGHT,
+          nodes: nodes.map((n) => ({ id: n.id, type: n.type, pos: [...n.pos], size: [...n.size],
+            minSize: n.type === "MarkdownNote" ? null : [...n.computeSize()] })),
+          groups: (app.graph._groups ?? app.graph.groups ?? []).map((g) => ({ title: g.title,
+            bounding: [...(g._bounding ?? g.bounding)] })),
+          ds: { scale: app.canvas.ds.scale, offset: [...app.canvas.ds.offset] },
+          canvas: [app.canvas.canvas.clientWidth, app.canvas.canvas.clientHeight],
+        };
         const { output } = await app.graphToPrompt();
         const dialogs = [...document.querySelectorAll(".p-dialog")]
           .filter((d) => d.offsetParent !== null || d.getClientRects().length)
           .map((d) => d.innerText.slice(0, 300));
-        return { output, missingTypes, badCombos, widgets, dialogs };
+        return { output, missingTypes, badCombos, widgets, dialogs, layout };
       }));
+      if (workflow.lookFor) {
+        // A missing model: whatever the frontend shows it in (a dialog up to 1.3x, a panel later) names the file.
+        await page.waitForFunction((needle) => document.body.innerText.includes(needle), workflow.lookFor,
+          { timeout: 15000 }).catch(() => {});
+        result.pageNames = await page.evaluate((needle) => document.body.innerText.includes(needle), workflow.lookFor);
+      }
       result.screenshot = path.join(config.out, `${workflow.name}.png`);
       await page.screenshot({ path: result.screenshot });
       await closeDialogs(page);

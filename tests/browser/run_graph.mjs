@@ -69,11 +69,17 @@ export async function runGraph(page, run, out, closeDialogs) {
     if (promptId) {
       await page.waitForFunction(() => window.__atelierRun.finished, null, { timeout: run.timeoutMs ?? 45000 })
         .catch(() => (result.timeout = `no execution_success/error within ${run.timeoutMs ?? 45000} ms`));
-      // /history has the server's own account (status messages, with the node error and traceback if any).
-      result.history = await page.evaluate(async (id) => {
-        const r = await fetch(`/api/history/${id}`);
-        return r.ok ? (await r.json())[id] ?? null : { httpStatus: r.status };
-      }, promptId);
+      // /history has the server's own account (status messages, with the node error and traceback if any). The
+      // page's execution_success can arrive before the server has written it: poll until the record has a status.
+      result.history = await page.evaluate(async ({ id, timeoutMs }) => {
+        const until = Date.now() + timeoutMs;
+        for (;;) {
+          const r = await fetch(`/api/history/${id}`);
+          const record = r.ok ? (await r.json())[id] ?? null : { httpStatus: r.status };
+          if (record?.status?.status_str || !r.ok || Date.now() > until) return record;
+          await new Promise((resolve) => setTimeout(resolve, 200));
+        }
+      }, { id: promptId, timeoutMs: run.timeoutMs ?? 45000 });
       result.status = result.history?.status ?? null;
     }
     const state = await page.evaluate(() => window.__atelierRun);
@@ -189,8 +195,17 @@ async function describeNodes(page, ids) {
         height: img.naturalHeight,
       })),
       texts: (n.widgets ?? [])
-        .filter((w) => w.element instanceof HTMLTextAreaElement || w.inputEl instanceof HTMLTextAreaElement)
+        .filter((w) => w.element instanceof HTMLTextAreaElement || w.inputEl instanceof HTMLTextAreaElement ||
+          w.type === "textPreview" || (n.type === "PreviewAny" && w.name === "preview"))
         .map((w) => {
+          if (!(w.element instanceof HTMLTextAreaElement || w.inputEl instanceof HTMLTextAreaElement)) {
+            // Preview Any's text is a markdown view (frontend 1.3x) or a Vue component (1.4x), not a text box:
+            // its value, and whether the node's body is on screen.
+            const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1]]);
+            const [x1, y1] = app.canvas.ds.convertOffsetToCanvas([n.pos[0] + n.size[0], n.pos[1] + n.size[1]]);
+            const onScreen = x1 > 0 && y1 > 0 && x < canvasRect.width && y < canvasRect.height;
+            return { name: w.name, value: w.value, shown: w.value, visible: onScreen };
+          }
           const el = w.element ?? w.inputEl;
           const r = el.getBoundingClientRect();
           const style = getComputedStyle(el);
