@@ -19,6 +19,9 @@ import numpy as np
 from .color import linear_to_srgb, srgb_to_linear
 
 MIN_ALIGN_SIDE = 32  # below this there is not enough structure to estimate a shift
+# A motion that moves no corner of the frame this far (pixels) is not applied: the estimate's own noise on a
+# re-render of the same framing is about 0.01-0.05 px, and ΔE's envelope (1 px) absorbs that much misregistration.
+NEGLIGIBLE_MOTION_PX = 0.1
 
 
 @dataclass
@@ -231,6 +234,8 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
     dx, dy, _peak = phase_correlation(refs[0], movs[0])
     a = Alignment(dx / factors[0], dy / factors[0])
     for i, f in enumerate(factors):
+        if i == len(factors) - 1 and i > max(conf_i, 1) and a.corner_motion(w, h) < NEGLIGIBLE_MOTION_PX:
+            break  # the level below found no motion worth resampling for: the finest would not find one either
         # Coarser levels only need to bring the next one within its reach: 0.02 px there is refined anyway.
         tolerance = 1e-3 if i == len(factors) - 1 else 2e-2
         a = _refine(refs[i], movs[i], a.scaled(f), iterations=10, tolerance=tolerance).scaled(1 / f)
@@ -238,6 +243,9 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
             a = _checked(refs[i], movs[i], a, f)
             if not a.ok or a.note:
                 return a
+    if a.corner_motion(w, h) < NEGLIGIBLE_MOTION_PX:
+        # Resampling by a few hundredths of a pixel changes nothing a ΔE threshold sees, and costs warps.
+        a = Alignment(confidence=a.confidence)
     if not (abs(a.scale - 1) < 0.2 and abs(a.dx) < w / 4 and abs(a.dy) < h / 4) or not np.isfinite(
         a.dx + a.dy + a.scale
     ):
