@@ -60,10 +60,11 @@ def srgb_to_linear(rgb) -> np.ndarray:
     out += 0.055
     out /= 1.055
     out = _pow_positive_(out, 2.4)
-    # The toe is rare in photographs: fix up only its pixels rather than computing both branches everywhere.
+    # The toe is absent from most photographs and holds half the pixels of a dark one: computed only when present,
+    # then written by one masked copy (boolean indexing costs ten times more when many pixels are in it).
     low = c <= 0.04045
     if low.any():
-        out[low] = c[low] / 12.92
+        np.copyto(out, c / 12.92, where=low)
     return out
 
 
@@ -74,9 +75,9 @@ def linear_to_srgb(lin) -> np.ndarray:
     out = _pow_positive_(np.maximum(mag, 0.0031308), 1.0 / 2.4)
     out *= 1.055
     out -= 0.055
-    low = mag <= 0.0031308  # the linear toe: few pixels in a photograph, fixed up alone
+    low = mag <= 0.0031308  # the linear toe, as in srgb_to_linear
     if low.any():
-        out[low] = mag[low] * 12.92
+        np.copyto(out, mag * 12.92, where=low)
     negative = c < 0
     if negative.any():
         out[negative] *= -1.0
@@ -103,9 +104,9 @@ def xyz_to_linear(xyz) -> np.ndarray:
 
 def _f(t: np.ndarray) -> np.ndarray:
     out = np.cbrt(np.maximum(t, _EPSILON))  # numpy's SIMD cube root: faster than any pow
-    low = t <= _EPSILON  # the straight-line part near black: few pixels, fixed up alone
+    low = t <= _EPSILON  # the straight-line part near black, as in srgb_to_linear's toe
     if low.any():
-        out[low] = (_KAPPA * t[low] + 16.0) / 116.0
+        np.copyto(out, (_KAPPA * t + 16.0) / 116.0, where=low)
     return out
 
 
