@@ -329,8 +329,9 @@ def _colour_step(o_s: np.ndarray, e_s: np.ndarray, notes: list[str]):
         notes.append(color_fix.note)
         log.info("Kontext Diff-Merge: %s", color_fix.note)
     # The curves are fitted on a sample, so only the sampled pixels need the linear prediction first; the
-    # image gets both steps at once as a per-channel lookup.
-    samples, seed = 200000, 1
+    # image gets both steps at once as a per-channel lookup. 100 k samples put over 2000 in each of the curves'
+    # 48 bins on a photograph's busy range: their medians are as stable as with twice as many, at half the cost.
+    samples, seed = 100000, 1
     o_pts = _align.sample_pixels(o_s, samples, seed)[:, None]
     e_pts = _align.sample_pixels(e_s, samples, seed)[:, None]
     if not color_fix.is_identity:
