@@ -194,13 +194,17 @@ def _auto_threshold(values: np.ndarray, floor: float) -> float:
 def _composite_into(out: np.ndarray, original: np.ndarray, blended: np.ndarray, soft: np.ndarray) -> None:
     """Write into ``out`` (a copy of ``original``): blended where soft == 1, a linear mix where 0 < soft < 1;
     pixels where soft == 0 are not written, so they stay the original's bit for bit. ``blended`` is scratch."""
-    w = soft[..., None]
     full = soft >= 1
-    mixed = np.subtract(blended, original)
-    mixed *= w
-    mixed += original
-    np.copyto(mixed, blended, where=full[..., None])
-    np.copyto(out, mixed, where=(soft > 0)[..., None])
+    # A masked OpenCV copy for the inside, and the mix only on the feather band's few pixels: a whole-crop
+    # mix and numpy's broadcast masked copies cost four times as much.
+    cv2.copyTo(blended, full.view(np.uint8), out)
+    ys, xs = np.nonzero((soft > 0) & ~full)
+    o = original[ys, xs]
+    mixed = blended[ys, xs]
+    mixed -= o
+    mixed *= soft[ys, xs][:, None]
+    mixed += o
+    out[ys, xs] = mixed
 
 
 def _aligned_crop(image: np.ndarray, shift: _align.Alignment, box: tuple[slice, slice]) -> np.ndarray:
