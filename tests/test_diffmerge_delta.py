@@ -82,3 +82,26 @@ def test_runs_of_a_row():
     row = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
     assert diffmerge_delta._runs(row) == [(1, 3), (5, 6), (7, 10)]
     assert diffmerge_delta._runs(np.zeros(4, bool)) == []
+
+
+@pytest.mark.parametrize("radius", [1.0, 1.5, 2.83, 3.72, 6.0, 11.9, 12.0, 12.5])
+def test_grow_and_shrink_keep_exactly_the_euclidean_pixels(radius):
+    """Small radii go through a dilation/erosion by a disc, larger ones through the distance transform: both
+    must keep exactly the pixels a brute-force Euclidean distance keeps (the image edge is not background)."""
+    from atelier_core.image.diffmerge_mask import grow_mask
+
+    rng = np.random.default_rng(int(radius * 100))
+    mask = rng.random((41, 57)) < 0.04
+    mask[10:30, 15:40] = True
+    ys, xs = np.nonzero(mask)
+    bys, bxs = np.nonzero(~mask)
+    gy, gx = np.mgrid[0:41, 0:57]
+
+    def nearest(py, px, qy, qx):
+        d2 = (qy.ravel()[:, None] - py[None]) ** 2 + (qx.ravel()[:, None] - px[None]) ** 2
+        return np.sqrt(d2.min(axis=1).astype(np.float32)).reshape(41, 57)
+
+    grown = nearest(ys, xs, gy, gx) <= np.float32(radius)
+    shrunk = mask & (nearest(bys, bxs, gy, gx) > np.float32(radius))
+    assert np.array_equal(grow_mask(mask, radius), grown)
+    assert np.array_equal(grow_mask(mask, -radius), shrunk)

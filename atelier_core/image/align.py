@@ -11,6 +11,7 @@ a colour/exposure cast. Left alone, both light up the whole frame as "changed". 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -19,6 +20,9 @@ import numpy as np
 from .color import linear_to_srgb, srgb_to_linear
 
 MIN_ALIGN_SIDE = 32  # below this there is not enough structure to estimate a shift
+# A motion that moves no corner of the frame this far (pixels) is not applied: the estimate's own noise on a
+# re-render of the same framing is about 0.01-0.05 px, and ΔE's envelope (1 px) absorbs that much misregistration.
+NEGLIGIBLE_MOTION_PX = 0.1
 
 
 @dataclass
@@ -231,6 +235,8 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
     dx, dy, _peak = phase_correlation(refs[0], movs[0])
     a = Alignment(dx / factors[0], dy / factors[0])
     for i, f in enumerate(factors):
+        if i == len(factors) - 1 and i > max(conf_i, 1) and a.corner_motion(w, h) < NEGLIGIBLE_MOTION_PX:
+            break  # the level below found no motion worth resampling for: the finest would not find one either
         # Coarser levels only need to bring the next one within its reach: 0.02 px there is refined anyway.
         tolerance = 1e-3 if i == len(factors) - 1 else 2e-2
         a = _refine(refs[i], movs[i], a.scaled(f), iterations=10, tolerance=tolerance).scaled(1 / f)
@@ -238,6 +244,9 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
             a = _checked(refs[i], movs[i], a, f)
             if not a.ok or a.note:
                 return a
+    if a.corner_motion(w, h) < NEGLIGIBLE_MOTION_PX:
+        # Resampling by a few hundredths of a pixel changes nothing a ΔE threshold sees, and costs warps.
+        a = Alignment(confidence=a.confidence)
     if not (abs(a.scale - 1) < 0.2 and abs(a.dx) < w / 4 and abs(a.dy) < h / 4) or not np.isfinite(
         a.dx + a.dy + a.scale
     ):
@@ -427,6 +436,15 @@ class ToneCurves:
     def apply(self, srgb: np.ndarray) -> np.ndarray:
         """The curves applied to an sRGB image (H, W, 3) of any size; values are clipped to 0..1 first."""
         n = len(self.knots) - 1
+        h, w = srgb.shape[:2]
+        if max(h, 3 * w) <= _REMAP_MAX:
+            # One remap for all channels: the pixels' channels side by side in one row, each read from its own
+            # curve (row c of the table; whole rows, so the vertical interpolation is exact).
+            pos = np.clip(srgb, 0.0, 1.0, dtype=np.float32).reshape(h, 3 * w)
+            pos *= np.float32(n)
+            lut = self.values.astype(np.float32)
+            out = cv2.remap(lut, pos, _channel_rows(h, w), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            return out.reshape(h, w, 3)
         out = np.empty(srgb.shape[:2] + (3,), np.float32)
         for c in range(3):
             lut = self.values[c].astype(np.float32)[None, :]
@@ -436,6 +454,13 @@ class ToneCurves:
 
 _REMAP_MAX = 32766  # cv2.remap takes maps and tables with fewer than 32767 rows and columns
 _LOOKUP_WIDTH = 4096
+
+
+@functools.lru_cache(maxsize=4)
+def _channel_rows(h: int, w: int) -> np.ndarray:
+    """The remap rows (0, 1, 2, 0, 1, 2, ...) that send each interleaved channel to its own curve."""
+    rows = np.broadcast_to(np.arange(3, dtype=np.float32), (h, w, 3)).reshape(h, 3 * w)
+    return np.ascontiguousarray(rows)
 
 
 def _lookup(lut: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -491,14 +516,23 @@ def _channel_curve(mov: np.ndarray, ref: np.ndarray, knots: np.ndarray) -> np.nd
     return np.maximum.accumulate(curve)
 
 
+@functools.lru_cache(maxsize=8)
+def _sample_index(pixels: int, samples: int, seed: int) -> np.ndarray:
+    """The pixel indices ``sample_pixels`` draws (one merge draws the same ones six times). Read-only: cached."""
+    idx = np.random.default_rng(seed).integers(0, pixels, samples)
+    idx.flags.writeable = False
+    return idx
+
+
 def sample_pixels(image: np.ndarray, samples: int, seed: int) -> np.ndarray:
     """(N, 3) colours of ``samples`` pixels drawn with ``seed`` (all pixels when there are fewer). The same
     seed and pixel count draw the same pixels, so two aligned images can be sampled alike."""
     flat = np.asarray(image, np.float32).reshape(-1, 3)
     if flat.shape[0] <= samples:
         return flat
-    idx = np.random.default_rng(seed).integers(0, flat.shape[0], samples)
-    return np.take(flat, idx, axis=0)  # np.take: several times faster than fancy indexing on (N, 3)
+    return np.take(
+        flat, _sample_index(flat.shape[0], samples, seed), axis=0
+    )  # np.take: several times faster than fancy indexing on (N, 3)
 
 
 def fit_tone_curves(reference: np.ndarray, moving: np.ndarray, samples: int = 200000, seed: int = 1) -> ToneCurves:

@@ -35,12 +35,17 @@ def _float(x) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
-def _pow(x: np.ndarray, exponent: float) -> np.ndarray:
-    """``x ** exponent`` for x >= 0 through OpenCV's vectorised pow (4x faster than numpy, error below 1e-6)."""
-    if x.size == 0:
-        return np.array(x, copy=True)
-    flat = np.ascontiguousarray(x).reshape(-1, 1)
-    return cv2.pow(flat, exponent).reshape(x.shape)
+def _pow_positive_(out: np.ndarray, exponent: float) -> np.ndarray:
+    """``out ** exponent`` for values > 0, in place when ``out`` is C-contiguous, as exp(exponent * log x):
+    OpenCV's vectorised exp and log cost a third of its pow or numpy's power on a megapixel (error ~1e-6)."""
+    out = np.ascontiguousarray(out)
+    if out.size == 0:
+        return out
+    flat = out.reshape(-1, 1)
+    cv2.log(flat, flat)
+    flat *= exponent
+    cv2.exp(flat, flat)
+    return out
 
 
 def _check_channels(arr: np.ndarray, what: str) -> None:
@@ -54,11 +59,12 @@ def srgb_to_linear(rgb) -> np.ndarray:
     out = np.maximum(c, 0.04045)
     out += 0.055
     out /= 1.055
-    out = _pow(out, 2.4).astype(c.dtype, copy=False)
-    # The toe is rare in photographs: fix up only its pixels rather than computing both branches everywhere.
+    out = _pow_positive_(out, 2.4)
+    # The toe is absent from most photographs and holds half the pixels of a dark one: computed only when present,
+    # then written by one masked copy (boolean indexing costs ten times more when many pixels are in it).
     low = c <= 0.04045
     if low.any():
-        out[low] = c[low] / 12.92
+        np.copyto(out, c / 12.92, where=low)
     return out
 
 
@@ -66,12 +72,12 @@ def linear_to_srgb(lin) -> np.ndarray:
     """Apply the sRGB transfer curve; values outside 0..1 are extended symmetrically rather than clipped."""
     c = _float(lin)
     mag = np.abs(c)
-    out = _pow(np.maximum(mag, 0.0031308), 1.0 / 2.4).astype(c.dtype, copy=False)
+    out = _pow_positive_(np.maximum(mag, 0.0031308), 1.0 / 2.4)
     out *= 1.055
     out -= 0.055
-    low = mag <= 0.0031308  # the linear toe: few pixels in a photograph, fixed up alone
+    low = mag <= 0.0031308  # the linear toe, as in srgb_to_linear
     if low.any():
-        out[low] = mag[low] * 12.92
+        np.copyto(out, mag * 12.92, where=low)
     negative = c < 0
     if negative.any():
         out[negative] *= -1.0
@@ -97,10 +103,10 @@ def xyz_to_linear(xyz) -> np.ndarray:
 
 
 def _f(t: np.ndarray) -> np.ndarray:
-    out = _pow(np.maximum(t, _EPSILON), 1.0 / 3.0).astype(t.dtype, copy=False)
-    low = t <= _EPSILON  # the straight-line part near black: few pixels, fixed up alone
+    out = np.cbrt(np.maximum(t, _EPSILON))  # numpy's SIMD cube root: faster than any pow
+    low = t <= _EPSILON  # the straight-line part near black, as in srgb_to_linear's toe
     if low.any():
-        out[low] = (_KAPPA * t[low] + 16.0) / 116.0
+        np.copyto(out, (_KAPPA * t + 16.0) / 116.0, where=low)
     return out
 
 

@@ -83,7 +83,9 @@ def _envelope_nearest(lab_o: np.ndarray, lab_e: np.ndarray, radius: int) -> np.n
 _CANDIDATE_SHARE = 0.5
 _TILE = 64  # detection pixels per side of the tiles the full-size pass is computed on
 _MIN_TWO_PASS_PIXELS = 512 * 512  # below this one pass is cheap already
-_MAX_CANDIDATE_SHARE = 0.5  # with more of the frame in candidate tiles, one pass over everything is cheaper
+# With more of the frame in candidate tiles one pass over everything is cheaper: the strips cost about their share
+# of a full pass plus their context rows, and the half-size pass (a quarter of a full one) is already spent.
+_MAX_CANDIDATE_SHARE = 0.75
 
 
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
