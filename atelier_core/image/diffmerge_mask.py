@@ -170,7 +170,8 @@ def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float
     mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(area, 1)
     faint = mean_de < SCATTER_CONTRAST * threshold
     faint[0] = False
-    return mask & ~(faint[labels] & (_distance_outside(main) > far))
+    # Growing by ``far`` works on the main body's box (plus ``far``), not the whole frame: the same pixels.
+    return mask & ~(faint[labels] & ~grow_mask(main, far))
 
 
 def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float):
@@ -179,7 +180,7 @@ def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, thres
     if (areas > 0).sum() < SCATTER_MIN_COUNT + 1:
         return np.zeros(n, bool)
     main = areas >= 0.1 * areas.max()
-    near = _distance_outside(main[labels]) <= far
+    near = grow_mask(main[labels], far)  # the box of the main change plus ``far``, not the whole frame
     is_near = np.zeros(n, bool)
     is_near[np.unique(labels[near])] = True
     mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
