@@ -73,6 +73,29 @@ def test_default_tolerance_error_is_a_small_fraction_of_an_8bit_level():
     assert info.unknowns == int(region.sum()) and info.cycles >= 1
 
 
+def test_correction_solves_scattered_parts_one_by_one_as_one_system():
+    """A large part and small ones scattered over the frame (one at the image border, two touching only at a
+    corner, which are separate 4-connected parts) are solved part by part: the same answer as the textbook."""
+    rng = np.random.default_rng(5)
+    h, w = 90, 120
+    original = rng.random((h, w, 3)).astype(np.float32)
+    edit = rng.random((h, w, 3)).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    region = (yy - 20) ** 2 + (xx - 25) ** 2 < 15**2
+    region |= (yy > 80) & (xx > 100) & (xx < 110)  # touches the bottom border
+    region[50:54, 60:64] = True
+    region[54:57, 64:67] = True  # meets the square above only at a corner
+    region[5:8, 110:118] = True
+    assert poisson._separate_parts(region[poisson._box(region)[0]]) is not None  # the per-part path is taken
+    h_corr, box, info = poisson.poisson_correction(original, edit, region, tol=1e-7)
+    want = _reference(original, edit, region)
+    got = edit[box] + h_corr
+    reg = region[box]
+    assert np.abs(got[reg] - want[box][reg]).max() < 2e-5
+    assert not h_corr[~reg].any()
+    assert info.converged and info.unknowns == int(region.sum())
+
+
 def test_constant_offset_is_removed_exactly():
     """An edit that only brightens a region has the original's gradients: Poisson gives back the original."""
     rng = np.random.default_rng(5)
