@@ -105,3 +105,23 @@ def test_grow_and_shrink_keep_exactly_the_euclidean_pixels(radius):
     shrunk = mask & (nearest(bys, bxs, gy, gx) > np.float32(radius))
     assert np.array_equal(grow_mask(mask, radius), grown)
     assert np.array_equal(grow_mask(mask, -radius), shrunk)
+
+
+def test_fill_holes_fills_exactly_the_background_that_does_not_reach_the_border():
+    """Against the definition: the 4-connected background regions none of whose pixels lies on the border."""
+    from atelier_core.image.diffmerge_mask import _fill_holes
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        mask = rng.random((h, w)) < rng.uniform(0.2, 0.8)
+        if trial % 2:
+            mask = cv2.dilate(mask.astype(np.uint8), np.ones((2, 2), np.uint8)).astype(bool)
+        n, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)
+        on_border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        holes = ~mask & ~np.isin(labels, on_border)
+        assert np.array_equal(_fill_holes(mask), mask | holes), trial
+    ring = np.zeros((9, 9), bool)
+    ring[2:7, 2:7] = True
+    ring[4, 4] = False  # one hole, diagonally next to nothing
+    assert _fill_holes(ring)[4, 4] and not _fill_holes(ring)[0, 0]
