@@ -125,3 +125,26 @@ def test_fill_holes_fills_exactly_the_background_that_does_not_reach_the_border(
     ring[2:7, 2:7] = True
     ring[4, 4] = False  # one hole, diagonally next to nothing
     assert _fill_holes(ring)[4, 4] and not _fill_holes(ring)[0, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_texture_clean_up_on_the_masks_box_matches_the_whole_frame(seed):
+    """clean_regions works on the mask's box plus a margin: the same mask as the same steps over the frame, with
+    specks scattered around a main change (dropped as texture), in dense groups (kept) and at the frame's edge."""
+    from atelier_core.image import diffmerge_mask
+
+    rng = np.random.default_rng(seed)
+    h, w = 400, 520
+    mask = np.zeros((h, w), bool)
+    mask[150:230, 200:300] = True  # the main change
+    ys, xs = rng.integers(60, 340, 40), rng.integers(0, 420, 40)  # scattered specks, some at the left edge
+    for y, x in zip(ys, xs, strict=True):
+        mask[y : y + 3, x : x + int(rng.integers(2, 5))] = True
+    mask[300:330:4, 100:140:4] = True  # a dense group of faint pieces
+    delta_e = rng.uniform(2.0, 3.0, (h, w)).astype(np.float32)
+    delta_e[150:230, 200:300] = 20.0
+    whole, dropped_whole = diffmerge_mask._clean_box(mask, delta_e, 2.0, 4.0, 48.0, mask.size)
+    whole = mask if whole is None else whole
+    got, dropped = diffmerge_mask.clean_regions(mask, delta_e, 2.0, 4.0, 48.0)
+    assert dropped == dropped_whole and dropped > 0
+    assert np.array_equal(got, whole)

@@ -138,19 +138,33 @@ def clean_regions(
     SCATTER_MIN_SHARE of the regions. One labelling serves both. -> (mask, regions dropped as texture)."""
     if not mask.any():
         return mask, 0
+    # Everything below reads the mask's pixels and what lies within far / 12 of them (the dense groups'
+    # growth; the growth by ``far`` is only read on mask pixels): the mask's box plus that margin gives the
+    # same answer as the whole frame, at the cost of the box.
+    box = _bbox(mask, int(np.ceil(max(1.0, far / 12.0))) + 2)
+    kept, dropped = _clean_box(mask[box], delta_e[box], threshold, min_area, far, mask.size)
+    if kept is None:
+        return mask, 0
+    out = np.zeros_like(mask)
+    out[box] = kept
+    return out, dropped
+
+
+def _clean_box(mask, delta_e, threshold: float, min_area: float, far: float, frame: int):
+    """clean_regions on a crop of a frame of ``frame`` pixels -> (mask or None when unchanged, dropped)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
     areas[0] = 0
     keep = areas >= max(min_area, 1.0)
     keep[0] = False
-    scattered = _scattered(labels, areas * keep, delta_e, threshold, far) & keep
+    scattered = _scattered(labels, areas * keep, delta_e, threshold, far, frame) & keep
     if scattered.sum() >= max(SCATTER_MIN_COUNT, SCATTER_MIN_SHARE * keep.sum()):
         keep &= ~scattered
         # The frame was re-rendered: faint branches of the main change that reach far from it (a table's edge
         # redrawn along the whole frame, joined to the inserted object) are re-rendering too.
         return _drop_faint_branches(keep[labels], delta_e, threshold, far), int(scattered.sum())
     if keep[1:].all():
-        return mask, 0
+        return None, 0
     return keep[labels], 0
 
 
@@ -176,7 +190,7 @@ def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float
     return mask & ~(faint[labels] & ~grow_mask(main, far))
 
 
-def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float):
+def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float, frame: int):
     """Per label: small, faint and far from the main change (labels of area 0 count as absent)."""
     n = areas.size
     if (areas > 0).sum() < SCATTER_MIN_COUNT + 1:
@@ -186,14 +200,14 @@ def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, thres
     is_near = np.zeros(n, bool)
     is_near[np.unique(labels[near])] = True
     mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
-    small = areas < SCATTER_MAX_AREA * labels.size
+    small = areas < SCATTER_MAX_AREA * frame
     candidates = (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
     if candidates.sum() < SCATTER_MIN_COUNT:
         return candidates
-    return candidates & ~_in_dense_groups(labels, areas, main, far / 6.0)
+    return candidates & ~_in_dense_groups(labels, areas, main, far / 6.0, frame)
 
 
-def _in_dense_groups(labels: np.ndarray, areas: np.ndarray, main: np.ndarray, gap: float) -> np.ndarray:
+def _in_dense_groups(labels: np.ndarray, areas: np.ndarray, main: np.ndarray, gap: float, frame: int) -> np.ndarray:
     """Per label: whether it belongs to a group of regions less than ``gap`` px apart that holds a main region
     or adds up to a large area. A faint wide change (a shadow, a soft darkening near the threshold) breaks into
     many pieces that lie close together; a re-render's texture scatters them over the frame."""
@@ -203,4 +217,4 @@ def _in_dense_groups(labels: np.ndarray, areas: np.ndarray, main: np.ndarray, ga
     group_of[labels[present]] = groups[present]
     group_area = np.bincount(group_of, weights=areas, minlength=n_groups)
     group_main = np.bincount(group_of, weights=main.astype(np.float64), minlength=n_groups) > 0
-    return (group_area[group_of] >= SCATTER_MAX_AREA * labels.size) | group_main[group_of]
+    return (group_area[group_of] >= SCATTER_MAX_AREA * frame) | group_main[group_of]
