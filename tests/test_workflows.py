@@ -36,6 +36,7 @@ from workflow_fixtures import (
 API = api_workflows()
 UI = ui_workflows()
 NOTE_TYPES = {"MarkdownNote", "Note"}
+REROUTE = "Reroute"  # the frontend's pass-through node: in the UI file only, graphToPrompt links through it
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 LOADERS = {
     "AtelierKontextLoader",
@@ -334,9 +335,16 @@ def _widget_slots(info: dict) -> list[tuple[str, int]]:
 def ui_to_prompt(ui: dict, object_info: dict) -> dict:
     """What the frontend's graphToPrompt sends for a UI workflow (active nodes; notes dropped; ids as strings)."""
     links = {link[0]: link for link in ui["links"]}
+    by_id = {node["id"]: node for node in ui["nodes"]}
+
+    def origin(link: list) -> list:
+        while by_id[link[1]]["type"] == REROUTE:
+            link = links[by_id[link[1]]["inputs"][0]["link"]]
+        return [str(link[1]), link[2]]
+
     prompt = {}
     for node in ui["nodes"]:
-        if node["type"] in NOTE_TYPES or node.get("mode", 0) != 0:
+        if node["type"] in NOTE_TYPES or node["type"] == REROUTE or node.get("mode", 0) != 0:
             continue
         inputs = {}
         values = list(node.get("widgets_values") or [])
@@ -349,8 +357,7 @@ def ui_to_prompt(ui: dict, object_info: dict) -> dict:
         )
         for socket in node.get("inputs", []):
             if socket.get("link") is not None:
-                link = links[socket["link"]]
-                inputs[socket["name"]] = [str(link[1]), link[2]]
+                inputs[socket["name"]] = origin(links[socket["link"]])
         prompt[str(node["id"])] = {
             "inputs": inputs,
             "class_type": node["type"],
@@ -362,7 +369,7 @@ def ui_to_prompt(ui: dict, object_info: dict) -> dict:
 @pytest.mark.parametrize("name", sorted(UI))
 def test_ui_workflow_nodes_are_registered(comfy_host, object_info, name):
     needs_nodes(name, object_info)
-    unknown = {n["type"] for n in UI[name]["nodes"] if n["type"] not in NOTE_TYPES} - set(
+    unknown = {n["type"] for n in UI[name]["nodes"] if n["type"] not in NOTE_TYPES | {REROUTE}} - set(
         comfy_host.nodes.NODE_CLASS_MAPPINGS
     )
     assert not unknown, f"{name}: unknown node types {sorted(unknown)}"
@@ -386,6 +393,8 @@ def test_ui_workflow_links_are_consistent(object_info, name):
         socket = sink["inputs"][target_slot]
         assert socket["link"] == link_id, f"link {link_id} missing from node {target} input {target_slot}"
         assert socket["type"] in (link_type, "*"), (link_id, socket["type"], link_type)
+        if source["type"] == REROUTE:
+            continue  # typed by what it carries (checked at the link into it)
         info = object_info[source["type"]]
         assert str(getattr(info["output"][origin_slot], "value", info["output"][origin_slot])) == link_type
     every = set(link_ids)
@@ -483,7 +492,12 @@ def test_ui_layout_groups_steps_without_overlaps(name):
         else:
             assert len(holders) == 1, f"{name}: node {node_id} is inside {holders}"
     nodes = {n["id"]: n for n in ui["nodes"]}
-    backwards = [lk for lk in ui["links"] if nodes[lk[1]]["pos"][0] >= nodes[lk[3]]["pos"][0]]
+    # A link straight down one column (a Reroute bus, or a Reroute over the node it feeds) runs neither way.
+    backwards = [
+        lk
+        for lk in ui["links"]
+        if (nodes[lk[1]]["pos"][0], nodes[lk[1]]["pos"][1]) >= (nodes[lk[3]]["pos"][0], nodes[lk[3]]["pos"][1])
+    ]
     allowed = 2 * (len([g for g in ui["groups"] if g["title"].startswith("Turn ")]) - 1)  # merge -> next lock, merge
     assert len(backwards) <= max(allowed, 0), f"{name}: links running right to left: {backwards}"
 
