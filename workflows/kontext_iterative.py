@@ -109,18 +109,21 @@ def _turn(turn: int, text: str, source: list, last: bool) -> list[Node]:
     return nodes + _bus(turn, last)
 
 
+BUS_ORDER = ("model", -200, "clip", -250, "vae")  # Reroutes and the air between them (measured: fewest crossings)
 BACK_DROP = -40  # air between a turn's last node and the Reroute that takes its result to the next turn
 
 
 def _turn_group(turn: int, last: bool) -> Group:
     ids, bus = TurnIds.of(turn), Bus.of(turn)
-    guidance = [ids.guidance, 10] if turn == 1 else [ids.guidance]  # the shared zero negative sits in turn 1
+    # The shared zero negative sits in turn 1 under its guidance; the later turns' Reroutes of it under theirs.
+    guidance = [ids.guidance, 10 if turn == 1 else bus.negative]
     back = [] if last else [BACK_DROP]
-    buses = [bus.clip, bus.vae, bus.model] + ([] if turn == 1 else [bus.negative])
+    buses = [getattr(bus, name) if isinstance(name, str) else name for name in BUS_ORDER]
     finish = [[ids.merge], [14 if last else ids.preview, *back, *([] if last else [bus.back_right])]]
+    back_left = [] if last else [BACK_DROP, bus.back_left]
     columns = [
         buses,
-        [ids.prompt, ids.lock, *back, *([] if last else [bus.back_left])],
+        [ids.prompt, ids.lock, *back_left],
         [p.ENCODE_DROP, ids.encode],
         [ids.reference],
         guidance,
@@ -157,8 +160,9 @@ def iterative(name: str, model: dict, prompts: tuple[str, ...]) -> Workflow:
         '`original` to the previous merge. Each sampler has its own seed (`--set "Sampler 2.seed=5"`).'
     )
     groups = [
-        Group("Load models", "load", [[1, 2, 3]], (0, 0)),
-        Group("Load picture", "load", [[4]], (0, 1)),
+        # The picture over the models: its links to turn 1 then pass above the bus the models feed (measured).
+        Group("Load picture", "load", [[4]], (0, 0)),
+        Group("Load models", "load", [[1, 2, 3]], (0, 1)),
         *(_turn_group(turn, turn == turns) for turn in range(1, turns + 1)),
     ]
     models = [model, CLIP_L, T5_FP8, FLUX_VAE]

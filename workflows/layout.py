@@ -132,6 +132,7 @@ def place(workflow: Workflow, sizes: dict[int, tuple[int, int]]) -> tuple[dict[i
     room for their badges and title bars."""
     boxes = _grid(workflow.groups, sizes)
     positions, final = {}, {}
+    by_id = {n.id: n for n in workflow.nodes}
     for group in workflow.groups:
         box = boxes[group.title]
         x = box.x + PAD
@@ -143,7 +144,7 @@ def place(workflow: Workflow, sizes: dict[int, tuple[int, int]]) -> tuple[dict[i
                     y += -node_id
                     continue
                 positions[node_id] = [round(x), round(y + BADGE + TITLE)]
-                final[node_id] = [width, sizes[node_id][1]]
+                final[node_id] = [width if by_id[node_id].type != REROUTE else sizes[node_id][0], sizes[node_id][1]]
                 y += BADGE + TITLE + sizes[node_id][1] + GAP_Y
             x += width + GAP_X
     stray = {n.id for n in workflow.nodes} ^ set(positions)
