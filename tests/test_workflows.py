@@ -565,3 +565,53 @@ def test_workflow_runs_end_to_end_on_cpu(workflow_host, object_info, name):
         assert width > height, "outpainting to 16:9 must widen the picture"
     else:
         assert images[0].size == (64, 64), "the edit must come back at the input's exact size"
+
+
+# Link crossings per shipped workflow (tests/link_crossings.py), measured 2026-12-06 after the layout with Reroute
+# buses (issue 24); the layout before the step groups (553d1f2^) had, by the same count: iterative 81, turbo 8,
+# outpaint 8, diff-merge 8, fp8/gguf/gguf_t5 8, masked 10, multi-reference 19, style 17, FLUX.2 multi 25, Qwen 23.
+CROSSING_BOUNDS = {
+    "flux2_klein_edit": 9,
+    "flux2_multi_reference_edit": 17,
+    "kontext_edit_diff_merge": 9,
+    "kontext_edit_fp8": 7,
+    "kontext_edit_gguf": 7,
+    "kontext_edit_gguf_t5": 7,
+    "kontext_edit_turbo": 6,
+    "kontext_iterative_edit": 24,
+    "kontext_masked_edit": 10,
+    "kontext_multi_reference_fp8": 9,
+    "kontext_multi_reference_gguf": 9,
+    "kontext_outpaint": 8,
+    "kontext_style_transfer": 9,
+    "qwen_image_edit": 27,
+}
+
+
+def test_crossing_counter_sees_crossings_and_reroutes():
+    """Two links drawn as an X cross once; parallel links and links sharing an output do not; a link through
+    Reroutes counts each straight piece of its polyline."""
+    from link_crossings import crossings
+
+    def node(node_id, x, y, kind="N"):
+        return {"id": node_id, "type": kind, "pos": [x, y], "size": [100, 60]}
+
+    nodes = [node(1, 0, 0), node(2, 0, 200), node(3, 400, 0), node(4, 400, 200)]
+    assert crossings({"nodes": nodes, "links": [[1, 1, 0, 4, 0, "X"], [2, 2, 0, 3, 0, "X"]]}) == 1
+    assert crossings({"nodes": nodes, "links": [[1, 1, 0, 3, 0, "X"], [2, 2, 0, 4, 0, "X"]]}) == 0
+    assert crossings({"nodes": nodes, "links": [[1, 1, 0, 3, 0, "X"], [2, 1, 0, 4, 0, "X"]]}) == 0
+    rerouted = [*nodes, node(5, 200, -150, "Reroute"), node(6, 300, -150, "Reroute")]
+    links = [[1, 1, 0, 4, 0, "X"], [2, 2, 0, 5, 0, "X"], [3, 5, 0, 6, 0, "X"], [4, 6, 0, 3, 0, "X"]]
+    assert crossings({"nodes": rerouted, "links": links}) == 1  # 2 -> 5 cuts 1 -> 4; 5 -> 6 -> 3 pass above it
+    links[1] = [2, 2, 0, 5, 0, "X"]
+    rerouted[1] = node(2, 0, -300)  # now the whole polyline runs above 1 -> 4
+    assert crossings({"nodes": rerouted, "links": links}) == 0
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_ui_links_cross_no_more_than_measured(name):
+    """No more link crossings than the layout had when last measured: a change that tangles the wires fails."""
+    from link_crossings import crossings
+
+    assert name in CROSSING_BOUNDS, f"{name}: measure its crossings and add a bound"
+    assert crossings(UI[name]) <= CROSSING_BOUNDS[name], f"{name}: {crossings(UI[name])} link crossings"
