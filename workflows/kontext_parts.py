@@ -191,7 +191,7 @@ def single_groups(
 ) -> list[Group]:
     """The groups of the one-image edits (prompt 5, lock 6, encode 7, reference 8, sampling 9-12); ``edit_first``
     is the edit group's first column (the reference, and a LoRA beside it)."""
-    edit = [edit_first or [8], [9, 10], [11], [12]]
+    edit = [edit_first or [8], [9], [10], [11], [12]]  # guidance and the zero negative side by side (measured)
     prepare = [[5, 6], [VAE_BUS, BUS_DROP, 7, *under_encode]]
     return kontext_groups(models or [1, 2, 3], [4], prepare, edit, finish, **kw)
 
