@@ -36,6 +36,7 @@ from workflow_fixtures import (
 API = api_workflows()
 UI = ui_workflows()
 NOTE_TYPES = {"MarkdownNote", "Note"}
+REROUTE = "Reroute"  # the frontend's pass-through node: in the UI file only, graphToPrompt links through it
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 LOADERS = {
     "AtelierKontextLoader",
@@ -334,9 +335,16 @@ def _widget_slots(info: dict) -> list[tuple[str, int]]:
 def ui_to_prompt(ui: dict, object_info: dict) -> dict:
     """What the frontend's graphToPrompt sends for a UI workflow (active nodes; notes dropped; ids as strings)."""
     links = {link[0]: link for link in ui["links"]}
+    by_id = {node["id"]: node for node in ui["nodes"]}
+
+    def origin(link: list) -> list:
+        while by_id[link[1]]["type"] == REROUTE:
+            link = links[by_id[link[1]]["inputs"][0]["link"]]
+        return [str(link[1]), link[2]]
+
     prompt = {}
     for node in ui["nodes"]:
-        if node["type"] in NOTE_TYPES or node.get("mode", 0) != 0:
+        if node["type"] in NOTE_TYPES or node["type"] == REROUTE or node.get("mode", 0) != 0:
             continue
         inputs = {}
         values = list(node.get("widgets_values") or [])
@@ -349,8 +357,7 @@ def ui_to_prompt(ui: dict, object_info: dict) -> dict:
         )
         for socket in node.get("inputs", []):
             if socket.get("link") is not None:
-                link = links[socket["link"]]
-                inputs[socket["name"]] = [str(link[1]), link[2]]
+                inputs[socket["name"]] = origin(links[socket["link"]])
         prompt[str(node["id"])] = {
             "inputs": inputs,
             "class_type": node["type"],
@@ -362,7 +369,7 @@ def ui_to_prompt(ui: dict, object_info: dict) -> dict:
 @pytest.mark.parametrize("name", sorted(UI))
 def test_ui_workflow_nodes_are_registered(comfy_host, object_info, name):
     needs_nodes(name, object_info)
-    unknown = {n["type"] for n in UI[name]["nodes"] if n["type"] not in NOTE_TYPES} - set(
+    unknown = {n["type"] for n in UI[name]["nodes"] if n["type"] not in NOTE_TYPES | {REROUTE}} - set(
         comfy_host.nodes.NODE_CLASS_MAPPINGS
     )
     assert not unknown, f"{name}: unknown node types {sorted(unknown)}"
@@ -386,6 +393,8 @@ def test_ui_workflow_links_are_consistent(object_info, name):
         socket = sink["inputs"][target_slot]
         assert socket["link"] == link_id, f"link {link_id} missing from node {target} input {target_slot}"
         assert socket["type"] in (link_type, "*"), (link_id, socket["type"], link_type)
+        if source["type"] == REROUTE:
+            continue  # typed by what it carries (checked at the link into it)
         info = object_info[source["type"]]
         assert str(getattr(info["output"][origin_slot], "value", info["output"][origin_slot])) == link_type
     every = set(link_ids)
@@ -483,7 +492,12 @@ def test_ui_layout_groups_steps_without_overlaps(name):
         else:
             assert len(holders) == 1, f"{name}: node {node_id} is inside {holders}"
     nodes = {n["id"]: n for n in ui["nodes"]}
-    backwards = [lk for lk in ui["links"] if nodes[lk[1]]["pos"][0] >= nodes[lk[3]]["pos"][0]]
+    # A link straight down one column (a Reroute bus, or a Reroute over the node it feeds) runs neither way.
+    backwards = [
+        lk
+        for lk in ui["links"]
+        if (nodes[lk[1]]["pos"][0], nodes[lk[1]]["pos"][1]) >= (nodes[lk[3]]["pos"][0], nodes[lk[3]]["pos"][1])
+    ]
     allowed = 2 * (len([g for g in ui["groups"] if g["title"].startswith("Turn ")]) - 1)  # merge -> next lock, merge
     assert len(backwards) <= max(allowed, 0), f"{name}: links running right to left: {backwards}"
 
@@ -551,3 +565,53 @@ def test_workflow_runs_end_to_end_on_cpu(workflow_host, object_info, name):
         assert width > height, "outpainting to 16:9 must widen the picture"
     else:
         assert images[0].size == (64, 64), "the edit must come back at the input's exact size"
+
+
+# Link crossings per shipped workflow (tests/link_crossings.py), measured 2026-12-06 after the layout with Reroute
+# buses (issue 24); the layout before the step groups (553d1f2^) had, by the same count: iterative 81, turbo 8,
+# outpaint 8, diff-merge 8, fp8/gguf/gguf_t5 8, masked 10, multi-reference 19, style 17, FLUX.2 multi 25, Qwen 23.
+CROSSING_BOUNDS = {
+    "flux2_klein_edit": 9,
+    "flux2_multi_reference_edit": 17,
+    "kontext_edit_diff_merge": 7,
+    "kontext_edit_fp8": 5,
+    "kontext_edit_gguf": 5,
+    "kontext_edit_gguf_t5": 5,
+    "kontext_edit_turbo": 4,
+    "kontext_iterative_edit": 24,
+    "kontext_masked_edit": 8,
+    "kontext_multi_reference_fp8": 9,
+    "kontext_multi_reference_gguf": 9,
+    "kontext_outpaint": 5,
+    "kontext_style_transfer": 9,
+    "qwen_image_edit": 27,
+}
+
+
+def test_crossing_counter_sees_crossings_and_reroutes():
+    """Two links drawn as an X cross once; parallel links and links sharing an output do not; a link through
+    Reroutes counts each straight piece of its polyline."""
+    from link_crossings import crossings
+
+    def node(node_id, x, y, kind="N"):
+        return {"id": node_id, "type": kind, "pos": [x, y], "size": [100, 60]}
+
+    nodes = [node(1, 0, 0), node(2, 0, 200), node(3, 400, 0), node(4, 400, 200)]
+    assert crossings({"nodes": nodes, "links": [[1, 1, 0, 4, 0, "X"], [2, 2, 0, 3, 0, "X"]]}) == 1
+    assert crossings({"nodes": nodes, "links": [[1, 1, 0, 3, 0, "X"], [2, 2, 0, 4, 0, "X"]]}) == 0
+    assert crossings({"nodes": nodes, "links": [[1, 1, 0, 3, 0, "X"], [2, 1, 0, 4, 0, "X"]]}) == 0
+    rerouted = [*nodes, node(5, 200, -150, "Reroute"), node(6, 300, -150, "Reroute")]
+    links = [[1, 1, 0, 4, 0, "X"], [2, 2, 0, 5, 0, "X"], [3, 5, 0, 6, 0, "X"], [4, 6, 0, 3, 0, "X"]]
+    assert crossings({"nodes": rerouted, "links": links}) == 1  # 2 -> 5 cuts 1 -> 4; 5 -> 6 -> 3 pass above it
+    links[1] = [2, 2, 0, 5, 0, "X"]
+    rerouted[1] = node(2, 0, -300)  # now the whole polyline runs above 1 -> 4
+    assert crossings({"nodes": rerouted, "links": links}) == 0
+
+
+@pytest.mark.parametrize("name", sorted(UI))
+def test_ui_links_cross_no_more_than_measured(name):
+    """No more link crossings than the layout had when last measured: a change that tangles the wires fails."""
+    from link_crossings import crossings
+
+    assert name in CROSSING_BOUNDS, f"{name}: measure its crossings and add a bound"
+    assert crossings(UI[name]) <= CROSSING_BOUNDS[name], f"{name}: {crossings(UI[name])} link crossings"

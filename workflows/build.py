@@ -41,7 +41,7 @@ from workflows import before_after, other_models, thumbnails  # noqa: E402
 from workflows.kontext_edits import diff_merge, masked_edit, outpaint, single_reference, turbo  # noqa: E402
 from workflows.kontext_iterative import iterative  # noqa: E402
 from workflows.kontext_references import multi_reference, style_transfer  # noqa: E402
-from workflows.spec import Workflow  # noqa: E402
+from workflows.spec import REROUTE, Workflow  # noqa: E402
 from workflows.ui_format import dumps, to_api, to_ui  # noqa: E402
 
 API_DIR = HERE / "api"
@@ -77,7 +77,7 @@ def all_workflows() -> list[Workflow]:
 def renderable(object_info: dict) -> list[Workflow]:
     """The workflows whose every node type ``object_info`` describes (a ComfyUI 0.3.64 has no FLUX.2 / Qwen nodes:
     those are rendered against a newer one and left as they are)."""
-    return [w for w in all_workflows() if all(n.type in object_info for n in w.nodes)]
+    return [w for w in all_workflows() if all(n.type in object_info or n.type == REROUTE for n in w.nodes)]
 
 
 # -- files ------------------------------------------------------------------------------------------------------------

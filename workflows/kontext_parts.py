@@ -4,7 +4,7 @@ merge's settings, the step groups and the canvas note."""
 from __future__ import annotations
 
 from atelier_core.model_catalog import CLIP_L, FLUX_VAE, T5_FP8
-from workflows.spec import EXAMPLE_IMAGE, GUIDANCE, SAMPLER, SCHEDULER, STEPS, Group, Node, Note, link
+from workflows.spec import EXAMPLE_IMAGE, GUIDANCE, SAMPLER, SCHEDULER, STEPS, Group, Node, Note, link, reroute
 
 PROMPT_COLOR, PROMPT_BGCOLOR = "#232", "#353"  # the Kontext template's prompt colours
 
@@ -94,23 +94,34 @@ def ksampler(
     return Node(node_id, "KSampler", inputs, **{"title": "Sampler", **ui})
 
 
-def sampling(positive_from: list, model_from: list, latent_from: list, steps: int = STEPS) -> list[Node]:
+def sampling(
+    positive_from: list, model_from: list, latent_from: list, steps: int = STEPS, vae_from: list | None = None
+) -> list[Node]:
     """FluxGuidance 2.5 (9) -> KSampler (11, cfg 1, euler/simple) with the ConditioningZeroOut negative (10) ->
     VAEDecode (12)."""
     return [
         Node(9, "FluxGuidance", {"conditioning": positive_from, "guidance": GUIDANCE}, title="Guidance"),
         Node(10, "ConditioningZeroOut", {"conditioning": link(5)}, title="Negative (zero)"),
         ksampler(11, model_from, link(9), latent_from, steps=steps),
-        Node(12, "VAEDecode", {"samples": link(11), "vae": link(3)}, title="VAE decode"),
+        Node(12, "VAEDecode", {"samples": link(11), "vae": vae_from or link(3)}, title="VAE decode"),
     ]
 
 
-def reference_chain() -> list[Node]:
+def reference_chain(vae_from: list | None = None) -> list[Node]:
     """The core way to attach the image: VAEEncode (7) the locked image -> ReferenceLatent (8)."""
     return [
-        Node(7, "VAEEncode", {"pixels": link(6), "vae": link(3)}, title="VAE encode"),
+        Node(7, "VAEEncode", {"pixels": link(6), "vae": vae_from or link(3)}, title="VAE encode"),
         Node(8, "ReferenceLatent", {"conditioning": link(5), "latent": link(7)}, title="Reference"),
     ]
+
+
+VAE_BUS = 30  # the one-image edits' Reroute of the VAE, over the encode: it reaches the decode above every link
+
+
+def vae_bus() -> list[Node]:
+    """The VAE Reroute (``VAE_BUS``) and what it feeds: VAE encode (7) and, with ``sampling(vae_from=...)``, the
+    VAE decode (12)."""
+    return [reroute(VAE_BUS, link(3)), *reference_chain(link(VAE_BUS))]
 
 
 def restore(node_id: int = 13) -> Node:
@@ -149,11 +160,12 @@ def merge_inputs(**overrides) -> dict:
 # -- step groups ------------------------------------------------------------------------------------------------------
 
 # Blank space (pixels) in a group column: negative numbers in a column list, so a node lines up with what feeds it.
+BUS_DROP = -104
 ENCODE_DROP = -200  # VAE encode between the prompt and the aspect lock: the fewest crossing links (measured)
 
 
 def kontext_groups(
-    models: list[int],
+    models: list[int] | list[list[int]],  # one column, or columns
     pictures: list[int],
     prepare: list[list[int]],
     edit: list[list[int]],
@@ -162,7 +174,7 @@ def kontext_groups(
 ) -> list[Group]:
     """Load (models over pictures), prepare, edit, finish: left to right, as core's templates read."""
     return [
-        Group("Load models", "load", [models], (0, 0)),
+        Group("Load models", "load", models if isinstance(models[0], list) else [models], (0, 0)),
         Group("Load pictures", "load", [pictures], (0, 1)),
         Group("Prepare: prompt, size, reference", "prepare", prepare, (1, 0)),
         Group("Edit: Kontext samples", "edit", edit, (2, 0)),
@@ -170,11 +182,18 @@ def kontext_groups(
     ]
 
 
-def single_groups(finish: list[list[int]], edit_first: list[int] | None = None, **kw) -> list[Group]:
+def single_groups(
+    finish: list[list[int]],
+    edit_first: list[int] | None = None,
+    models: list[list[int]] | None = None,
+    under_encode: tuple[int, ...] = (),
+    **kw,
+) -> list[Group]:
     """The groups of the one-image edits (prompt 5, lock 6, encode 7, reference 8, sampling 9-12); ``edit_first``
     is the edit group's first column (the reference, and a LoRA beside it)."""
-    edit = [edit_first or [8], [9, 10], [11], [12]]
-    return kontext_groups([1, 2, 3], [4], [[5, 6], [ENCODE_DROP, 7]], edit, finish, **kw)
+    edit = [edit_first or [8], [9], [10], [11], [12]]  # guidance and the zero negative side by side (measured)
+    prepare = [[5, 6], [VAE_BUS, BUS_DROP, 7, *under_encode]]
+    return kontext_groups(models or [1, 2, 3], [4], prepare, edit, finish, **kw)
 
 
 # -- the canvas note --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workflows.spec import Group, Note, Workflow
+from workflows.spec import REROUTE, Group, Note, Workflow
 
 TITLE = 30  # LiteGraph.NODE_TITLE_HEIGHT
 BADGE = 28  # the source badge above a title bar (2 px gap, ~20 px badge) and a little air
@@ -42,6 +42,7 @@ BUILDER_HIDDEN = {
     "describe": ("template", "base", "part", "change_to", "text", "reference", "keep"),
 }
 STITCHER_SLOTS = 8
+REROUTE_SIZE = (75, 26)  # the frontend's Reroute node
 
 
 def _text_width(text: str) -> float:
@@ -68,6 +69,8 @@ def _shown(inputs: list[dict], node) -> list[dict]:
 def node_size(description: dict, node) -> tuple[int, int]:
     """The node's size: the frontend's computeSize estimate (rows of sockets, then each widget), at least the size
     core's templates give such a node."""
+    if node.type == REROUTE:
+        return REROUTE_SIZE
     inputs = _shown(description["inputs"], node)
     sockets = [s for s in inputs if not s["widget"]]
     widgets = [s for s in inputs if s["widget"]]
@@ -129,6 +132,7 @@ def place(workflow: Workflow, sizes: dict[int, tuple[int, int]]) -> tuple[dict[i
     room for their badges and title bars."""
     boxes = _grid(workflow.groups, sizes)
     positions, final = {}, {}
+    by_id = {n.id: n for n in workflow.nodes}
     for group in workflow.groups:
         box = boxes[group.title]
         x = box.x + PAD
@@ -140,7 +144,7 @@ def place(workflow: Workflow, sizes: dict[int, tuple[int, int]]) -> tuple[dict[i
                     y += -node_id
                     continue
                 positions[node_id] = [round(x), round(y + BADGE + TITLE)]
-                final[node_id] = [width, sizes[node_id][1]]
+                final[node_id] = [width if by_id[node_id].type != REROUTE else sizes[node_id][0], sizes[node_id][1]]
                 y += BADGE + TITLE + sizes[node_id][1] + GAP_Y
             x += width + GAP_X
     stray = {n.id for n in workflow.nodes} ^ set(positions)

@@ -70,5 +70,13 @@ class Workflow:
     thumbnail: str = "edit"  # the template browser's before/after illustration: a before_after.py kind
 
 
+REROUTE = "Reroute"  # the frontend's own pass-through node: UI format only, graphToPrompt links through it
+
+
+def reroute(node_id: int, source: list) -> Node:
+    """A core Reroute: carries a shared link (model, text encoder, VAE) along a bus so that it crosses no other."""
+    return Node(node_id, REROUTE, {"": source})
+
+
 def link(node: int, slot: int = 0) -> list:
     return [str(node), slot]

@@ -17,7 +17,17 @@ import uuid
 from dataclasses import dataclass, field
 
 from workflows import layout
-from workflows.spec import CORE_VERSION, FRONTEND_VERSION, PACK_ID, PACK_VERSION, STEP_COLORS, Node, Note, Workflow
+from workflows.spec import (
+    CORE_VERSION,
+    FRONTEND_VERSION,
+    PACK_ID,
+    PACK_VERSION,
+    REROUTE,
+    STEP_COLORS,
+    Node,
+    Note,
+    Workflow,
+)
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
@@ -26,12 +36,23 @@ NOTE_COLOR, NOTE_BGCOLOR = "#432", "#653"
 # -- API format -------------------------------------------------------------------------------------------------------
 
 
+def _through_reroutes(value, nodes: dict[int, Node]):
+    """A link as graphToPrompt sends it: to the node behind any chain of Reroutes."""
+    while isinstance(value, list) and nodes[int(value[0])].type == REROUTE:
+        value = nodes[int(value[0])].inputs[""]
+    return value
+
+
 def to_api(workflow: Workflow) -> dict:
-    """The prompt the frontend's graphToPrompt makes of the UI file: every widget value and every link."""
+    """The prompt the frontend's graphToPrompt makes of the UI file: every widget value and every link, Reroutes
+    left out (they exist only on the canvas)."""
     api = {}
+    nodes = {n.id: n for n in workflow.nodes}
     for node in sorted(workflow.nodes, key=lambda n: n.id):
+        if node.type == REROUTE:
+            continue
         api[str(node.id)] = {
-            "inputs": dict(node.inputs),
+            "inputs": {name: _through_reroutes(value, nodes) for name, value in node.inputs.items()},
             "class_type": node.type,
             "_meta": {"title": node.title or node.type},
         }
@@ -74,6 +95,26 @@ def describe(object_info: dict, node_type: str) -> dict:
         {"name": str(n), "type": _type_name([t])} for n, t in zip(info["output_name"], info["output"], strict=True)
     ]
     return {"inputs": slots, "outputs": outputs, "display_name": info.get("display_name", node_type)}
+
+
+def _reroute_description(workflow: Workflow, node: Node, object_info: dict) -> dict:
+    """A Reroute as the frontend saves it: one untyped input, one output typed by what it carries."""
+    source = _through_reroutes(node.inputs[""], {n.id: n for n in workflow.nodes})
+    source_type = {n.id: n.type for n in workflow.nodes}[int(source[0])]
+    carried = describe(object_info, source_type)["outputs"][int(source[1])]["type"]
+    return {
+        "inputs": [{"name": "", "type": "*", "optional": False, "widget": False, "control": False, "upload": False}],
+        "outputs": [{"name": "", "type": carried}],
+        "display_name": REROUTE,
+    }
+
+
+def descriptions_of(workflow: Workflow, object_info: dict) -> dict[int, dict]:
+    """Each node's sockets and widgets, by node id."""
+    return {
+        n.id: _reroute_description(workflow, n, object_info) if n.type == REROUTE else describe(object_info, n.type)
+        for n in workflow.nodes
+    }
 
 
 def widget_values(description: dict, inputs: dict) -> list:
@@ -127,17 +168,16 @@ def _socket_names(description: dict, node: Node) -> list[str]:
     return [s["name"] for s in description["inputs"] if not s["widget"] or isinstance(node.inputs.get(s["name"]), list)]
 
 
-def _links(workflow: Workflow, descriptions: dict) -> _Links:
+def _links(workflow: Workflow, descriptions: dict[int, dict]) -> _Links:
     links = _Links()
-    types = {n.id: n.type for n in workflow.nodes}
     for target in sorted(workflow.nodes, key=lambda n: n.id):
-        sockets = _socket_names(descriptions[target.type], target)
+        sockets = _socket_names(descriptions[target.id], target)
         for input_name in sockets:
             value = target.inputs.get(input_name)
             if not isinstance(value, list):
                 continue
             source, slot = int(value[0]), int(value[1])
-            link_type = descriptions[types[source]]["outputs"][slot]["type"]
+            link_type = descriptions[source]["outputs"][slot]["type"]
             link_id = len(links.rows) + 1
             links.rows.append([link_id, source, slot, target.id, sockets.index(input_name), link_type])
             links.outgoing.setdefault((source, slot), []).append(link_id)
@@ -171,6 +211,8 @@ def _ui_outputs(node: Node, description: dict, links: _Links) -> list[dict]:
 
 
 def _properties(node: Node) -> dict:
+    if node.type == REROUTE:
+        return {"showOutputText": False, "horizontal": False}
     ours = node.type.startswith("Atelier")
     properties = {
         "Node name for S&R": node.type,
@@ -237,13 +279,13 @@ def _ui_groups(workflow: Workflow, sizes: dict) -> list[dict]:
 
 def to_ui(workflow: Workflow, object_info: dict) -> dict:
     """The drag-and-drop workflow (schema version 0.4) the frontend would save for this graph."""
-    descriptions = {n.type: describe(object_info, n.type) for n in workflow.nodes}
+    descriptions = descriptions_of(workflow, object_info)
     links = _links(workflow, descriptions)
     order = {node_id: i for i, node_id in enumerate(_topological(workflow.nodes))}
-    sizes = {n.id: layout.node_size(descriptions[n.type], n) for n in workflow.nodes}
+    sizes = {n.id: layout.node_size(descriptions[n.id], n) for n in workflow.nodes}
     positions, final_sizes = layout.place(workflow, sizes)
     ui_nodes = [
-        _ui_node(node, descriptions[node.type], order[node.id], links, positions[node.id], final_sizes[node.id])
+        _ui_node(node, descriptions[node.id], order[node.id], links, positions[node.id], final_sizes[node.id])
         for node in sorted(workflow.nodes, key=lambda n: n.id)
     ]
     next_id = max(n.id for n in workflow.nodes) + 1
