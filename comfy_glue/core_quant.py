@@ -32,14 +32,15 @@ SCALED_FP8, MIXED = "scaled fp8", "mixed precision"
 # The first release we load each layer format on (checked on the real trees of 0.3.64, 0.3.75, 0.10.0, 0.33.0;
 # 0.3.75 had a first float8-only version of mixed precision, read from header metadata alone, that we leave out).
 FIRST_RELEASE = {
-    SCALED_FP8: "0.3.64",
     "float8_e4m3fn": "0.10.0",
     "float8_e5m2": "0.10.0",
     "nvfp4": "0.10.0",
     "mxfp8": "0.33.0",
     "int8_tensorwise": "0.33.0",
 }
+# Mixed precision's per-layer entries, then legacy scaled fp8's.
 _QUANT_SUFFIXES = (".comfy_quant", ".weight_scale", ".weight_scale_2", ".input_scale", ".pre_quant_scale")
+_QUANT_SUFFIXES += (".scale_weight", ".scale_input")
 
 
 def quant_family(sd: dict, metadata: dict | None) -> str | None:
@@ -53,7 +54,7 @@ def quant_family(sd: dict, metadata: dict | None) -> str | None:
 
 def is_quant_key(key: str) -> bool:
     """Keys that carry a quantized layer's scales or description rather than a weight of the architecture."""
-    return key.endswith(_QUANT_SUFFIXES) or key.endswith((".scale_weight", ".scale_input")) or key == "scaled_fp8"
+    return key.endswith(_QUANT_SUFFIXES) or key == "scaled_fp8"
 
 
 def layer_formats(sd: dict, metadata: dict | None) -> set[str]:
@@ -103,18 +104,18 @@ def check_loadable(name: str, family: str, sd: dict, metadata: dict | None) -> N
         return  # every release we support reads it: through pick_operations before 0.4, convert_old_quants after
     available = host_formats()
     wanted = layer_formats(sd, metadata)
+    missing = sorted(wanted - (available or set()))
+    first = " / ".join(sorted({FIRST_RELEASE.get(f, "a newer release") for f in missing}))
     if available is None:
         raise AtelierError(
-            f"{name} is a ComfyUI mixed-precision file ({', '.join(sorted(wanted)) or 'unknown formats'}); ComfyUI "
-            f"{version} has no mixed-precision loading this pack can use. Update ComfyUI to 0.10.0 or newer (float8 and "
-            "NVFP4 layers; 0.33.0 adds int8 and MXFP8), or use the GGUF, bf16 or plain fp8 file of the model"
+            f"{name} is a ComfyUI mixed-precision file ({', '.join(missing) or 'unknown formats'}); ComfyUI "
+            f"{version} has no mixed-precision loading this pack can use. Update ComfyUI to {first or '0.10.0'} or "
+            "newer, or use the GGUF, bf16 or plain fp8 file of the model"
         )
-    missing = sorted(wanted - available)
     if missing:
-        first = {FIRST_RELEASE.get(f, "a newer release") for f in missing}
         raise AtelierError(
             f"{name} holds layers in {', '.join(missing)}, which ComfyUI {version} cannot compute (it reads "
-            f"{', '.join(sorted(available))}); update ComfyUI to {' / '.join(sorted(first))} or newer "
+            f"{', '.join(sorted(available))}); update ComfyUI to {first} or newer "
             "(with comfy-kitchen installed), or use the GGUF, bf16 or plain fp8 file of the model"
         )
 
