@@ -57,8 +57,8 @@ def is_quant_key(key: str) -> bool:
     return key.endswith(_QUANT_SUFFIXES) or key == "scaled_fp8"
 
 
-def layer_formats(sd: dict, metadata: dict | None) -> set[str]:
-    """The per-layer formats a mixed-precision file uses (``{"float8_e4m3fn", "nvfp4"}``)."""
+def layer_formats(name: str, sd: dict, metadata: dict | None) -> set[str]:
+    """The per-layer formats the mixed-precision file ``name`` uses (``{"float8_e4m3fn", "nvfp4"}``)."""
     formats: set[str] = set()
     raw = (metadata or {}).get("_quantization_metadata")
     if raw:
@@ -66,7 +66,7 @@ def layer_formats(sd: dict, metadata: dict | None) -> set[str]:
             layers = json.loads(raw).get("layers", {})
         except (ValueError, AttributeError) as exc:
             raise AtelierError(
-                "its _quantization_metadata header entry is not valid JSON; the file is damaged"
+                f"'{name}': its _quantization_metadata header entry is not valid JSON; the file is damaged"
             ) from exc
         formats |= {str(conf.get("format")) for conf in layers.values() if isinstance(conf, dict)}
     for key, value in sd.items():
@@ -74,7 +74,9 @@ def layer_formats(sd: dict, metadata: dict | None) -> set[str]:
             try:
                 formats.add(str(json.loads(bytes(value.tolist()).decode("utf-8")).get("format")))
             except (ValueError, AttributeError, UnicodeDecodeError) as exc:
-                raise AtelierError(f"its entry '{key}' is not a valid layer description; the file is damaged") from exc
+                raise AtelierError(
+                    f"'{name}': its entry '{key}' is not a valid layer description; the file is damaged"
+                ) from exc
     return formats
 
 
@@ -103,7 +105,7 @@ def check_loadable(name: str, family: str, sd: dict, metadata: dict | None) -> N
     if family == SCALED_FP8:
         return  # every release we support reads it: through pick_operations before 0.4, convert_old_quants after
     available = host_formats()
-    wanted = layer_formats(sd, metadata)
+    wanted = layer_formats(name, sd, metadata)
     missing = sorted(wanted - (available or set()))
     first = " / ".join(sorted({FIRST_RELEASE.get(f, "a newer release") for f in missing}))
     if available is None:

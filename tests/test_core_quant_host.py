@@ -191,3 +191,24 @@ def test_quantized_file_of_another_model_is_refused(comfy_host, tiny_sd):
         comfy_host.run(edit_graph(path.name, compute_dtype="auto"))
     assert "not_flux_fp8.safetensors" in failed.value.exception_message
     assert "Kontext" in failed.value.exception_message
+
+
+@pytest.mark.host
+@pytest.mark.parametrize("damage", ["layer description", "header metadata"])
+def test_damaged_layer_descriptions_are_refused_naming_the_file(comfy_host, tiny_sd, damage):
+    from safetensors.torch import load_file
+
+    folder = comfy_host.model_path("diffusion_models", "")
+    name = f"damaged_{damage.replace(' ', '_')}.safetensors"
+    tensors = load_file(synth.write_mixed_precision(folder / name, tiny_sd, "float8_e4m3fn"))
+    metadata = None
+    if damage == "layer description":
+        tensors["double_blocks.0.img_attn.qkv.comfy_quant"] = torch.tensor(list(b"{not json"), dtype=torch.uint8)
+    else:
+        tensors = {k: v for k, v in tensors.items() if not k.endswith(".comfy_quant")}
+        metadata = {"_quantization_metadata": "{not json"}
+    synth._save(folder / name, tensors, metadata)
+    with pytest.raises(ExecutionFailed) as failed:
+        comfy_host.run(edit_graph(name, compute_dtype="auto"))
+    message = failed.value.exception_message
+    assert name in message and "damaged" in message and "Traceback" not in message, message
