@@ -23,21 +23,23 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
-from atelier_host import PACK_DIR, find_comfyui, skip_unless_host_has
+from atelier_host import find_comfyui, skip_unless_host_has
+from browser_setup import (
+    EXAMPLE_IMAGE,
+    WORKFLOWS,
+    browser_tools,
+    post_setting,
+    prepare_base,
+    run_driver,
+    workflow_sources,
+)
 from test_host_server import ComfyServer
 
 from atelier_core.image import geometry
 
-BROWSER_DIR = PACK_DIR / "tests" / "browser"
-WORKFLOWS = PACK_DIR / "workflows"
-CHROMIUM_NAMES = ("chromium", "chromium-browser")
-EXAMPLE_IMAGE = PACK_DIR / "tests" / "data" / "chelsea_451x300.jpg"
 RUN_TIMEOUT_S = 210
 EXECUTE_TIMEOUT_S = 60  # the run itself: token counting and a 451x300 merge on the CPU take a few seconds
 
@@ -98,56 +100,6 @@ RUN_IDS = {
 }
 
 
-def _chromium() -> str | None:
-    explicit = os.environ.get("CHROMIUM_PATH")
-    if explicit and Path(explicit).is_file():
-        return explicit
-    return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
-
-
-def _playwright_ready() -> str:
-    """'' when playwright-core is installed in tests/browser (installing it if npm can), else why not."""
-    if (BROWSER_DIR / "node_modules" / "playwright-core" / "package.json").is_file():
-        return ""
-    npm = shutil.which("npm")
-    if npm is None:
-        return "no npm on PATH to install playwright-core into tests/browser"
-    command = [npm, "ci" if (BROWSER_DIR / "package-lock.json").is_file() else "install", "--no-audit", "--no-fund"]
-    try:
-        run = subprocess.run(command, cwd=BROWSER_DIR, capture_output=True, text=True, timeout=180)
-    except subprocess.TimeoutExpired:
-        return "npm could not install playwright-core into tests/browser within 180 s (offline?)"
-    if run.returncode != 0:
-        return f"npm could not install playwright-core into tests/browser (offline?): {run.stderr.strip()[-200:]}"
-    return ""
-
-
-def _workflow_sources() -> list[tuple[str, Path, str]]:
-    sources = [(p.stem, p, "json") for p in sorted(WORKFLOWS.glob("*.json"))]
-    sources += [(f"{p.stem}.png", p, "png") for p in sorted(WORKFLOWS.glob("*.png"))]
-    return sources
-
-
-def _prepare_base(base: Path) -> None:
-    """Placeholder model files named as the workflows list them, and the example picture they load."""
-    for _, path, kind in _workflow_sources():
-        if kind != "json":
-            continue
-        for node in json.loads(path.read_text())["nodes"]:
-            properties = node.get("properties", {})
-            for model in properties.get("models", []) + properties.get("atelier_downloads", []):
-                target = base / "models" / model["directory"] / model["name"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.touch()
-    (base / "input").mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-
-    Image.open(EXAMPLE_IMAGE).convert("RGB").save(base / "input" / "example.png")
-    original, edited = _run_images()
-    Image.fromarray(original).save(base / "input" / ORIGINAL_NAME)
-    Image.fromarray(edited).save(base / "input" / EDITED_NAME)
-
-
 MISSING_GGUF = "flux1-kontext-dev-Q3_K_S.gguf"  # a transformer no test folder holds
 
 
@@ -199,49 +151,25 @@ def _run_prompt() -> dict:
     return prompt
 
 
-def _post_setting(url: str, key: str, value) -> None:
-    request = urllib.request.Request(
-        f"{url}/settings/{key}",
-        data=json.dumps(value).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10):  # loopback: the server this test started
-        pass
-
-
 @pytest.fixture(scope="module")
 def browser_run(tmp_path_factory):
     """Start ComfyUI, load every workflow in Chromium once; returns the driver's report."""
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("Node.js (node)")
-    chromium = _chromium()
-    if chromium is None:
-        missing.append("Chromium (apt-get install chromium, or CHROMIUM_PATH)")
-    root, reason = find_comfyui()
-    if root is None:
-        missing.append(reason)
-    if missing:
-        pytest.skip("browser tests skipped, missing: " + "; ".join(missing))
-    why = _playwright_ready()
-    if why:
-        pytest.skip(f"browser tests: {why}")
-
+    root, chromium = browser_tools()
     base = tmp_path_factory.mktemp("browser_comfy")
-    _prepare_base(base)
+    original, edited = _run_images()
+    prepare_base(base, {ORIGINAL_NAME: original, EDITED_NAME: edited})
     out = Path(os.environ.get("ATELIER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
     out.mkdir(parents=True, exist_ok=True)
     server = ComfyServer(root, base)
     try:
         server.wait_ready()
-        _post_setting(server.url, "Comfy.TutorialCompleted", True)  # no first-run template browser over the canvas
+        post_setting(server.url, "Comfy.TutorialCompleted", True)  # no first-run template browser over the canvas
         config = {
             "url": server.url,
             "chromium": chromium,
             "profile": str(tmp_path_factory.mktemp("chromium_profile")),
             "out": str(out),
-            "workflows": [{"name": name, "path": str(path), "kind": kind} for name, path, kind in _workflow_sources()]
+            "workflows": [{"name": name, "path": str(path), "kind": kind} for name, path, kind in workflow_sources()]
             + [_missing_gguf_workflow(base)],
             "live": {"size": "16:9", "fit": "pad"},
             "run": {
@@ -257,17 +185,7 @@ def browser_run(tmp_path_factory):
                 "timeoutMs": EXECUTE_TIMEOUT_S * 1000,
             },
         }
-        config_path = base / "browser_config.json"
-        config_path.write_text(json.dumps(config))
-        run = subprocess.run(
-            ["node", str(BROWSER_DIR / "check_workflows.mjs"), str(config_path)],
-            cwd=BROWSER_DIR,
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-        )
-        assert run.returncode == 0, f"browser driver failed:\n{run.stderr[-4000:]}\n{server.log()[-2000:]}"
-        report = json.loads(run.stdout.strip().splitlines()[-1])
+        report = run_driver("check_workflows.mjs", config, base, server, RUN_TIMEOUT_S)
         (out / "report.json").write_text(json.dumps(report, indent=1))
     finally:
         server.stop()
@@ -328,7 +246,7 @@ def _api_file(name: str) -> Path:
     return WORKFLOWS / "api" / f"{name.removesuffix('.png')}.api.json"
 
 
-@pytest.mark.parametrize("name", [name for name, _, _ in _workflow_sources()])
+@pytest.mark.parametrize("name", [name for name, _, _ in workflow_sources()])
 def test_workflow_loads_and_matches_api_file(browser_run, name):
     if name.startswith("flux2_"):  # needs CLIPLoader type flux2 (ComfyUI 0.3.75+)
         root, _ = find_comfyui()
@@ -348,7 +266,7 @@ def test_workflow_loads_and_matches_api_file(browser_run, name):
     assert Path(result["screenshot"]).stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("name", [name for name, _, kind in _workflow_sources() if kind == "json"])
+@pytest.mark.parametrize("name", [name for name, _, kind in workflow_sources() if kind == "json"])
 def test_workflow_canvas_shows_groups_without_overlaps(browser_run, name):
     """As the page drew it (the frontend's own node sizes): labelled groups holding every node, no two node boxes
     (title bar and the badge band above it) overlapping, each node at least the size the frontend computes for it,
@@ -424,7 +342,7 @@ def test_aspect_lock_shows_python_target_for_loaded_picture(browser_run):
 
     width, height = Image.open(EXAMPLE_IMAGE).size
     checked = 0
-    for _, path, kind in _workflow_sources():
+    for _, path, kind in workflow_sources():
         if kind != "json":
             continue
         api = json.loads(_api_file(path.stem).read_text())

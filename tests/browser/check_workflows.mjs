@@ -8,55 +8,18 @@
 // The comparison with the API files is done by the Python test; this only collects facts.
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { closeDialogs, loadWorkflowFile, openComfyPage, openDialogs } from "./page.mjs";
 import { runGraph } from "./run_graph.mjs";
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
-// A persistent context is how playwright takes a fresh --user-data-dir (the test makes an empty one per run).
-const browser = await chromium.launchPersistentContext(config.profile, {
-  executablePath: config.chromium,
-  headless: true,
-  viewport: { width: 1600, height: 1000 },
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
-const errors = [];
-const startupErrors = []; // thrown by the frontend before any workflow is loaded: reported, not ours to fix
-let phase = startupErrors;
+const { browser, page, errors, startupErrors, startWork } = await openComfyPage(config);
 const results = [];
 try {
-  const page = browser.pages()[0] ?? (await browser.newPage());
-  page.on("pageerror", (error) => phase.push(`pageerror: ${String(error.stack ?? error.message).slice(0, 800)}`));
-  // Only loopback: anything else the page asks for is refused, so the test never depends on the network.
-  await page.route("**/*", (route) => {
-    const host = new URL(route.request().url()).hostname;
-    return host === "127.0.0.1" || host === "localhost" ? route.continue() : route.abort();
-  });
-  await page.goto(config.url, { waitUntil: "domcontentloaded", timeout: 60000 });
-  await page.waitForFunction(
-    () => window.app?.graph && window.app.extensions?.some((e) => e.name === "KontextAtelier.AspectPreview"),
-    null,
-    { timeout: 60000 },
-  );
-  await closeDialogs(page); // a first-run dialog, if any
-  phase = errors;
+  startWork();
   for (const workflow of config.workflows) {
     const result = { name: workflow.name };
     try {
-      if (workflow.kind === "png") {
-        const bytes = readFileSync(workflow.path).toString("base64");
-        await page.evaluate(async ({ bytes, name }) => {
-          const data = Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0));
-          await window.app.handleFile(new File([data], name, { type: "image/png" }));
-        }, { bytes, name: path.basename(workflow.path) });
-      } else {
-        const graph = JSON.parse(readFileSync(workflow.path, "utf8"));
-        await page.evaluate(async ({ graph, name }) => {
-          await window.app.loadGraphData(graph, true, true, name);
-        }, { graph, name: workflow.name });
-      }
+      await loadWorkflowFile(page, workflow);
       // Load Image previews arrive asynchronously; the live widgets need them to know the input size.
       await page.waitForFunction(
         () => window.app.graph._nodes.filter((n) => n.type === "LoadImage").every((n) => n.imgs?.[0]?.complete),
@@ -105,11 +68,9 @@ try {
           canvas: [app.canvas.canvas.clientWidth, app.canvas.canvas.clientHeight],
         };
         const { output } = await app.graphToPrompt();
-        const dialogs = [...document.querySelectorAll(".p-dialog")]
-          .filter((d) => d.offsetParent !== null || d.getClientRects().length)
-          .map((d) => d.innerText.slice(0, 300));
-        return { output, missingTypes, badCombos, widgets, dialogs, layout };
+        return { output, missingTypes, badCombos, widgets, layout };
       }));
+      result.dialogs = await openDialogs(page, 300);
       if (workflow.lookFor) {
         // A missing model: whatever the frontend shows it in (a dialog up to 1.3x, a panel later) names the file.
         await page.waitForFunction((needle) => document.body.innerText.includes(needle), workflow.lookFor,
@@ -150,13 +111,3 @@ try {
 }
 console.log(JSON.stringify({ workflows: results, errors, startupErrors }));
 
-async function closeDialogs(page) {
-  // PrimeVue dialogs close on Escape, one at a time, with an animation; a dialog still closing would swallow the
-  // next workflow's dialog, so wait until none is left.
-  for (let i = 0; i < 20; i++) {
-    const open = await page.locator(".p-dialog").count();
-    if (open === 0) return;
-    await page.keyboard.press("Escape");
-    await page.waitForTimeout(250);
-  }
-}
