@@ -9,11 +9,13 @@ import os
 import shutil
 import subprocess
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from atelier_host import PACK_DIR, find_comfyui
+from test_host_server import ComfyServer
 
 BROWSER_DIR = PACK_DIR / "tests" / "browser"
 WORKFLOWS = PACK_DIR / "workflows"
@@ -111,9 +113,9 @@ def post_setting(url: str, key: str, value) -> None:
         pass
 
 
-def run_driver(script: str, config: dict, base: Path, server, timeout_s: float) -> dict:
+def run_driver(script: str, config: dict, server, timeout_s: float) -> dict:
     """Run tests/browser/<script> on the config (written beside the server's files); its last stdout line."""
-    config_path = base / f"{Path(script).stem}_config.json"
+    config_path = server.base / f"{Path(script).stem}_config.json"
     config_path.write_text(json.dumps(config))
     run = subprocess.run(
         ["node", str(BROWSER_DIR / script), str(config_path)],
@@ -124,3 +126,24 @@ def run_driver(script: str, config: dict, base: Path, server, timeout_s: float) 
     )
     assert run.returncode == 0, f"browser driver {script} failed:\n{run.stderr[-4000:]}\n{server.log()[-2000:]}"
     return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@contextmanager
+def page_server(tmp_path_factory, name: str, images: dict[str, np.ndarray], leave_out: set[str] = frozenset()):
+    """A ComfyUI server on a fresh base folder (prepare_base) for a browser driver, stopped after the block.
+
+    Yields (server, config): config holds what every driver reads (url, chromium, a fresh profile, the screenshot
+    folder: ATELIER_SCREENSHOTS when set, else a tmp dir); the caller adds its own keys."""
+    root, chromium = browser_tools()
+    base = tmp_path_factory.mktemp(name)
+    prepare_base(base, images, leave_out)
+    out = Path(os.environ.get("ATELIER_SCREENSHOTS") or tmp_path_factory.mktemp(f"{name}_screenshots"))
+    out.mkdir(parents=True, exist_ok=True)
+    server = ComfyServer(root, base)
+    try:
+        server.wait_ready()
+        post_setting(server.url, "Comfy.TutorialCompleted", True)  # no first-run template browser over the canvas
+        profile = tmp_path_factory.mktemp(f"{name}_chromium_profile")
+        yield server, {"url": server.url, "chromium": chromium, "profile": str(profile), "out": str(out)}
+    finally:
+        server.stop()

@@ -22,21 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import pytest
 from atelier_host import find_comfyui, skip_unless_host_has
-from browser_setup import (
-    EXAMPLE_IMAGE,
-    WORKFLOWS,
-    browser_tools,
-    post_setting,
-    prepare_base,
-    run_driver,
-    workflow_sources,
-)
-from test_host_server import ComfyServer
+from browser_setup import EXAMPLE_IMAGE, WORKFLOWS, page_server, run_driver, workflow_sources
 
 from atelier_core.image import geometry
 
@@ -154,25 +144,16 @@ def _run_prompt() -> dict:
 @pytest.fixture(scope="module")
 def browser_run(tmp_path_factory):
     """Start ComfyUI, load every workflow in Chromium once; returns the driver's report."""
-    root, chromium = browser_tools()
-    base = tmp_path_factory.mktemp("browser_comfy")
     original, edited = _run_images()
-    prepare_base(base, {ORIGINAL_NAME: original, EDITED_NAME: edited})
-    out = Path(os.environ.get("ATELIER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
-    out.mkdir(parents=True, exist_ok=True)
-    server = ComfyServer(root, base)
-    try:
-        server.wait_ready()
-        post_setting(server.url, "Comfy.TutorialCompleted", True)  # no first-run template browser over the canvas
-        config = {
-            "url": server.url,
-            "chromium": chromium,
-            "profile": str(tmp_path_factory.mktemp("chromium_profile")),
-            "out": str(out),
-            "workflows": [{"name": name, "path": str(path), "kind": kind} for name, path, kind in workflow_sources()]
-            + [_missing_gguf_workflow(base)],
-            "live": {"size": "16:9", "fit": "pad"},
-            "run": {
+    with page_server(tmp_path_factory, "browser_comfy", {ORIGINAL_NAME: original, EDITED_NAME: edited}) as (
+        server,
+        config,
+    ):
+        config.update(
+            workflows=[{"name": name, "path": str(path), "kind": kind} for name, path, kind in workflow_sources()]
+            + [_missing_gguf_workflow(server.base)],
+            live={"size": "16:9", "fit": "pad"},
+            run={
                 "name": "executed",
                 "prompt": _run_prompt(),
                 "imageNodes": [RUN_IDS["merge"], RUN_IDS["merged"], RUN_IDS["mask"]],
@@ -184,11 +165,10 @@ def browser_run(tmp_path_factory):
                 "widths": {RUN_IDS["report"]: 440, RUN_IDS["prompt"]: 440, RUN_IDS["builder"]: 520},
                 "timeoutMs": EXECUTE_TIMEOUT_S * 1000,
             },
-        }
-        report = run_driver("check_workflows.mjs", config, base, server, RUN_TIMEOUT_S)
-        (out / "report.json").write_text(json.dumps(report, indent=1))
-    finally:
-        server.stop()
+        )
+        report = run_driver("check_workflows.mjs", config, server, RUN_TIMEOUT_S)
+    out = Path(config["out"])
+    (out / "report.json").write_text(json.dumps(report, indent=1))
     logging.getLogger(__name__).warning("browser screenshots: %s", out)
     report["by_name"] = {r["name"]: r for r in report["workflows"]}
     return report

@@ -9,13 +9,10 @@ when Node.js, Chromium, playwright-core or ComfyUI is absent."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 from atelier_host import PACK_DIR
-from browser_setup import EXAMPLE_IMAGE, WORKFLOWS, browser_tools, post_setting, prepare_base, run_driver
-from test_host_server import ComfyServer
+from browser_setup import WORKFLOWS, page_server, run_driver
 
 from atelier_core import model_catalog
 
@@ -41,33 +38,14 @@ def _expected(name: str) -> str:
 @pytest.fixture(scope="module")
 def queued(tmp_path_factory):
     """Start ComfyUI without the Kontext transformers, queue each Kontext workflow from the page; the report."""
-    root, chromium = browser_tools()
-    base = tmp_path_factory.mktemp("browser_missing")
-    import numpy as np
-    from PIL import Image
-
-    picture = np.array(Image.open(EXAMPLE_IMAGE).convert("RGB"))
-    prepare_base(base, {"example.png": picture}, leave_out={_transformer(name)[1] for name in KONTEXT})
-    out = Path(os.environ.get("ATELIER_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots_missing"))
-    out.mkdir(parents=True, exist_ok=True)
-    server = ComfyServer(root, base)
-    try:
-        server.wait_ready()
-        post_setting(server.url, "Comfy.TutorialCompleted", True)  # no first-run template browser over the canvas
-        config = {
-            "url": server.url,
-            "chromium": chromium,
-            "profile": str(tmp_path_factory.mktemp("chromium_profile_missing")),
-            "out": str(out),
-            "workflows": [
-                {"name": name, "path": str(WORKFLOWS / f"{name}.json"), "kind": "json", "lookFor": _expected(name)}
-                for name in KONTEXT
-            ],
-        }
-        report = run_driver("queue_missing.mjs", config, base, server, DRIVER_TIMEOUT_S)
+    leave_out = {_transformer(name)[1] for name in KONTEXT}
+    with page_server(tmp_path_factory, "browser_missing", {}, leave_out) as (server, config):
+        config["workflows"] = [
+            {"name": name, "path": str(WORKFLOWS / f"{name}.json"), "kind": "json", "lookFor": _expected(name)}
+            for name in KONTEXT
+        ]
+        report = run_driver("queue_missing.mjs", config, server, DRIVER_TIMEOUT_S)
         report["log"] = server.log()
-    finally:
-        server.stop()
     report["by_name"] = {r["name"]: r for r in report["workflows"]}
     return report
 
