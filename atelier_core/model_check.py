@@ -2,7 +2,9 @@
 
 The Kontext nodes' input validation (inside ComfyUI), ``kontext-atelier run`` (before it queues) and
 ``kontext-atelier doctor`` all word a missing file the same way: the file, the ComfyUI folder it goes in and where
-to download it (from ``model_catalog``), so a user reads one kind of line wherever the check happens.
+to download it (from ``model_catalog``), so a user reads one kind of line wherever the check happens. Core's loaders
+answer a missing file with a bare "Value not in list"; ``explain_missing_files`` words those the same way in a
+refused prompt's errors (the server passes them through it, ``comfy_glue.prompt_errors``).
 """
 
 from __future__ import annotations
@@ -66,3 +68,37 @@ def missing_models(prompt: dict, available) -> list[tuple[str, str, str, str]]:
             seen.add(name)
             missing.append(entry)
     return missing
+
+
+def _missing_file_detail(class_type: str, error: dict) -> str | None:
+    """Our line for one of core's value_not_in_list errors when it is a loader's model file, else None."""
+    if not isinstance(error, dict) or error.get("type") != "value_not_in_list":
+        return None
+    extra = error.get("extra_info")
+    input_name = extra.get("input_name") if isinstance(extra, dict) else None
+    directory = LOADER_INPUTS.get(class_type, {}).get(input_name)
+    value = extra.get("received_value") if directory else None
+    if not isinstance(value, str) or not value.lower().endswith(MODEL_SUFFIXES):
+        return None
+    return f"{input_name}: {missing_message(value, directory)}"
+
+
+def explain_missing_files(response: dict) -> bool:
+    """Reword, in a refused prompt's answer ({"error", "node_errors"}), each core loader's "Value not in list" for a
+    model file as our missing-file line (file, folder, download), in place; True when anything changed.
+
+    Only the ``details`` text changes (it listed every file of the folder, or ``[]``): type, message and extra_info
+    stay, so clients that read them see core's error."""
+    node_errors = response.get("node_errors")
+    if not isinstance(node_errors, dict):
+        return False
+    changed = False
+    for node_error in node_errors.values():
+        if not isinstance(node_error, dict) or not isinstance(node_error.get("errors"), list):
+            continue
+        for error in node_error["errors"]:
+            detail = _missing_file_detail(node_error.get("class_type"), error)
+            if detail is not None:
+                error["details"] = detail
+                changed = True
+    return changed

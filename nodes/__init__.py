@@ -46,4 +46,16 @@ class AtelierExtension(ComfyExtension):
 
     @override
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # Called once per server start on every release (on_load only from 0.4 on), before the server serves.
+        _explain_missing_models_in_refusals()
         return node_classes()
+
+
+def _explain_missing_models_in_refusals() -> None:
+    try:
+        from ..comfy_glue import prompt_errors
+
+        prompt_errors.install()
+    except Exception:
+        # A server that does not take it still runs every node; its refusals keep core's wording.
+        logger.exception("Kontext Atelier: could not add the missing-model wording to refused prompts")

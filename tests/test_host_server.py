@@ -141,3 +141,51 @@ def test_server_serves_frontend_extension(comfy_server):
     assert sorted(path.split(f"/extensions/{PACK_FOLDER}/", 1)[1] for path in ours) == shipped
     for path in ours:
         assert b"registerExtension" in _get(server.url + path)
+
+
+def _post_prompt(server: ComfyServer, prompt: dict) -> tuple[int, dict]:
+    """POST /prompt as the frontend and the CLI do; (status, the server's JSON answer), a refusal included."""
+    body = json.dumps({"prompt": prompt, "client_id": "atelier-test"}).encode()
+    request = urllib.request.Request(
+        server.url + "/prompt", data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # loopback only: the server we started
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_core_loaders_missing_files_are_worded_like_ours(comfy_server):
+    """With no model installed, core's DualCLIPLoader and VAELoader refuse their files with our line (file, folder,
+    download) instead of a bare "Value not in list"; the error keeps core's type; other refusals keep core's words."""
+    from atelier_core import model_catalog
+
+    server, _ = comfy_server
+    prompt = json.loads((PACK_DIR / "workflows" / "api" / "kontext_edit_gguf.api.json").read_text())
+    sampler_id = next(i for i, n in prompt.items() if n["class_type"] == "KSampler")
+    prompt[sampler_id]["inputs"]["sampler_name"] = "no_such_sampler"
+    status, answer = _post_prompt(server, prompt)
+    assert status == 400, answer
+    errors = answer["node_errors"]
+    worded = {}
+    for node_id, node in prompt.items():
+        if node["class_type"] in ("DualCLIPLoader", "VAELoader"):
+            for error in errors[node_id]["errors"]:
+                assert error["type"] == "value_not_in_list" and error["message"] == "Value not in list", error
+                worded[error["extra_info"]["input_name"]] = error["details"]
+    names = {
+        k: prompt[i]["inputs"][k]
+        for i in prompt
+        for k in ("clip_name1", "clip_name2", "vae_name")
+        if k in prompt[i]["inputs"]
+    }
+    assert set(worded) == set(names), worded
+    for input_name, file_name in names.items():
+        url = model_catalog.BY_NAME[file_name]["url"]
+        folder = "vae/" if input_name == "vae_name" else "text_encoders/ (or models/clip/)"
+        assert worded[input_name] == (
+            f"{input_name}: model file {file_name} is missing: download {url} into ComfyUI/models/{folder}"
+        ), worded[input_name]
+    (sampler_error,) = errors[sampler_id]["errors"]
+    assert "no_such_sampler" in sampler_error["details"] and "not in" in sampler_error["details"], sampler_error
