@@ -93,8 +93,9 @@ def gguf_state_dict(
     return sd, shapes, types
 
 
-def _safetensors_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str, dict]:
-    header = model_files.read_safetensors_header(path)
+def _safetensors_state_dict(
+    path: Path, header: model_files.SafetensorsHeader
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], str, dict]:
     # The header's metadata too: ComfyUI's mixed-precision files describe their layers there.
     sd, metadata = comfy.utils.load_torch_file(str(path), safe_load=True, return_metadata=True)
     dtypes: dict[str, int] = {}
@@ -137,12 +138,15 @@ def _dense_bytes(shapes: dict, dtype: torch.dtype) -> int:
 def _read(path: Path) -> tuple[str, dict, dict, str, dict]:
     """(format, state dict without prefix, shapes, stored-types summary, the safetensors header's metadata)."""
     fmt = model_files.sniff_format(path)
-    model_files.check_sampled_values(path)  # the same value check as inspect and quantize: NaN/inf refused
+    # The same value check as inspect and quantize (NaN/inf refused); a safetensors header is parsed once for both.
     if fmt == "gguf":
+        model_files.check_sampled_values(path)
         sd, shapes, stored = gguf_state_dict(path)
         metadata = {}
     else:
-        sd, shapes, stored, metadata = _safetensors_state_dict(path)
+        header = model_files.read_safetensors_header(path)
+        model_files.check_sampled_values(path, header)
+        sd, shapes, stored, metadata = _safetensors_state_dict(path, header)
     sd, shapes = _strip(sd, shapes)
     return fmt, sd, shapes, stored, metadata
 

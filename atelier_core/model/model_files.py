@@ -194,17 +194,18 @@ _FLOAT_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "
 _FP8_DTYPES = {"F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2"}
 
 
-def check_sampled_values(path: Path) -> int:
+def check_sampled_values(path: Path, header: SafetensorsHeader | None = None) -> int:
     """Refuse a model file with NaN or infinite values in a sample of any tensor's rows; return the rows read.
 
     The value half of the one model-file validator (the structure half is ``read_safetensors_header`` and the GGUF
     reader): the Kontext Loader, the text-encoder loader, ``inspect`` and ``quantize`` all call it, so a file one of
     them accepts the others accept too. GGUF blocks are dequantized row by row, so a NaN block scale is found.
+    ``header``: the safetensors file's header when the caller has read it already (read here otherwise).
     """
     path = Path(path)
-    if sniff_format(path) == "gguf":
+    if header is None and sniff_format(path) == "gguf":
         return _check_gguf_values(path)
-    return _check_safetensors_values(path)
+    return _check_safetensors_values(path, header)
 
 
 def _sample_rows(n_rows: int) -> list[int]:
@@ -219,8 +220,9 @@ def _refuse_nonfinite(path: Path, name: str) -> None:
     )
 
 
-def _check_safetensors_values(path: Path) -> int:
-    header = read_safetensors_header(path)  # before importing torch: a hostile header is refused in milliseconds
+def _check_safetensors_values(path: Path, header: SafetensorsHeader | None) -> int:
+    if header is None:
+        header = read_safetensors_header(path)  # before importing torch: a hostile header is refused in milliseconds
     import torch
 
     rows_read = 0
