@@ -2,6 +2,8 @@
 its transformer is absent from the server: the server refuses the prompt at validation, before any node runs, with
 one message on the loader naming the file, the folder it goes in and where to download it, and the page shows that
 message. Every other file the workflows list is there (empty placeholders: validation only looks for the file).
+One more copy of the GGUF edit asks core's VAELoader for a VAE the server lacks: its refusal on the page is worded
+the same way (comfy_glue/prompt_errors.py), not as core's bare "Value not in list".
 
 CI runs this on every ComfyUI of the matrix (frontends 1.27 to 1.49); it skips with one line, like test_browser.py,
 when Node.js, Chromium, playwright-core or ComfyUI is absent."""
@@ -35,6 +37,18 @@ def _expected(name: str) -> str:
     return f"model file {_transformer(name)[1]} is missing"
 
 
+MISSING_VAE = "ae_not_installed.safetensors"
+VAE_MESSAGE = f"vae_name: model file {MISSING_VAE} is missing: put it in ComfyUI/models/vae/"
+
+
+def _missing_vae_workflow(base) -> dict:
+    """kontext_edit_gguf with its VAE file renamed to one the server does not have."""
+    text = (WORKFLOWS / "kontext_edit_gguf.json").read_text().replace('"ae.safetensors"', f'"{MISSING_VAE}"')
+    path = base / "missing_vae.json"
+    path.write_text(text)
+    return {"name": "missing_vae", "path": str(path), "kind": "json", "lookFor": VAE_MESSAGE}
+
+
 @pytest.fixture(scope="module")
 def queued(tmp_path_factory):
     """Start ComfyUI without the Kontext transformers, queue each Kontext workflow from the page; the report."""
@@ -43,7 +57,7 @@ def queued(tmp_path_factory):
         config["workflows"] = [
             {"name": name, "path": str(WORKFLOWS / f"{name}.json"), "kind": "json", "lookFor": _expected(name)}
             for name in KONTEXT
-        ]
+        ] + [_missing_vae_workflow(server.base)]
         report = run_driver("queue_missing.mjs", config, server, DRIVER_TIMEOUT_S)
         report["log"] = server.log()
     report["by_name"] = {r["name"]: r for r in report["workflows"]}
@@ -79,6 +93,20 @@ def test_page_shows_the_message_and_nothing_runs(queued, name):
         f"screenshot {result.get('screenshot')}"
     )
     assert result["events"] == [], f"{name}: the server ran nodes: {result['events']}"
+
+
+def test_core_loader_missing_file_worded_like_ours_on_the_page(queued):
+    result = queued["by_name"]["missing_vae"]
+    assert "error" not in result, result["error"]
+    node_errors = result["response"]["body"]["node_errors"]
+    (vae_error,) = [e for n in node_errors.values() if n["class_type"] == "VAELoader" for e in n["errors"]]
+    assert vae_error["type"] == "value_not_in_list" and vae_error["details"].startswith(VAE_MESSAGE), vae_error
+    # Frontends up to 1.3x show the error's details (ours); 1.4x words value_not_in_list itself and lists the file
+    # under "Missing Models" with its folder and a Download button (the workflow's model metadata).
+    text = result["pageText"]
+    panel = "Missing Models" in text and MISSING_VAE in text and "\nvae\n" in text and "Download" in text
+    assert result["shown"]["found"] or panel, f"the page names neither '{VAE_MESSAGE}' nor a download:\n{text[-3000:]}"
+    assert result["events"] == [], result["events"]
 
 
 def test_server_queued_and_ran_nothing(queued):

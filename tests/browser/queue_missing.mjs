@@ -4,7 +4,7 @@
 // Usage: node queue_missing.mjs CONFIG.json   (written by tests/test_browser_missing_models.py)
 // CONFIG: {url, chromium, profile, out, timeoutMs, workflows: [{name, path, kind: "json" | "png", lookFor}]}
 //   lookFor  the text the page is expected to show once the server refuses the prompt (waited for, then recorded)
-// Prints one JSON line: {workflows: [{name, response, shown, dialogs, nodeErrors, events, screenshot}], queue,
+// Prints one JSON line: {workflows: [{name, response, shown, pageText, dialogs, nodeErrors, events, screenshot}], queue,
 // history, errors, startupErrors}. `events` are the api events of a run (execution_start, executing, executed, ...)
 // seen from the moment the workflow was queued: a prompt refused at validation has none.
 import { readFileSync } from "node:fs";
@@ -68,6 +68,7 @@ async function queueOne(workflow) {
       const text = document.body.innerText;
       return { found: text.includes(needle), count: text.split(needle).length - 1 };
     }, workflow.lookFor);
+    result.pageText = await page.evaluate(() => document.body.innerText.slice(0, 20000));
     result.dialogs = await openDialogs(page, 2000);
     result.nodeErrors = await page.evaluate(() => window.app.lastNodeErrors ?? null);
     result.screenshot = path.join(config.out, `queued_${workflow.name}.png`);
@@ -96,7 +97,9 @@ async function revealErrors(needle, result) {
     result.pressed.push("View details");
     await page.locator('button[aria-label^="Info for"]').first().waitFor({ timeout: timeoutMs }).catch(() => {});
   }
-  for (const info of await page.locator('button[aria-label^="Info for"][aria-expanded="false"]').all()) {
+  // One locator for all of them: pressing one changes its aria-expanded, which must not renumber the rest.
+  for (const info of await page.locator('button[aria-label^="Info for"]').all()) {
+    if ((await info.getAttribute("aria-expanded")) !== "false") continue;
     result.pressed.push(await info.getAttribute("aria-label"));
     await info.click();
   }
