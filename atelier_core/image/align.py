@@ -519,7 +519,9 @@ def _channel_curve(mov: np.ndarray, ref: np.ndarray, knots: np.ndarray) -> np.nd
 @functools.lru_cache(maxsize=8)
 def _sample_index(pixels: int, samples: int, seed: int) -> np.ndarray:
     """The pixel indices ``sample_pixels`` draws (one merge draws the same ones six times). Read-only: cached."""
-    idx = np.random.default_rng(seed).integers(0, pixels, samples)
+    # Sorted: reading the pixels in memory order costs a fraction of random order (the fits below are
+    # statistics of the sample, which do not depend on its order).
+    idx = np.sort(np.random.default_rng(seed).integers(0, pixels, samples))
     idx.flags.writeable = False
     return idx
 

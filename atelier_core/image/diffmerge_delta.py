@@ -148,22 +148,31 @@ def two_pass_delta_e(
     tiles = grid.reshape(rows, half, cols, half).max(axis=(1, 3)) > 0
     if tiles.mean() > _MAX_CANDIDATE_SHARE:
         return one_pass()
+    return _tile_pass(original_rgb, edit_rgb, predict, tiles, formula, threshold, sigma, envelope)
+
+
+def _tile_pass(original_rgb, edit_rgb, predict, tiles, formula: str, threshold: float, sigma: float, envelope: int):
+    """The full-size map on the runs of ``tiles`` (a (rows, cols) bool grid of ``_TILE`` px tiles), 0 elsewhere.
+    Each run is predicted and blurred with the blur's context around it (OpenCV's kernel reaches 4 sigma, plus
+    1 px to spare), and only the run itself plus the envelope's context goes through the costly Lab steps."""
+    h, w = original_rgb.shape[:2]
     out = np.zeros((h, w), np.float32)
-    # Context: the blur's kernel radius (OpenCV uses 4 sigma for float images), the envelope and 1 px to spare.
-    pad = int(np.ceil(4 * sigma)) + envelope + 1
-    for ty in range(rows):
+    blur = int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0
+    pad = blur + envelope
+    for ty in range(tiles.shape[0]):
         y0, y1 = ty * _TILE, min(h, (ty + 1) * _TILE)
         py0, py1 = max(0, y0 - pad), min(h, y1 + pad)
+        ey0, ey1 = max(0, y0 - envelope), min(h, y1 + envelope)
         for tx0, tx1 in _runs(tiles[ty]):
             x0, x1 = tx0 * _TILE, min(w, tx1 * _TILE)
             px0, px1 = max(0, x0 - pad), min(w, x1 + pad)
-            de = delta_e_map(
-                predict(original_rgb[py0:py1, px0:px1]),
-                edit_rgb[py0:py1, px0:px1],
-                formula,
-                threshold,
-                sigma,
-                envelope,
-            )
-            out[y0:y1, x0:x1] = de[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
+            ex0, ex1 = max(0, x0 - envelope), min(w, x1 + envelope)
+            o_box = predict(original_rgb[py0:py1, px0:px1])
+            e_box = edit_rgb[py0:py1, px0:px1]
+            if sigma > 0:
+                o_box = cv2.GaussianBlur(o_box, (0, 0), sigma)
+                e_box = cv2.GaussianBlur(e_box, (0, 0), sigma)
+            inner = (slice(ey0 - py0, ey1 - py0), slice(ex0 - px0, ex1 - px0))
+            de = _delta_e_band(o_box[inner], e_box[inner], formula, threshold, envelope)
+            out[y0:y1, x0:x1] = de[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
     return out
