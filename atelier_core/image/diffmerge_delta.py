@@ -114,6 +114,19 @@ def _runs(row: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
+def half_size(original_rgb: np.ndarray, edit_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The half-size copies two_pass_delta_e starts from (area averages of 2x2 pixels), or None when the images
+    are small enough for one pass. The kind decision's quick map is made from them too."""
+    h, w = original_rgb.shape[:2]
+    if h * w < _MIN_TWO_PASS_PIXELS or min(h, w) < 2 * _TILE:
+        return None
+    size = (w // 2, h // 2)
+    return (
+        cv2.resize(original_rgb, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(edit_rgb, size, interpolation=cv2.INTER_AREA),
+    )
+
+
 def two_pass_delta_e(
     original_rgb: np.ndarray,
     edit_rgb: np.ndarray,
@@ -122,23 +135,25 @@ def two_pass_delta_e(
     threshold: float,
     sigma: float,
     envelope: int,
+    halves: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``delta_e_map(predict(original_rgb), edit_rgb, ...)`` wherever it can pass ``threshold``, 0 elsewhere.
 
     ``predict`` (a per-pixel colour function, or None) turns the original's colours into the re-render's. The
     full-size map is computed on strips of ``_TILE`` px tiles that hold a half-size candidate (the candidates
-    grown by 2 half-size px), each with enough context around it that its pixels come out as in one pass."""
+    grown by 2 half-size px), each with enough context around it that its pixels come out as in one pass.
+    ``halves``: half_size(original_rgb, edit_rgb) when the caller has it already."""
     predict = predict if predict is not None else (lambda rgb: rgb)
     h, w = original_rgb.shape[:2]
 
     def one_pass() -> np.ndarray:
         return delta_e_map(predict(original_rgb), edit_rgb, formula, threshold, sigma, envelope)
 
-    if h * w < _MIN_TWO_PASS_PIXELS or min(h, w) < 2 * _TILE:
+    halves = halves if halves is not None else half_size(original_rgb, edit_rgb)
+    if halves is None:
         return one_pass()
     hh, hw = h // 2, w // 2
-    o_half = predict(cv2.resize(original_rgb, (hw, hh), interpolation=cv2.INTER_AREA))
-    e_half = cv2.resize(edit_rgb, (hw, hh), interpolation=cv2.INTER_AREA)
+    o_half, e_half = predict(halves[0]), halves[1]
     low = threshold * _CANDIDATE_SHARE
     candidates = (delta_e_map(o_half, e_half, formula, low, sigma / 2, envelope) > low).astype(np.uint8)
     candidates = cv2.dilate(candidates, np.ones((5, 5), np.uint8))
