@@ -64,7 +64,7 @@ def srgb_to_linear(rgb) -> np.ndarray:
     # then written by one masked copy (boolean indexing costs ten times more when many pixels are in it).
     low = c <= 0.04045
     if low.any():
-        np.copyto(out, c / 12.92, where=low)
+        np.divide(c, 12.92, out=out, where=low)
     return out
 
 
@@ -103,11 +103,15 @@ def xyz_to_linear(xyz) -> np.ndarray:
 
 
 def _f(t: np.ndarray) -> np.ndarray:
-    out = np.cbrt(np.maximum(t, _EPSILON))  # numpy's SIMD cube root: faster than any pow
-    low = t <= _EPSILON  # the straight-line part near black, as in srgb_to_linear's toe
-    if low.any():
-        np.copyto(out, (_KAPPA * t + 16.0) / 116.0, where=low)
-    return out
+    out = np.maximum(t, _EPSILON)
+    np.cbrt(out, out=out)  # numpy's SIMD cube root: faster than any pow
+    # The straight-line part near black is the cube root's tangent at epsilon, so it lies above the (concave)
+    # cube root everywhere: below epsilon, where the cube root is held at its value at epsilon, the line is the
+    # smaller of the two, and above it the cube root is. One minimum instead of a mask and a masked copy.
+    line = t * _KAPPA
+    line += 16.0
+    line /= 116.0
+    return np.minimum(out, line, out=out)
 
 
 def _f_inv(f: np.ndarray) -> np.ndarray:

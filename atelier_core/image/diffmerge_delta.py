@@ -57,7 +57,7 @@ def delta_e_map(
 
 
 # Pixels per band of delta_e_map: the band's Lab copies, bounds and masks fit in a core's L2 cache.
-_BAND_PIXELS = 16384
+_BAND_PIXELS = 65536
 
 
 def _delta_e_band(original_rgb, edit_rgb, formula: str, threshold: float | None, envelope: int) -> np.ndarray:
