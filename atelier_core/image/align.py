@@ -121,6 +121,20 @@ def warp_image(image: np.ndarray, a: Alignment) -> np.ndarray:
     return _warp(np.asarray(image, np.float32), a, cv2.INTER_CUBIC)
 
 
+@functools.lru_cache(maxsize=16)
+def _refine_samples(h: int, w: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed random pixels (rows, columns) _refine works on at a level of h x w, 3 % away from the border
+    (drawn once per level size: every merge at the same size uses the same ones). Read-only: cached."""
+    bm = max(2, int(0.03 * min(h, w)))
+    rng = np.random.default_rng(0)
+    n = min(samples, (h - 2 * bm) * (w - 2 * bm))
+    ys = rng.integers(bm, h - bm, n)
+    xs = rng.integers(bm, w - bm, n)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return ys, xs
+
+
 def _refine(
     ref: np.ndarray, mov: np.ndarray, a: Alignment, iterations: int, samples: int = 30000, tolerance: float = 1e-3
 ) -> Alignment:
@@ -132,11 +146,7 @@ def _refine(
     """
     h, w = ref.shape
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    bm = max(2, int(0.03 * min(h, w)))
-    rng = np.random.default_rng(0)
-    n = min(samples, (h - 2 * bm) * (w - 2 * bm))
-    ys = rng.integers(bm, h - bm, n)
-    xs = rng.integers(bm, w - bm, n)
+    ys, xs = _refine_samples(h, w, samples)
     xc, yc = (xs - cx).astype(np.float64), (ys - cy).astype(np.float64)
     r = ref[ys, xs].astype(np.float64)
     gxm = cv2.Sobel(mov, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
@@ -157,11 +167,12 @@ def _refine(
         u = resid / (4.685 * mad)
         wts = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
         # ref ~ gain' * warped + offset' + gain * (gradient . motion change)
-        jac = np.stack([gain * gx, gain * gy, gain * (gx * xc + gy * yc), warped, np.ones_like(warped)], axis=1)
-        jw = jac * wts[:, None]
+        # Parameter-major (5, N): numpy weights an (N, 5) array as N loops of 5, several times slower.
+        jac = np.stack([gain * gx, gain * gy, gain * (gx * xc + gy * yc), warped, np.ones_like(warped)])
+        jw = jac * wts
         target = r - gain * warped - offset
         try:
-            delta = np.linalg.solve(jw.T @ jac + np.eye(5) * 1e-9, jw.T @ target)
+            delta = np.linalg.solve(jw @ jac.T + np.eye(5) * 1e-9, jw @ target)
         except np.linalg.LinAlgError:
             break
         a = Alignment(
