@@ -445,6 +445,14 @@ def _blend(o_stack, e_stack, shift, hard, soft, opts: MergeOptions):
     return merged, info
 
 
+def _count_regions(hard: np.ndarray) -> int:
+    """Connected regions of the hard mask, labelled on its bounding box (the same regions as on the frame)."""
+    box = _bbox(hard, 0)
+    if box is None:
+        return 0
+    return int(cv2.connectedComponents(hard[box].astype(np.uint8))[0] - 1)
+
+
 def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, notes, t0, kind) -> dict:
     return {
         "kind": kind.kind,
@@ -463,7 +471,7 @@ def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, o
         "auto_threshold": bool(opts.auto_threshold),
         "changed_fraction": round(float(hard.mean()), 5),
         "changed_pixels": int(hard.sum()),
-        "regions": int(cv2.connectedComponents(hard.astype(np.uint8))[0] - 1) if hard.any() else 0,
+        "regions": _count_regions(hard),
         "blend": opts.blend,
         "poisson": asdict(poisson_info) if poisson_info is not None else None,
         "detect_size": [scale.dw, scale.dh],
