@@ -610,7 +610,7 @@ def fit_tone_curves(reference: np.ndarray, moving: np.ndarray, samples: int = 20
     ref, mov = np.ascontiguousarray(ref.T), np.ascontiguousarray(mov.T)  # channel-major: see _column
     near = np.abs(ref - mov) < MAX_CURVE_CORRECTION
     close = near[0] & near[1] & near[2]
-    ref, mov = ref[:, close], mov[:, close]
+    ref, mov = np.compress(close, ref, axis=1), np.compress(close, mov, axis=1)  # a mask on axis 1 is slow
     knots = np.linspace(0.0, 1.0, _CURVE_BINS + 1)
     values = np.stack([_channel_curve(mov[c], ref[c], knots) for c in range(3)])
     return ToneCurves(knots, values)
