@@ -152,9 +152,7 @@ def clean_regions(
 
 def _clean_box(mask, delta_e, threshold: float, min_area: float, far: float, frame: int):
     """clean_regions on a crop of a frame of ``frame`` pixels -> (mask or None when unchanged, dropped)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    areas[0] = 0
+    labels, areas = _labels_and_areas(mask)
     keep = areas >= max(min_area, 1.0)
     keep[0] = False
     scattered = _scattered(labels, areas * keep, delta_e, threshold, far, frame) & keep
@@ -166,6 +164,15 @@ def _clean_box(mask, delta_e, threshold: float, min_area: float, far: float, fra
     if keep[1:].all():
         return None, 0
     return _per_pixel(keep, labels), 0
+
+
+def _labels_and_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected labels of ``mask`` and each label's area (float64, 0 for the background). The labelling
+    without OpenCV's statistics plus a count costs half as much as connectedComponentsWithStats."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    areas = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+    areas[0] = 0
+    return labels, areas
 
 
 def _per_pixel(flags: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -182,9 +189,7 @@ def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float
     body = grow_mask(grow_mask(mask, -radius), radius) & mask
     if not body.any():
         return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(body.astype(np.uint8), connectivity=8)
-    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    areas[0] = 0
+    labels, areas = _labels_and_areas(body)
     main = _per_pixel(areas >= 0.1 * areas.max(), labels)
     rest = mask & ~main
     n, labels = cv2.connectedComponents(rest.astype(np.uint8), connectivity=8)

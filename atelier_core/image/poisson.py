@@ -415,9 +415,10 @@ _MAX_PARTS = 32
 
 def _separate_parts(region: np.ndarray) -> list[np.ndarray] | None:
     """The region's 4-connected parts as masks of the region's shape, or None when one solve is cheaper."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(region.view(np.uint8), connectivity=4)
-    if n <= 2 or n - 1 > _MAX_PARTS:
+    # Most regions are one part: the plain labelling (a quarter of the cost) says so before any statistics.
+    if not 2 < cv2.connectedComponents(region.view(np.uint8), connectivity=4)[0] <= _MAX_PARTS + 1:
         return None
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(region.view(np.uint8), connectivity=4)
     boxes = stats[1:, cv2.CC_STAT_WIDTH].astype(np.int64) * stats[1:, cv2.CC_STAT_HEIGHT]
     if boxes.sum() > _MAX_PARTS_SHARE * region.size:
         return None
