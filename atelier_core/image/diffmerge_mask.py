@@ -175,6 +175,13 @@ def _labels_and_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, areas
 
 
+def _label_sums(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per label, the sum of ``values`` over its pixels (the background's, label 0, is left at 0). Only the
+    labelled pixels are read: the same sums, in the same order, without a whole-frame float64 copy."""
+    idx = np.flatnonzero(labels)
+    return np.bincount(labels.ravel()[idx], weights=values.ravel()[idx], minlength=n)
+
+
 def _per_pixel(flags: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """A per-label bool table read at each pixel's label: ``flags[labels]``, as bytes through np.take (half
     the cost of bool fancy indexing on a megapixel)."""
@@ -194,7 +201,7 @@ def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float
     rest = mask & ~main
     n, labels = cv2.connectedComponents(rest.astype(np.uint8), connectivity=8)
     area = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
-    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(area, 1)
+    mean_de = _label_sums(labels, delta_e, n) / np.maximum(area, 1)
     faint = mean_de < SCATTER_CONTRAST * threshold
     faint[0] = False
     # Growing by ``far`` works on the main body's box (plus ``far``), not the whole frame: the same pixels.
@@ -209,7 +216,7 @@ def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, thres
     main = areas >= 0.1 * areas.max()
     near = grow_mask(_per_pixel(main, labels), far)  # the box of the main change plus ``far``, not the whole frame
     is_near = np.bincount(labels[near], minlength=n) > 0  # a count per label: several times faster than np.unique
-    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
+    mean_de = _label_sums(labels, delta_e, n) / np.maximum(areas, 1)
     small = areas < SCATTER_MAX_AREA * frame
     candidates = (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
     if candidates.sum() < SCATTER_MIN_COUNT:
