@@ -142,3 +142,20 @@ def test_tone_curves_apply_to_any_shape_as_an_interpolation(shape):
     for c in range(3):
         expected = np.interp(srgb[..., c], knots, values[c])
         assert np.abs(out[..., c] - expected).max() < 2e-3  # remap resolves 1/32 of a knot step
+
+
+def test_tone_curves_on_an_8_bit_picture_give_the_interpolations_numbers():
+    # An 8-bit picture (values k / 255, as loaded) is looked up in a 256-entry table; the numbers must be the
+    # per-pixel interpolation's, for the whole image and for a crop of it, and one value off the 8-bit grid
+    # sends the whole image through the interpolation.
+    knots = np.linspace(0.0, 1.0, 49)
+    curves = align.ToneCurves(knots, np.stack([knots**1.1, np.sqrt(knots), knots * 0.9 + 0.05]))
+    picture = np.random.default_rng(1).integers(0, 256, (120, 90, 3)).astype(np.float32) / 255.0
+    assert align._eight_bit_levels(picture) is not None
+    for image in (picture, picture[10:70, 5:60]):
+        assert np.array_equal(curves.apply(image), curves._interpolate(np.ascontiguousarray(image)))
+    off = picture.copy()
+    off[60, 40, 1] = 0.5001
+    assert align._eight_bit_levels(off) is None
+    assert np.array_equal(curves.apply(off), curves._interpolate(off))
+    assert not np.array_equal(curves.apply(off)[60, 40], curves.apply(picture)[60, 40])

@@ -70,10 +70,15 @@ class Alignment:
         return span(height, (height - 1) / 2.0, self.dy), span(width, (width - 1) / 2.0, self.dx)
 
 
+_LUMA = np.array([[0.2126, 0.7152, 0.0722]], np.float32)
+
+
 def luma(rgb: np.ndarray) -> np.ndarray:
     """Rec. 709 luma of an sRGB image (H, W, 3) as float32 (H, W)."""
-    rgb = np.asarray(rgb, np.float32)
-    return np.ascontiguousarray(rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722)
+    rgb = np.ascontiguousarray(rgb, np.float32)
+    h, w = rgb.shape[:2]
+    # One OpenCV pass: numpy's three products and two sums cost twenty times as much on a megapixel.
+    return cv2.transform(rgb.reshape(h, w, 3), _LUMA).reshape(h, w)
 
 
 def phase_correlation(reference: np.ndarray, moving: np.ndarray) -> tuple[float, float, float]:
@@ -116,6 +121,20 @@ def warp_image(image: np.ndarray, a: Alignment) -> np.ndarray:
     return _warp(np.asarray(image, np.float32), a, cv2.INTER_CUBIC)
 
 
+@functools.lru_cache(maxsize=16)
+def _refine_samples(h: int, w: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed random pixels (rows, columns) _refine works on at a level of h x w, 3 % away from the border
+    (drawn once per level size: every merge at the same size uses the same ones). Read-only: cached."""
+    bm = max(2, int(0.03 * min(h, w)))
+    rng = np.random.default_rng(0)
+    n = min(samples, (h - 2 * bm) * (w - 2 * bm))
+    ys = rng.integers(bm, h - bm, n)
+    xs = rng.integers(bm, w - bm, n)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return ys, xs
+
+
 def _refine(
     ref: np.ndarray, mov: np.ndarray, a: Alignment, iterations: int, samples: int = 30000, tolerance: float = 1e-3
 ) -> Alignment:
@@ -127,11 +146,7 @@ def _refine(
     """
     h, w = ref.shape
     cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    bm = max(2, int(0.03 * min(h, w)))
-    rng = np.random.default_rng(0)
-    n = min(samples, (h - 2 * bm) * (w - 2 * bm))
-    ys = rng.integers(bm, h - bm, n)
-    xs = rng.integers(bm, w - bm, n)
+    ys, xs = _refine_samples(h, w, samples)
     xc, yc = (xs - cx).astype(np.float64), (ys - cy).astype(np.float64)
     r = ref[ys, xs].astype(np.float64)
     gxm = cv2.Sobel(mov, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
@@ -152,11 +167,12 @@ def _refine(
         u = resid / (4.685 * mad)
         wts = np.where(np.abs(u) < 1, (1 - u * u) ** 2, 0.0)
         # ref ~ gain' * warped + offset' + gain * (gradient . motion change)
-        jac = np.stack([gain * gx, gain * gy, gain * (gx * xc + gy * yc), warped, np.ones_like(warped)], axis=1)
-        jw = jac * wts[:, None]
+        # Parameter-major (5, N): numpy weights an (N, 5) array as N loops of 5, several times slower.
+        jac = np.stack([gain * gx, gain * gy, gain * (gx * xc + gy * yc), warped, np.ones_like(warped)])
+        jw = jac * wts
         target = r - gain * warped - offset
         try:
-            delta = np.linalg.solve(jw.T @ jac + np.eye(5) * 1e-9, jw.T @ target)
+            delta = np.linalg.solve(jw @ jac.T + np.eye(5) * 1e-9, jw @ target)
         except np.linalg.LinAlgError:
             break
         a = Alignment(
@@ -328,19 +344,30 @@ def _tukey_loss(resid: np.ndarray, scale: float) -> float:
     return float((1.0 - (1.0 - u2) ** 3).sum())
 
 
+# The drift fit works on channel-major (3, N) samples: numpy runs an (N, 3) array's per-channel arithmetic as
+# N loops of 3, several times slower than 3 loops of N.
+def _column(v) -> np.ndarray | float:
+    return np.asarray(v, np.float64).reshape(3, 1) if np.ndim(v) else v
+
+
 def _residual(ref: np.ndarray, mov: np.ndarray, g, o) -> np.ndarray:
-    return np.sqrt(((g * mov + o - ref) ** 2).sum(axis=1))
+    """Per sample: the norm of ``g * mov + o - ref`` over the channels ((3, N) arrays)."""
+    d = _column(g) * mov
+    d += _column(o)
+    d -= ref
+    d *= d
+    return np.sqrt(d[0] + d[1] + d[2])
 
 
 def _robust_start(ref: np.ndarray, mov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel median ratio on pixels bright enough for a stable ratio, then median offset (breakdown 50%)."""
     gain = np.ones(3)
     for c in range(3):
-        lit = mov[:, c] > 0.02
+        lit = mov[c] > 0.02
         if lit.sum() >= 16:
-            gain[c] = float(np.median(ref[lit, c] / mov[lit, c]))
+            gain[c] = float(np.median(ref[c, lit] / mov[c, lit]))
     gain = np.clip(gain, *GAIN_RANGE)
-    return gain, np.median(ref - gain * mov, axis=0)
+    return gain, np.median(ref - _column(gain) * mov, axis=1)
 
 
 def _reweighted_fit(ref: np.ndarray, mov: np.ndarray, gain: np.ndarray, offset: np.ndarray):
@@ -355,11 +382,11 @@ def _reweighted_fit(ref: np.ndarray, mov: np.ndarray, gain: np.ndarray, offset: 
         if sw < 16:
             break
         # Weighted least squares per channel for (gain, offset): closed-form 2x2 normal equations.
-        mx = (wts @ mov) / sw
-        my = (wts @ ref) / sw
-        dx, dy = mov - mx, ref - my
-        var = wts @ (dx * dx)
-        new_gain = np.where(var > 1e-12, (wts @ (dx * dy)) / np.maximum(var, 1e-12), 1.0)
+        mx = (mov @ wts) / sw
+        my = (ref @ wts) / sw
+        dx, dy = mov - mx[:, None], ref - my[:, None]
+        var = (dx * dx) @ wts
+        new_gain = np.where(var > 1e-12, ((dx * dy) @ wts) / np.maximum(var, 1e-12), 1.0)
         new_offset = my - new_gain * mx
         done = np.abs(new_gain - gain).max() < 1e-5 and np.abs(new_offset - offset).max() < 1e-6
         gain, offset = new_gain, new_offset
@@ -404,8 +431,8 @@ def fit_color_drift(reference: np.ndarray, moving: np.ndarray, samples: int = 20
     unclipped = ((ref > 0.002) & (ref < 0.998) & (mov > 0.002) & (mov < 0.998)).all(axis=1)
     if unclipped.sum() < 16:
         return ColorTransform.identity("colour drift not fitted: too few unclipped pixels")
-    ref = srgb_to_linear(ref[unclipped]).astype(np.float64)
-    mov = srgb_to_linear(mov[unclipped]).astype(np.float64)
+    ref = np.ascontiguousarray(srgb_to_linear(ref[unclipped]).T, np.float64)
+    mov = np.ascontiguousarray(srgb_to_linear(mov[unclipped]).T, np.float64)
     gain, offset = _robust_start(ref, mov)
     gain, offset, resid, scale, wts = _reweighted_fit(ref, mov, gain, offset)
     problem = _implausible(ref, mov, gain, offset, resid, scale, wts)
@@ -435,8 +462,23 @@ class ToneCurves:
 
     def apply(self, srgb: np.ndarray) -> np.ndarray:
         """The curves applied to an sRGB image (H, W, 3) of any size; values are clipped to 0..1 first."""
+        levels = _eight_bit_levels(srgb)
+        if levels is not None:  # an 8-bit picture: its 256 values looked up, the same numbers at a third of the cost
+            return cv2.LUT(levels, self._table_8bit).reshape(srgb.shape[:2] + (3,))
+        return self._interpolate(srgb)
+
+    def _interpolate(self, srgb: np.ndarray) -> np.ndarray:
         n = len(self.knots) - 1
         h, w = srgb.shape[:2]
+        if max(h, 3 * w) > _REMAP_MAX and h * w >= _REMAP_ROW:
+            # A column of sampled pixels (or an image wider than remap takes): the same per-pixel lookup on the
+            # pixels laid out in rows remap takes, the last one padded.
+            flat = np.asarray(srgb, np.float32).reshape(-1, 3)
+            rows = -(-flat.shape[0] // _REMAP_ROW)
+            grid = np.zeros((rows * _REMAP_ROW, 3), np.float32)
+            grid[: flat.shape[0]] = flat
+            out = self._interpolate(grid.reshape(rows, _REMAP_ROW, 3)).reshape(-1, 3)[: flat.shape[0]]
+            return out.reshape(h, w, 3)
         if max(h, 3 * w) <= _REMAP_MAX:
             # One remap for all channels: the pixels' channels side by side in one row, each read from its own
             # curve (row c of the table; whole rows, so the vertical interpolation is exact).
@@ -451,8 +493,32 @@ class ToneCurves:
             out[..., c] = _lookup(lut, np.clip(srgb[..., c], 0.0, 1.0) * np.float32(n))
         return out
 
+    @functools.cached_property
+    def _table_8bit(self) -> np.ndarray:
+        """The curves at the 256 values k / 255, interpolated as any other pixel (the lookup gives the same
+        numbers)."""
+        values = np.arange(256, dtype=np.float32) / 255.0
+        return np.ascontiguousarray(self._interpolate(np.repeat(values[None, :, None], 3, axis=2)))
+
+
+def _eight_bit_levels(srgb: np.ndarray) -> np.ndarray | None:
+    """The image's values as 8-bit levels when every value is exactly k / 255 in float32 (a PNG or JPEG as
+    ComfyUI and cv2 load it: uint8 / 255), else None. A first row that is not 8-bit ends the check early."""
+    rgb = srgb if srgb.dtype == np.float32 else None
+    # OpenCV takes a crop of a larger image as it is (rows apart, each row's pixels packed).
+    if rgb is None or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size < 3 * 256 or rgb.strides[1:] != (12, 4):
+        return None
+    for part in (rgb[:1], rgb):
+        levels = cv2.convertScaleAbs(part, alpha=255.0)  # rounded and saturated; exact for k / 255
+        back = levels.astype(np.float32)
+        back /= 255.0
+        if not np.array_equal(back, part):
+            return None
+    return levels
+
 
 _REMAP_MAX = 32766  # cv2.remap takes maps and tables with fewer than 32767 rows and columns
+_REMAP_ROW = 8192  # pixels per row when ToneCurves.apply lays out a long column of pixels
 _LOOKUP_WIDTH = 4096
 
 
@@ -519,7 +585,9 @@ def _channel_curve(mov: np.ndarray, ref: np.ndarray, knots: np.ndarray) -> np.nd
 @functools.lru_cache(maxsize=8)
 def _sample_index(pixels: int, samples: int, seed: int) -> np.ndarray:
     """The pixel indices ``sample_pixels`` draws (one merge draws the same ones six times). Read-only: cached."""
-    idx = np.random.default_rng(seed).integers(0, pixels, samples)
+    # Sorted: reading the pixels in memory order costs a fraction of random order (the fits below are
+    # statistics of the sample, which do not depend on its order).
+    idx = np.sort(np.random.default_rng(seed).integers(0, pixels, samples))
     idx.flags.writeable = False
     return idx
 
@@ -539,11 +607,12 @@ def fit_tone_curves(reference: np.ndarray, moving: np.ndarray, samples: int = 20
     """Per-channel curves taking ``moving``'s sRGB values to ``reference``'s (both (H, W, 3), aligned)."""
     ref, mov = sample_pixels(reference, samples, seed), sample_pixels(moving, samples, seed)
     # Only pixels already close after the linear fit: a recoloured region must not bend the curves toward it.
+    ref, mov = np.ascontiguousarray(ref.T), np.ascontiguousarray(mov.T)  # channel-major: see _column
     near = np.abs(ref - mov) < MAX_CURVE_CORRECTION
-    close = near[:, 0] & near[:, 1] & near[:, 2]
-    ref, mov = ref[close], mov[close]
+    close = near[0] & near[1] & near[2]
+    ref, mov = np.compress(close, ref, axis=1), np.compress(close, mov, axis=1)  # a mask on axis 1 is slow
     knots = np.linspace(0.0, 1.0, _CURVE_BINS + 1)
-    values = np.stack([_channel_curve(mov[:, c], ref[:, c], knots) for c in range(3)])
+    values = np.stack([_channel_curve(mov[c], ref[c], knots) for c in range(3)])
     return ToneCurves(knots, values)
 
 

@@ -27,7 +27,7 @@ from . import align as _align
 from . import color as _color
 from . import diffmerge_kind as _kind
 from . import poisson as _poisson
-from .diffmerge_delta import delta_e_map, two_pass_delta_e
+from .diffmerge_delta import delta_e_map, half_size, two_pass_delta_e
 from .diffmerge_mask import (
     _bbox,
     _fill_holes,
@@ -346,8 +346,9 @@ def _colour_step(o_s: np.ndarray, e_s: np.ndarray, notes: list[str]):
     return color_fix, _align.drift_prediction(color_fix, curves).apply
 
 
-def _difference_map(o_s, e_s, predict, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions):
-    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold)."""
+def _difference_map(o_s, e_s, predict, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions, halves=None):
+    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold). ``halves``:
+    half_size(o_s, e_s), when made already."""
     formula = opts.formula.lower()
     if opts.auto_threshold:  # the threshold comes from the whole map's histogram: one full pass
         o_pred = predict(o_s) if predict is not None else o_s
@@ -355,7 +356,7 @@ def _difference_map(o_s, e_s, predict, inputs: _Inputs, alignment, scale: _Scale
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     else:
         threshold = float(opts.threshold)
-        de = two_pass_delta_e(o_s, e_s, predict, formula, threshold, opts.denoise_sigma, opts.envelope)
+        de = two_pass_delta_e(o_s, e_s, predict, formula, threshold, opts.denoise_sigma, opts.envelope, halves)
     if inputs.o_alpha is not None:
         e_alpha_s = scale.small(inputs.e_alpha[..., None]).reshape(scale.dh, scale.dw, 1)
         if alignment.ok and not alignment.is_identity:
@@ -444,6 +445,14 @@ def _blend(o_stack, e_stack, shift, hard, soft, opts: MergeOptions):
     return merged, info
 
 
+def _count_regions(hard: np.ndarray) -> int:
+    """Connected regions of the hard mask, labelled on its bounding box (the same regions as on the frame)."""
+    box = _bbox(hard, 0)
+    if box is None:
+        return 0
+    return int(cv2.connectedComponents(hard[box].astype(np.uint8))[0] - 1)
+
+
 def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, notes, t0, kind) -> dict:
     return {
         "kind": kind.kind,
@@ -462,7 +471,7 @@ def _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, o
         "auto_threshold": bool(opts.auto_threshold),
         "changed_fraction": round(float(hard.mean()), 5),
         "changed_pixels": int(hard.sum()),
-        "regions": int(cv2.connectedComponents(hard.astype(np.uint8))[0] - 1) if hard.any() else 0,
+        "regions": _count_regions(hard),
         "blend": opts.blend,
         "poisson": asdict(poisson_info) if poisson_info is not None else None,
         "detect_size": [scale.dw, scale.dh],
@@ -486,14 +495,18 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     if opts.match_color and scale.dh * scale.dw >= 16:
         color_fix, predict = _colour_step(o_s, e_s, inputs.notes)
     valid_s = scale.small_plane(inputs.valid) > 0.999 if inputs.valid is not None else None
-    share = _kind.quick_changed_share(o_s, e_s, predict, valid_s, opts.formula.lower(), opts.threshold, 1.0)
+    # Half-size copies for the two-pass ΔE map, made once: the kind decision's quick map is made from them too.
+    halves = half_size(o_s, e_s) if not opts.auto_threshold else None
+    share = _kind.quick_changed_share(
+        o_s, e_s, predict, valid_s, opts.formula.lower(), opts.threshold, 1.0, halves=halves
+    )
     kind = _kind.decide(alignment, share, scale.dw, scale.dh)
     if kind.whole:
         log.info("Kontext Diff-Merge: %s", kind.reason)
         # A mask that replaces the detection says where the edit goes: that is a merge the user asked for.
         if not (opts.force_merge or (user_mask is not None and opts.user_mask_mode == "replace")):
             return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
-    de, threshold = _difference_map(o_s, e_s, predict, inputs, alignment, scale, opts)
+    de, threshold = _difference_map(o_s, e_s, predict, inputs, alignment, scale, opts, halves)
 
     hard = _with_user_mask(
         _detect(de, threshold, scale, opts, inputs.notes), user_mask, opts.user_mask_mode, inputs.notes

@@ -42,6 +42,26 @@ def delta_e_map(
     if sigma > 0:
         original_rgb = cv2.GaussianBlur(original_rgb, (0, 0), sigma)
         edit_rgb = cv2.GaussianBlur(edit_rgb, (0, 0), sigma)
+    h, w = original_rgb.shape[:2]
+    out = np.empty((h, w), np.float32 if original_rgb.dtype != np.float64 else np.float64)
+    # Everything after the blur is per pixel (the envelope reads ``envelope`` rows around it), so it runs on
+    # bands of rows with that much context: a band's dozen temporaries stay in the cache and reuse the same
+    # memory, where whole-frame temporaries each cost fresh pages (same values, about half the time).
+    rows = max(1, _BAND_PIXELS // max(w, 1))
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        py0, py1 = max(0, y0 - envelope), min(h, y1 + envelope)
+        de = _delta_e_band(original_rgb[py0:py1], edit_rgb[py0:py1], formula, threshold, envelope)
+        out[y0:y1] = de[y0 - py0 : y1 - py0]
+    return out
+
+
+# Pixels per band of delta_e_map: the band's Lab copies, bounds and masks fit in a core's L2 cache.
+_BAND_PIXELS = 65536
+
+
+def _delta_e_band(original_rgb, edit_rgb, formula: str, threshold: float | None, envelope: int) -> np.ndarray:
+    """delta_e_map's work after the blur, on a band of rows (the envelope's context included)."""
     lab_o = _color.srgb_to_lab(np.clip(original_rgb, 0, 1))
     lab_e = _color.srgb_to_lab(np.clip(edit_rgb, 0, 1))
     if envelope > 0:
@@ -94,6 +114,19 @@ def _runs(row: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
+def half_size(original_rgb: np.ndarray, edit_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The half-size copies two_pass_delta_e starts from (area averages of 2x2 pixels), or None when the images
+    are small enough for one pass. The kind decision's quick map is made from them too."""
+    h, w = original_rgb.shape[:2]
+    if h * w < _MIN_TWO_PASS_PIXELS or min(h, w) < 2 * _TILE:
+        return None
+    size = (w // 2, h // 2)
+    return (
+        cv2.resize(original_rgb, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(edit_rgb, size, interpolation=cv2.INTER_AREA),
+    )
+
+
 def two_pass_delta_e(
     original_rgb: np.ndarray,
     edit_rgb: np.ndarray,
@@ -102,23 +135,25 @@ def two_pass_delta_e(
     threshold: float,
     sigma: float,
     envelope: int,
+    halves: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``delta_e_map(predict(original_rgb), edit_rgb, ...)`` wherever it can pass ``threshold``, 0 elsewhere.
 
     ``predict`` (a per-pixel colour function, or None) turns the original's colours into the re-render's. The
     full-size map is computed on strips of ``_TILE`` px tiles that hold a half-size candidate (the candidates
-    grown by 2 half-size px), each with enough context around it that its pixels come out as in one pass."""
+    grown by 2 half-size px), each with enough context around it that its pixels come out as in one pass.
+    ``halves``: half_size(original_rgb, edit_rgb) when the caller has it already."""
     predict = predict if predict is not None else (lambda rgb: rgb)
     h, w = original_rgb.shape[:2]
 
     def one_pass() -> np.ndarray:
         return delta_e_map(predict(original_rgb), edit_rgb, formula, threshold, sigma, envelope)
 
-    if h * w < _MIN_TWO_PASS_PIXELS or min(h, w) < 2 * _TILE:
+    halves = halves if halves is not None else half_size(original_rgb, edit_rgb)
+    if halves is None:
         return one_pass()
     hh, hw = h // 2, w // 2
-    o_half = predict(cv2.resize(original_rgb, (hw, hh), interpolation=cv2.INTER_AREA))
-    e_half = cv2.resize(edit_rgb, (hw, hh), interpolation=cv2.INTER_AREA)
+    o_half, e_half = predict(halves[0]), halves[1]
     low = threshold * _CANDIDATE_SHARE
     candidates = (delta_e_map(o_half, e_half, formula, low, sigma / 2, envelope) > low).astype(np.uint8)
     candidates = cv2.dilate(candidates, np.ones((5, 5), np.uint8))
@@ -128,22 +163,31 @@ def two_pass_delta_e(
     tiles = grid.reshape(rows, half, cols, half).max(axis=(1, 3)) > 0
     if tiles.mean() > _MAX_CANDIDATE_SHARE:
         return one_pass()
+    return _tile_pass(original_rgb, edit_rgb, predict, tiles, formula, threshold, sigma, envelope)
+
+
+def _tile_pass(original_rgb, edit_rgb, predict, tiles, formula: str, threshold: float, sigma: float, envelope: int):
+    """The full-size map on the runs of ``tiles`` (a (rows, cols) bool grid of ``_TILE`` px tiles), 0 elsewhere.
+    Each run is predicted and blurred with the blur's context around it (OpenCV's kernel reaches 4 sigma, plus
+    1 px to spare), and only the run itself plus the envelope's context goes through the costly Lab steps."""
+    h, w = original_rgb.shape[:2]
     out = np.zeros((h, w), np.float32)
-    # Context: the blur's kernel radius (OpenCV uses 4 sigma for float images), the envelope and 1 px to spare.
-    pad = int(np.ceil(4 * sigma)) + envelope + 1
-    for ty in range(rows):
+    blur = int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0
+    pad = blur + envelope
+    for ty in range(tiles.shape[0]):
         y0, y1 = ty * _TILE, min(h, (ty + 1) * _TILE)
         py0, py1 = max(0, y0 - pad), min(h, y1 + pad)
+        ey0, ey1 = max(0, y0 - envelope), min(h, y1 + envelope)
         for tx0, tx1 in _runs(tiles[ty]):
             x0, x1 = tx0 * _TILE, min(w, tx1 * _TILE)
             px0, px1 = max(0, x0 - pad), min(w, x1 + pad)
-            de = delta_e_map(
-                predict(original_rgb[py0:py1, px0:px1]),
-                edit_rgb[py0:py1, px0:px1],
-                formula,
-                threshold,
-                sigma,
-                envelope,
-            )
-            out[y0:y1, x0:x1] = de[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
+            ex0, ex1 = max(0, x0 - envelope), min(w, x1 + envelope)
+            o_box = predict(original_rgb[py0:py1, px0:px1])
+            e_box = edit_rgb[py0:py1, px0:px1]
+            if sigma > 0:
+                o_box = cv2.GaussianBlur(o_box, (0, 0), sigma)
+                e_box = cv2.GaussianBlur(e_box, (0, 0), sigma)
+            inner = (slice(ey0 - py0, ey1 - py0), slice(ex0 - px0, ex1 - px0))
+            de = _delta_e_band(o_box[inner], e_box[inner], formula, threshold, envelope)
+            out[y0:y1, x0:x1] = de[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
     return out

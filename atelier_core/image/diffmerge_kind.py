@@ -40,8 +40,10 @@ class EditKind:
         return self.kind != "local"
 
 
-def quick_changed_share(o_s, e_s, predict, valid_s, formula: str, threshold: float, sigma: float) -> float:
-    """Share of the (valid) frame whose ΔE passes ``threshold`` on a copy about ``_QUICK_SIDE`` px long."""
+def quick_changed_share(o_s, e_s, predict, valid_s, formula: str, threshold: float, sigma: float, halves=None) -> float:
+    """Share of the (valid) frame whose ΔE passes ``threshold`` on a copy about ``_QUICK_SIDE`` px long.
+    ``halves``: half-size copies of ``o_s`` and ``e_s`` (diffmerge_delta.half_size), read instead of the
+    full-size ones when given: a quarter of the pixels to average."""
     h, w = o_s.shape[:2]
     q = min(1.0, _QUICK_SIDE / max(h, w))
     size = (max(1, round(w * q)), max(1, round(h * q)))
@@ -49,9 +51,9 @@ def quick_changed_share(o_s, e_s, predict, valid_s, formula: str, threshold: flo
     def small(img):
         return cv2.resize(img, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1) if q < 1 else img
 
-    o_q = small(o_s)
+    o_q, e_q = (small(o_s), small(e_s)) if halves is None or q >= 0.5 else (small(halves[0]), small(halves[1]))
     o_q = predict(o_q) if predict is not None else o_q
-    changed = delta_e_map(o_q, small(e_s), formula, threshold, sigma * q, 1) > threshold
+    changed = delta_e_map(o_q, e_q, formula, threshold, sigma * q, 1) > threshold
     if min(size) >= 3:
         changed = cv2.medianBlur(changed.astype(np.uint8), 3) > 0
     if valid_s is None:

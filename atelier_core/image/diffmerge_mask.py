@@ -152,9 +152,7 @@ def clean_regions(
 
 def _clean_box(mask, delta_e, threshold: float, min_area: float, far: float, frame: int):
     """clean_regions on a crop of a frame of ``frame`` pixels -> (mask or None when unchanged, dropped)."""
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    areas[0] = 0
+    labels, areas = _labels_and_areas(mask)
     keep = areas >= max(min_area, 1.0)
     keep[0] = False
     scattered = _scattered(labels, areas * keep, delta_e, threshold, far, frame) & keep
@@ -162,10 +160,32 @@ def _clean_box(mask, delta_e, threshold: float, min_area: float, far: float, fra
         keep &= ~scattered
         # The frame was re-rendered: faint branches of the main change that reach far from it (a table's edge
         # redrawn along the whole frame, joined to the inserted object) are re-rendering too.
-        return _drop_faint_branches(keep[labels], delta_e, threshold, far), int(scattered.sum())
+        return _drop_faint_branches(_per_pixel(keep, labels), delta_e, threshold, far), int(scattered.sum())
     if keep[1:].all():
         return None, 0
-    return keep[labels], 0
+    return _per_pixel(keep, labels), 0
+
+
+def _labels_and_areas(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """8-connected labels of ``mask`` and each label's area (float64, 0 for the background). The labelling
+    without OpenCV's statistics plus a count costs half as much as connectedComponentsWithStats."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    areas = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+    areas[0] = 0
+    return labels, areas
+
+
+def _label_sums(labels: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per label, the sum of ``values`` over its pixels (the background's, label 0, is left at 0). Only the
+    labelled pixels are read: the same sums, in the same order, without a whole-frame float64 copy."""
+    idx = np.flatnonzero(labels)
+    return np.bincount(labels.ravel()[idx], weights=values.ravel()[idx], minlength=n)
+
+
+def _per_pixel(flags: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """A per-label bool table read at each pixel's label: ``flags[labels]``, as bytes through np.take (half
+    the cost of bool fancy indexing on a megapixel)."""
+    return np.take(flags.view(np.uint8), labels).view(bool)
 
 
 def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float, far: float) -> np.ndarray:
@@ -176,18 +196,16 @@ def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float
     body = grow_mask(grow_mask(mask, -radius), radius) & mask
     if not body.any():
         return mask
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(body.astype(np.uint8), connectivity=8)
-    areas = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
-    areas[0] = 0
-    main = (areas >= 0.1 * areas.max())[labels]
+    labels, areas = _labels_and_areas(body)
+    main = _per_pixel(areas >= 0.1 * areas.max(), labels)
     rest = mask & ~main
     n, labels = cv2.connectedComponents(rest.astype(np.uint8), connectivity=8)
     area = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
-    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(area, 1)
+    mean_de = _label_sums(labels, delta_e, n) / np.maximum(area, 1)
     faint = mean_de < SCATTER_CONTRAST * threshold
     faint[0] = False
     # Growing by ``far`` works on the main body's box (plus ``far``), not the whole frame: the same pixels.
-    return mask & ~(faint[labels] & ~grow_mask(main, far))
+    return mask & ~(_per_pixel(faint, labels) & ~grow_mask(main, far))
 
 
 def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float, frame: int):
@@ -196,10 +214,9 @@ def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, thres
     if (areas > 0).sum() < SCATTER_MIN_COUNT + 1:
         return np.zeros(n, bool)
     main = areas >= 0.1 * areas.max()
-    near = grow_mask(main[labels], far)  # the box of the main change plus ``far``, not the whole frame
-    is_near = np.zeros(n, bool)
-    is_near[np.unique(labels[near])] = True
-    mean_de = np.bincount(labels.ravel(), weights=delta_e.ravel(), minlength=n) / np.maximum(areas, 1)
+    near = grow_mask(_per_pixel(main, labels), far)  # the box of the main change plus ``far``, not the whole frame
+    is_near = np.bincount(labels[near], minlength=n) > 0  # a count per label: several times faster than np.unique
+    mean_de = _label_sums(labels, delta_e, n) / np.maximum(areas, 1)
     small = areas < SCATTER_MAX_AREA * frame
     candidates = (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
     if candidates.sum() < SCATTER_MIN_COUNT:
@@ -211,7 +228,7 @@ def _in_dense_groups(labels: np.ndarray, areas: np.ndarray, main: np.ndarray, ga
     """Per label: whether it belongs to a group of regions less than ``gap`` px apart that holds a main region
     or adds up to a large area. A faint wide change (a shadow, a soft darkening near the threshold) breaks into
     many pieces that lie close together; a re-render's texture scatters them over the frame."""
-    present = areas[labels] > 0
+    present = _per_pixel(areas > 0, labels)
     n_groups, groups = cv2.connectedComponents(grow_mask(present, max(1.0, gap / 2)).astype(np.uint8))
     group_of = np.zeros(areas.size, np.int64)
     group_of[labels[present]] = groups[present]
