@@ -46,6 +46,59 @@ def _nsum(u: np.ndarray, out: np.ndarray) -> np.ndarray:
     return cv2.filter2D(u, -1, _CROSS, dst=out, borderType=cv2.BORDER_CONSTANT)
 
 
+def _diagonal(shape: tuple[int, int], borders: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """The stencil's diagonal: neighbours inside the image. Across an image border (Neumann) there is no
+    neighbour; across a crop edge that is not an image border the neighbour is a known (Dirichlet) value."""
+    n = np.full(shape, 4.0, np.float32)
+    top, bottom, left, right = borders
+    if top:
+        n[0] -= 1
+    if bottom:
+        n[-1] -= 1
+    if left:
+        n[:, 0] -= 1
+    if right:
+        n[:, -1] -= 1
+    return n
+
+
+def _factorise(mask: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, object]:
+    """-> (flat indices of the unknowns, sparse LU of the system on them, or None when there are none)."""
+    h, w = mask.shape
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return idx, None
+    number = -np.ones(h * w, np.int64)
+    number[idx] = np.arange(idx.size)
+    local = np.arange(idx.size)
+    rows, cols, vals = [local], [local], [n.reshape(-1)[idx].astype(np.float64)]
+    ys, xs = np.divmod(idx, w)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        ny, nx = ys + dy, xs + dx
+        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        nb = np.full(idx.size, -1, np.int64)
+        nb[inside] = number[ny[inside] * w + nx[inside]]
+        ok = nb >= 0
+        rows.append(local[ok])
+        cols.append(nb[ok])
+        vals.append(-np.ones(int(ok.sum())))
+    a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(idx.size,) * 2)
+    return idx, splu(a.tocsc())
+
+
+def _direct_correction(diff: np.ndarray, region: np.ndarray, borders) -> np.ndarray:
+    """The exact harmonic correction (0 off ``region``) of a small region: one sparse LU for all channels."""
+    idx, lu = _factorise(region, _diagonal(region.shape, borders))
+    outside = (~region).astype(np.float32)
+    chans = diff.shape[2]
+    rhs = np.empty((idx.size, chans), np.float64)
+    for c in range(chans):  # the known neighbours' sum at each unknown
+        rhs[:, c] = _nsum(diff[..., c] * outside, np.empty(region.shape, np.float32)).reshape(-1)[idx]
+    out = np.zeros(diff.shape, np.float32)
+    out.reshape(-1, chans)[idx] = lu.solve(rhs)
+    return out
+
+
 class _Grid:
     """One level's geometry, shared by all channels: unknowns, stencil diagonal, red/black smoothing weights."""
 
@@ -53,19 +106,7 @@ class _Grid:
         h, w = mask.shape
         self.mask2d = mask
         self.unknowns = int(np.count_nonzero(mask))
-        # Diagonal = neighbours inside the image; across an image border (Neumann) there is no neighbour,
-        # across a crop edge that is not an image border the neighbour is a known (Dirichlet) value.
-        n = np.full((h, w), 4.0, np.float32)
-        top, bottom, left, right = borders
-        if top:
-            n[0] -= 1
-        if bottom:
-            n[-1] -= 1
-        if left:
-            n[:, 0] -= 1
-        if right:
-            n[:, -1] -= 1
-        self.n = n
+        self.n = n = _diagonal(mask.shape, borders)
         self.borders = borders
         # Everything below stays float32 (mixed bool/float arithmetic takes numpy's slow casting loops).
         self.mask = mask.astype(np.float32)
@@ -81,27 +122,8 @@ class _Grid:
         self.lu = self._factorise() if self.unknowns <= _COARSEST_UNKNOWNS else None
 
     def _factorise(self):
-        h, w = self.mask2d.shape
-        idx = np.flatnonzero(self.mask2d)
-        self.idx = idx
-        if idx.size == 0:
-            return None
-        number = -np.ones(h * w, np.int64)
-        number[idx] = np.arange(idx.size)
-        local = np.arange(idx.size)
-        rows, cols, vals = [local], [local], [self.n.reshape(-1)[idx].astype(np.float64)]
-        ys, xs = np.divmod(idx, w)
-        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-            ny, nx = ys + dy, xs + dx
-            inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-            nb = np.full(idx.size, -1, np.int64)
-            nb[inside] = number[ny[inside] * w + nx[inside]]
-            ok = nb >= 0
-            rows.append(local[ok])
-            cols.append(nb[ok])
-            vals.append(-np.ones(int(ok.sum())))
-        a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(idx.size,) * 2)
-        return splu(a.tocsc())
+        self.idx, lu = _factorise(self.mask2d, self.n)
+        return lu
 
 
 class _Work:
@@ -396,11 +418,16 @@ def poisson_correction(
         correction = _solve_crop(channels, reg, borders, tol, max_iterations, info)
         return np.stack(correction, axis=-1), box, info
     out = np.zeros(diff.shape, np.float32)
-    for part in parts:
-        sub, sub_borders = _box(part)
+    for sub, sub_borders, part in parts:
+        if np.count_nonzero(part) <= _DIRECT_UNKNOWNS:
+            # A small part is solved exactly by one factorisation for all channels: cheaper than setting up
+            # the multigrid and a thread pool for it.
+            out[sub] += _direct_correction(diff[sub], part, sub_borders)
+            info.unknowns += int(np.count_nonzero(part))
+            continue
         part_info = PoissonInfo()
         channels = [np.ascontiguousarray(diff[sub][..., c]) for c in range(diff.shape[2])]
-        solved = _solve_crop(channels, part[sub], sub_borders, tol, max_iterations, part_info)
+        solved = _solve_crop(channels, part, sub_borders, tol, max_iterations, part_info)
         out[sub] += np.stack(solved, axis=-1)  # 0 off the part: parts never share a pixel
         _add_info(info, part_info)
     return out, box, info
@@ -411,10 +438,14 @@ def poisson_correction(
 # a few scattered parts otherwise make the solver work on a box that is mostly known pixels.
 _MAX_PARTS_SHARE = 0.6
 _MAX_PARTS = 32
+# Parts of at most this many unknowns are solved directly (a sparse LU of a few thousand unknowns takes about
+# a millisecond; the multigrid's setup and thread pool cost more than that).
+_DIRECT_UNKNOWNS = 4000
 
 
-def _separate_parts(region: np.ndarray) -> list[np.ndarray] | None:
-    """The region's 4-connected parts as masks of the region's shape, or None when one solve is cheaper."""
+def _separate_parts(region: np.ndarray) -> list[tuple] | None:
+    """The region's 4-connected parts as (box, which box sides are image borders, the part's mask on the box),
+    boxes taken with a one-pixel ring inside ``region``'s shape; or None when one solve is cheaper."""
     # Most regions are one part: the plain labelling (a quarter of the cost) says so before any statistics.
     if not 2 < cv2.connectedComponents(region.view(np.uint8), connectivity=4)[0] <= _MAX_PARTS + 1:
         return None
@@ -422,7 +453,14 @@ def _separate_parts(region: np.ndarray) -> list[np.ndarray] | None:
     boxes = stats[1:, cv2.CC_STAT_WIDTH].astype(np.int64) * stats[1:, cv2.CC_STAT_HEIGHT]
     if boxes.sum() > _MAX_PARTS_SHARE * region.size:
         return None
-    return [labels == i for i in range(1, n)]
+    h, w = region.shape
+    parts = []
+    for i in range(1, n):
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        y0, y1, x0, x1 = max(y - 1, 0), min(y + bh + 1, h), max(x - 1, 0), min(x + bw + 1, w)
+        sub = (slice(y0, y1), slice(x0, x1))
+        parts.append((sub, (y0 == 0, y1 == h, x0 == 0, x1 == w), labels[sub] == i))
+    return parts
 
 
 def _add_info(total: PoissonInfo, part: PoissonInfo) -> None:
