@@ -35,9 +35,12 @@ def _bbox(mask: np.ndarray, pad: int) -> tuple[slice, slice] | None:
     )
 
 
-def _distance_outside(mask: np.ndarray) -> np.ndarray:
-    """Euclidean distance of each pixel outside ``mask`` to the nearest mask pixel (0 inside)."""
-    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+def _distance_outside(mask: np.ndarray, exact: bool = True) -> np.ndarray:
+    """Euclidean distance of each pixel outside ``mask`` to the nearest mask pixel (0 inside). Not ``exact``:
+    OpenCV's 5x5 chamfer distance, half the cost, within 1.2 px of the exact one up to 60 px away."""
+    return cv2.distanceTransform(
+        (~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE if exact else cv2.DIST_MASK_5
+    )
 
 
 # Up to this radius (px) grow/shrink is a dilation/erosion by the disc of that radius, which keeps exactly the
@@ -54,8 +57,9 @@ def _disc(radius: float) -> np.ndarray:
     return (np.sqrt((x * x + y * y).astype(np.float32)) <= np.float32(radius)).astype(np.uint8)
 
 
-def grow_mask(mask: np.ndarray, pixels: float) -> np.ndarray:
-    """Grow (pixels > 0) or shrink (< 0) by a Euclidean distance, exact for any radius."""
+def grow_mask(mask: np.ndarray, pixels: float, exact: bool = True) -> np.ndarray:
+    """Grow (pixels > 0) or shrink (< 0) by a Euclidean distance, exact for any radius; growths beyond
+    ``_DISC_MAX_RADIUS`` px are within about 1 px of it when not ``exact`` (a chamfer distance)."""
     if pixels == 0 or not mask.any():
         return mask
     out = np.zeros_like(mask)
@@ -64,7 +68,7 @@ def grow_mask(mask: np.ndarray, pixels: float) -> np.ndarray:
         if pixels <= _DISC_MAX_RADIUS:
             out[box] = cv2.dilate(mask[box].view(np.uint8), _disc(float(pixels))).view(bool)
         else:
-            out[box] = _distance_outside(mask[box]) <= pixels
+            out[box] = _distance_outside(mask[box], exact) <= pixels
         return out
     if mask.all():
         return mask
@@ -205,7 +209,8 @@ def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float
     faint = mean_de < SCATTER_CONTRAST * threshold
     faint[0] = False
     # Growing by ``far`` works on the main body's box (plus ``far``), not the whole frame: the same pixels.
-    return mask & ~(_per_pixel(faint, labels) & ~grow_mask(main, far))
+    # (A chamfer distance: the far limit is a rule of thumb, 1 px either way at 48 px changes nothing it means.)
+    return mask & ~(_per_pixel(faint, labels) & ~grow_mask(main, far, exact=False))
 
 
 def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float, frame: int):
@@ -214,7 +219,8 @@ def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, thres
     if (areas > 0).sum() < SCATTER_MIN_COUNT + 1:
         return np.zeros(n, bool)
     main = areas >= 0.1 * areas.max()
-    near = grow_mask(_per_pixel(main, labels), far)  # the box of the main change plus ``far``, not the whole frame
+    # The box of the main change plus ``far``, not the whole frame; a chamfer distance, as for faint branches.
+    near = grow_mask(_per_pixel(main, labels), far, exact=False)
     is_near = np.bincount(labels[near], minlength=n) > 0  # a count per label: several times faster than np.unique
     mean_de = _label_sums(labels, delta_e, n) / np.maximum(areas, 1)
     small = areas < SCATTER_MAX_AREA * frame
