@@ -146,7 +146,7 @@ def run_pair(folder: Path, peer, repeat: int, far: float, out_dir: Path, clock=t
 
 
 # The stages timed by --profile: bench_diffmerge_peer's, and the kind decision's quick map.
-PROFILE_STAGES = (*STAGES[:2], ("kind map", "quick_changed_share"), *STAGES[2:])
+PROFILE_STAGES = (*STAGES[:2], ("kind map", "quick_changes"), *STAGES[2:])
 
 
 def profile_pair(folder: Path, clock, runs: int = 3) -> str:
@@ -156,7 +156,7 @@ def profile_pair(folder: Path, clock, runs: int = 3) -> str:
     spent: dict[str, float] = {}
     saved = []
     for _, name in PROFILE_STAGES:
-        module = diffmerge_kind if name == "quick_changed_share" else diffmerge
+        module = diffmerge_kind if name == "quick_changes" else diffmerge
         if not hasattr(module, name):  # a renamed stage would otherwise show as 0.000 s
             raise SystemExit(f"diff_merge no longer calls {name}: update PROFILE_STAGES in {__file__}")
         fn = getattr(module, name)

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core.image import diffmerge, diffmerge_chain, diffmerge_delta
+from atelier_core.image import diffmerge, diffmerge_chain, diffmerge_delta, diffmerge_kind
 
 DATA = Path(__file__).parent / "data"
 
@@ -73,9 +73,26 @@ def test_a_change_all_over_the_frame_falls_back_to_one_pass(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(diffmerge_delta, "delta_e_map", counting)
-    diffmerge_delta.two_pass_delta_e(photo, noisy, None, "ciede2000", 6.0, 1.0, 1)
+    first = diffmerge_delta.two_pass_delta_e(photo, noisy, None, "ciede2000", 6.0, 1.0, 1)
     # The half-size pass, then one pass over the whole frame (no tiles).
     assert calls == [(512, 512), (1024, 1024)]
+    # Told beforehand (diff_merge's quick map) that the change is all over the frame: the one pass straight away.
+    calls.clear()
+    wide = diffmerge_delta.two_pass_delta_e(photo, noisy, None, "ciede2000", 6.0, 1.0, 1, wide=True)
+    assert calls == [(1024, 1024)]
+    assert np.array_equal(wide, first)
+
+
+def test_quick_map_tells_a_change_all_over_the_frame_from_a_local_one():
+    """quick_changes' second figure: near 1 for a frame re-rendered all over, small for a local edit."""
+    photo = _photo("chelsea_451x300.jpg", 1024)
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 0.06, photo.shape).astype(np.float32), 0, 1)
+    local = photo.copy()
+    local[400:520, 300:420] = [0.9, 0.1, 0.1]
+    _, spread_all = diffmerge_kind.quick_changes(photo, noisy, None, None, "ciede2000", 6.0, 1.0)
+    share, spread_local = diffmerge_kind.quick_changes(photo, local, None, None, "ciede2000", 6.0, 1.0)
+    assert spread_all > 0.9
+    assert spread_local < 0.15 and 0.005 < share < 0.03
 
 
 def test_runs_of_a_row():

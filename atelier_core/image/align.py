@@ -114,11 +114,12 @@ def _warp(image: np.ndarray, a: Alignment, interpolation: int = cv2.INTER_LINEAR
     return out.reshape(image.shape)
 
 
-def warp_image(image: np.ndarray, a: Alignment) -> np.ndarray:
-    """Resample ``image`` (H, W, C) so it lines up with the reference (bicubic; identity returns a copy)."""
+def warp_image(image: np.ndarray, a: Alignment, interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """Resample ``image`` (H, W, C) so it lines up with the reference (bicubic unless told; identity returns a
+    copy)."""
     if a.is_identity:
         return np.array(image, np.float32, copy=True)
-    return _warp(np.asarray(image, np.float32), a, cv2.INTER_CUBIC)
+    return _warp(np.asarray(image, np.float32), a, interpolation)
 
 
 @functools.lru_cache(maxsize=16)
@@ -238,6 +239,7 @@ def _refused(note: str, confidence: float) -> Alignment:
 # insertion pair of bench/bench_realpairs.py, stopping at 5 moves the motion by 0.14 px and the mask from 14.76
 # to 14.95 % of the frame: neither motion is better determined than the other).
 _FINEST_STEPS = 5
+_COARSE_SAMPLES = 10000
 
 
 def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int = 1024) -> Alignment:
@@ -268,6 +270,7 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
             movs[i],
             a.scaled(f),
             iterations=_FINEST_STEPS if finest else 10,
+            samples=30000 if finest else _COARSE_SAMPLES,
             tolerance=1e-3 if finest else 2e-2,
         ).scaled(1 / f)
         if i == conf_i:

@@ -136,20 +136,22 @@ def two_pass_delta_e(
     sigma: float,
     envelope: int,
     halves: tuple[np.ndarray, np.ndarray] | None = None,
+    wide: bool = False,
 ) -> np.ndarray:
     """``delta_e_map(predict(original_rgb), edit_rgb, ...)`` wherever it can pass ``threshold``, 0 elsewhere.
 
     ``predict`` (a per-pixel colour function, or None) turns the original's colours into the re-render's. The
     full-size map is computed on strips of ``_TILE`` px tiles that hold a half-size candidate (the candidates
     grown by 2 half-size px), each with enough context around it that its pixels come out as in one pass.
-    ``halves``: half_size(original_rgb, edit_rgb) when the caller has it already."""
+    ``halves``: half_size(original_rgb, edit_rgb) when the caller has it already. ``wide``: the caller
+    knows the candidates would cover most tiles (the half-size pass would be spent for nothing)."""
     predict = predict if predict is not None else (lambda rgb: rgb)
     h, w = original_rgb.shape[:2]
 
     def one_pass() -> np.ndarray:
         return delta_e_map(predict(original_rgb), edit_rgb, formula, threshold, sigma, envelope)
 
-    halves = halves if halves is not None else half_size(original_rgb, edit_rgb)
+    halves = halves if halves is not None or wide else half_size(original_rgb, edit_rgb)
     if halves is None:
         return one_pass()
     hh, hw = h // 2, w // 2

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from . import align as _align
-from .diffmerge_delta import delta_e_map
+from .diffmerge_delta import _CANDIDATE_SHARE, _TILE, delta_e_map
 
 KINDS = ("local", "global", "reframed")
 # Share of the frame changed (on the quick map) from which an edit is global: local edits, even large ones
@@ -40,10 +40,15 @@ class EditKind:
         return self.kind != "local"
 
 
-def quick_changed_share(o_s, e_s, predict, valid_s, formula: str, threshold: float, sigma: float, halves=None) -> float:
-    """Share of the (valid) frame whose ΔE passes ``threshold`` on a copy about ``_QUICK_SIDE`` px long.
-    ``halves``: half-size copies of ``o_s`` and ``e_s`` (diffmerge_delta.half_size), read instead of the
-    full-size ones when given: a quarter of the pixels to average."""
+def quick_changes(
+    o_s, e_s, predict, valid_s, formula: str, threshold: float, sigma: float, halves=None
+) -> tuple[float, float]:
+    """-> (share of the (valid) frame whose ΔE passes ``threshold``, share of the detection copy's
+    ``_TILE`` px tiles holding a pixel that passes half of it), both on a copy about ``_QUICK_SIDE`` px long.
+    The second says beforehand whether two_pass_delta_e's half-size pass would find candidates nearly
+    everywhere (a re-rendered frame), so that it can be skipped. ``halves``: half-size copies of ``o_s`` and
+    ``e_s`` (diffmerge_delta.half_size), read instead of the full-size ones when given: a quarter of the pixels
+    to average."""
     h, w = o_s.shape[:2]
     q = min(1.0, _QUICK_SIDE / max(h, w))
     size = (max(1, round(w * q)), max(1, round(h * q)))
@@ -53,13 +58,24 @@ def quick_changed_share(o_s, e_s, predict, valid_s, formula: str, threshold: flo
 
     o_q, e_q = (small(o_s), small(e_s)) if halves is None or q >= 0.5 else (small(halves[0]), small(halves[1]))
     o_q = predict(o_q) if predict is not None else o_q
-    changed = delta_e_map(o_q, e_q, formula, threshold, sigma * q, 1) > threshold
+    # Exact values (no threshold): the two questions ask about two thresholds.
+    de = delta_e_map(o_q, e_q, formula, None, sigma * q, 1)
+    changed = de > threshold
     if min(size) >= 3:
         changed = cv2.medianBlur(changed.astype(np.uint8), 3) > 0
+    # Grown by a quick pixel (5 px of a megapixel copy), as the half-size candidates are grown by 4 px.
+    ys, xs = np.nonzero(cv2.dilate((de > threshold * _CANDIDATE_SHARE).view(np.uint8), np.ones((3, 3), np.uint8)))
+    rows, cols = -(-h // _TILE), -(-w // _TILE)
+    tiles = np.zeros((rows, cols), bool)
+    tiles[
+        np.minimum((ys / (q * _TILE)).astype(np.int64), rows - 1),
+        np.minimum((xs / (q * _TILE)).astype(np.int64), cols - 1),
+    ] = True
+    spread = float(tiles.mean())
     if valid_s is None:
-        return float(changed.mean())
+        return float(changed.mean()), spread
     valid = small(valid_s.astype(np.float32)).reshape(changed.shape) > 0.5
-    return float(changed[valid].mean()) if valid.any() else 0.0
+    return (float(changed[valid].mean()) if valid.any() else 0.0), spread
 
 
 def decide(alignment: _align.Alignment, share: float, width: int, height: int) -> EditKind:
