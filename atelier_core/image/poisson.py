@@ -83,7 +83,9 @@ def _factorise(mask: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, object]:
         cols.append(nb[ok])
         vals.append(-np.ones(int(ok.sum())))
     a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(idx.size,) * 2)
-    return idx, splu(a.tocsc())
+    # The matrix is symmetric: a minimum-degree ordering of A + A^T and symmetric pivoting factorise it in
+    # about half the time of the default column ordering (the same solution up to rounding).
+    return idx, splu(a.tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
 
 
 def _direct_correction(diff: np.ndarray, region: np.ndarray, borders) -> np.ndarray:
@@ -438,9 +440,10 @@ def poisson_correction(
 # a few scattered parts otherwise make the solver work on a box that is mostly known pixels.
 _MAX_PARTS_SHARE = 0.6
 _MAX_PARTS = 32
-# Parts of at most this many unknowns are solved directly (a sparse LU of a few thousand unknowns takes about
-# a millisecond; the multigrid's setup and thread pool cost more than that).
-_DIRECT_UNKNOWNS = 4000
+# Parts of at most this many unknowns are solved directly, all channels at once (a sparse LU of a few hundred
+# unknowns takes a fraction of a millisecond, less than the multigrid's setup and thread pool; from a few
+# thousand unknowns on, the factorisation costs more than the multigrid).
+_DIRECT_UNKNOWNS = 1000
 
 
 def _separate_parts(region: np.ndarray) -> list[tuple] | None:
