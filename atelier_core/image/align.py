@@ -239,6 +239,9 @@ def _refused(note: str, confidence: float) -> Alignment:
 # insertion pair of bench/bench_realpairs.py, stopping at 5 moves the motion by 0.14 px and the mask from 14.76
 # to 14.95 % of the frame: neither motion is better determined than the other).
 _FINEST_STEPS = 5
+# Samples on the levels below the last two: they only bring the next level within its reach. The level before
+# the finest keeps the full count: its motion decides whether the finest level is searched at all, and a noisier
+# estimate there (a few hundredths of a px instead of none) would send identity pairs through the finest level.
 _COARSE_SAMPLES = 10000
 
 
@@ -270,7 +273,7 @@ def estimate_alignment(reference: np.ndarray, moving: np.ndarray, max_side: int 
             movs[i],
             a.scaled(f),
             iterations=_FINEST_STEPS if finest else 10,
-            samples=30000 if finest else _COARSE_SAMPLES,
+            samples=30000 if i >= len(factors) - 2 else _COARSE_SAMPLES,
             tolerance=1e-3 if finest else 2e-2,
         ).scaled(1 / f)
         if i == conf_i:

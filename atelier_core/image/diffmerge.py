@@ -66,7 +66,7 @@ _SCATTER_FAR_PX = 48.0
 # Share of the tiles the quick map finds candidates in above which the ΔE map is one full pass, without the
 # half-size pass (which would find candidates in more than diffmerge_delta's 0.75 of the tiles, and so lead to
 # one full pass anyway). On the nine real pairs the quick share is 0.80 on the re-rendered insertion pair (its
-# half-size candidates: 0.87) and 0.03-0.34 on the other local ones (0.07-0.55): a wrong guess costs only time.
+# half-size candidates: 0.87) and 0.03-0.33 on the other local ones (0.07-0.55): a wrong guess costs only time.
 _WIDE_SPREAD = 0.7
 
 
