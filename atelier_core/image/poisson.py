@@ -420,6 +420,13 @@ def poisson_correction(
         correction = _solve_crop(channels, reg, borders, tol, max_iterations, info)
         return np.stack(correction, axis=-1), box, info
     out = np.zeros(diff.shape, np.float32)
+    # Parts away from the image border are packed side by side into one small array and solved as one system
+    # (each keeps its ring of known pixels, so no unknown of one neighbours another's): one multigrid setup and
+    # one thread pool instead of one per part. A part on the image border keeps its own box (its Neumann side).
+    inner = [p for p in parts if not any(p[1])]
+    if len(inner) > 1:
+        _solve_packed(diff, inner, out, tol, max_iterations, info)
+        parts = [p for p in parts if any(p[1])]
     for sub, sub_borders, part in parts:
         if np.count_nonzero(part) <= _DIRECT_UNKNOWNS:
             # A small part is solved exactly by one factorisation for all channels: cheaper than setting up
@@ -433,6 +440,38 @@ def poisson_correction(
         out[sub] += np.stack(solved, axis=-1)  # 0 off the part: parts never share a pixel
         _add_info(info, part_info)
     return out, box, info
+
+
+def _pack(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+    """Shelf packing of (h, w) boxes, tallest first: -> (each box's (y, x) origin, the atlas's (h, w))."""
+    width = max(max(w for _, w in sizes), int(np.ceil(np.sqrt(1.2 * sum(h * w for h, w in sizes)))))
+    origins: list[tuple[int, int]] = [(0, 0)] * len(sizes)
+    y = x = shelf = 0
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i][0]):
+        h, w = sizes[i]
+        if x + w > width:
+            y, x, shelf = y + shelf, 0, 0
+        origins[i] = (y, x)
+        x, shelf = x + w, max(shelf, h)
+    return origins, (y + shelf, width)
+
+
+def _solve_packed(diff: np.ndarray, parts: list[tuple], out: np.ndarray, tol, max_iterations, info) -> None:
+    """Solve ``parts`` (none on the image border) as one system on a packed atlas; add each into ``out``."""
+    origins, (ah, aw) = _pack([part.shape for _, _, part in parts])
+    region = np.zeros((ah, aw), bool)
+    values = np.zeros((ah, aw, diff.shape[2]), np.float32)
+    for (sub, _, part), (y, x) in zip(parts, origins, strict=True):
+        h, w = part.shape
+        region[y : y + h, x : x + w] = part
+        values[y : y + h, x : x + w] = diff[sub]
+    channels = [np.ascontiguousarray(values[..., c]) for c in range(diff.shape[2])]
+    part_info = PoissonInfo()
+    solved = np.stack(_solve_crop(channels, region, (False,) * 4, tol, max_iterations, part_info), axis=-1)
+    for (sub, _, part), (y, x) in zip(parts, origins, strict=True):
+        h, w = part.shape
+        out[sub] += solved[y : y + h, x : x + w]  # 0 off the part: parts never share a pixel
+    _add_info(info, part_info)
 
 
 # The region is solved part by part (its 4-connected parts are independent systems: no unknown of one is a
