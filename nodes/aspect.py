@@ -13,7 +13,7 @@ CATEGORY = "Kontext Atelier/Geometry"
 LOCK_NAME = "Kontext Aspect-Ratio Lock"
 RESTORE_NAME = "Kontext Restore Size"
 
-SIZE_KONTEXT = "Kontext preferred (17 sizes)"
+SIZE_KONTEXT = geometry.SIZE_KONTEXT
 SIZE_KEEP = "keep input ratio"
 SIZE_CUSTOM = "custom W:H"
 # Other models' preferred sizes (sources in atelier_core.model.model_families); Kontext's stays the first and default.
@@ -56,7 +56,7 @@ class AtelierAspectLock(io.ComfyNode):
                 io.Combo.Input(
                     "size",
                     options=SIZE_OPTIONS,
-                    default=SIZE_KONTEXT,
+                    default=geometry.LOCK_DEFAULTS["size"],
                     tooltip=(
                         "Target shape. 'Kontext preferred' snaps to the nearest of the 17 ~1 MP sizes Kontext was "
                         "trained on (same choice as FluxKontextImageScale). A ratio or 'keep input ratio' uses "
@@ -68,7 +68,7 @@ class AtelierAspectLock(io.ComfyNode):
                 io.Combo.Input(
                     "fit",
                     options=list(geometry.FITS),
-                    default="crop",
+                    default=geometry.LOCK_DEFAULTS["fit"],
                     tooltip=(
                         "How the image meets the target shape. crop: cut the excess at the anchor (restored later from "
                         "the original). pad: keep everything and fill the rest (see padding mask). stretch: resample "
@@ -78,18 +78,18 @@ class AtelierAspectLock(io.ComfyNode):
                 io.Combo.Input(
                     "anchor",
                     options=list(geometry.ANCHORS),
-                    default="center",
+                    default=geometry.LOCK_DEFAULTS["anchor"],
                     tooltip="Which part stays when cropping, or where the picture sits when padding.",
                 ),
                 io.Combo.Input(
                     "size_by",
                     options=list(SIZE_BY_OPTIONS),
-                    default="megapixels",
+                    default=geometry.LOCK_DEFAULTS["size_by"],
                     tooltip="For ratio modes: size the target by total megapixels or by its long side. Ignored for 'Kontext preferred'.",
                 ),
                 io.Float.Input(
                     "megapixels",
-                    default=1.0,
+                    default=geometry.LOCK_DEFAULTS["megapixels"],
                     min=geometry.MIN_MEGAPIXELS,
                     max=geometry.MAX_MEGAPIXELS,
                     step=0.05,
@@ -97,27 +97,35 @@ class AtelierAspectLock(io.ComfyNode):
                 ),
                 io.Int.Input(
                     "long_side",
-                    default=1024,
+                    default=geometry.LOCK_DEFAULTS["long_side"],
                     min=geometry.MIN_LONG_SIDE,
                     max=3072,
                     step=16,
                     tooltip="Target long side in pixels when size_by is 'long side' (rounded to 16; the area is still capped to 1536x1536).",
                 ),
                 io.Int.Input(
-                    "custom_width", default=3, min=1, max=100, tooltip="Width part of the 'custom W:H' ratio."
+                    "custom_width",
+                    default=geometry.LOCK_DEFAULTS["custom_width"],
+                    min=1,
+                    max=100,
+                    tooltip="Width part of the 'custom W:H' ratio.",
                 ),
                 io.Int.Input(
-                    "custom_height", default=2, min=1, max=100, tooltip="Height part of the 'custom W:H' ratio."
+                    "custom_height",
+                    default=geometry.LOCK_DEFAULTS["custom_height"],
+                    min=1,
+                    max=100,
+                    tooltip="Height part of the 'custom W:H' ratio.",
                 ),
                 io.Combo.Input(
                     "pad_mode",
                     options=list(geometry.PAD_MODES),
-                    default="edge",
+                    default=geometry.LOCK_DEFAULTS["pad_mode"],
                     tooltip="How padding is filled when fit is 'pad': repeat the edge pixels, mirror the picture, or a flat colour.",
                 ),
                 io.String.Input(
                     "pad_color",
-                    default="#000000",
+                    default=geometry.LOCK_DEFAULTS["pad_color"],
                     tooltip="Padding colour for pad_mode 'color': #rrggbb (or #rrggbbaa for RGBA images) or r,g,b in 0..255.",
                 ),
             ],

@@ -10,19 +10,6 @@ from atelier_host import ExecutionFailed
 
 from atelier_core.image import geometry as G
 
-LOCK_DEFAULTS = {
-    "size": "Kontext preferred (17 sizes)",
-    "fit": "crop",
-    "anchor": "center",
-    "size_by": "megapixels",
-    "megapixels": 1.0,
-    "long_side": 1024,
-    "custom_width": 3,
-    "custom_height": 2,
-    "pad_mode": "edge",
-    "pad_color": "#000000",
-}
-
 
 def _capture(key: str, source: list) -> dict:
     return {"class_type": "AtelierTestCapture", "inputs": {"key": key, "value": source}}
@@ -46,7 +33,7 @@ def _graph(image_name: str, original_name: str | None = None, **lock_inputs) -> 
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
         "9": {"class_type": "LoadImage", "inputs": {"image": original_name}},
-        "2": {"class_type": "AtelierAspectLock", "inputs": {"image": ["1", 0], **{**LOCK_DEFAULTS, **lock_inputs}}},
+        "2": {"class_type": "AtelierAspectLock", "inputs": {"image": ["1", 0], **{**G.LOCK_DEFAULTS, **lock_inputs}}},
         "3": {
             "class_type": "AtelierRestoreSize",
             "inputs": {"edited": ["2", 0], "geometry": ["2", 4], "original": ["9", 0]},

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import torch
 
+from atelier_core.image import diffmerge
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -17,20 +19,7 @@ def _capture(key: str, source: list) -> dict:
 
 def _merge_inputs(**extra) -> dict:
     """The node's inputs with the defaults, the images from nodes "1" and "2"."""
-    inputs = {
-        "original": ["1", 0],
-        "edited": ["2", 0],
-        "threshold": 6.0,
-        "formula": "ciede2000",
-        "auto_threshold": False,
-        "min_area": 64,
-        "grow": 1,
-        "feather": 4,
-        "blend": "poisson",
-        "align": True,
-        "match_color": True,
-        "mask_mode": "add",
-    }
+    inputs = {"original": ["1", 0], "edited": ["2", 0], **diffmerge.merge_node_defaults()}
     inputs.update(extra)
     return inputs
 

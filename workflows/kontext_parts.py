@@ -3,6 +3,8 @@ merge's settings, the step groups and the canvas note."""
 
 from __future__ import annotations
 
+from atelier_core.image.diffmerge import merge_node_defaults
+from atelier_core.image.geometry_record import LOCK_DEFAULTS
 from atelier_core.model_catalog import CLIP_L, FLUX_VAE, T5_FP8
 from workflows.spec import EXAMPLE_IMAGE, GUIDANCE, SAMPLER, SCHEDULER, STEPS, Group, Node, Note, link, reroute
 
@@ -54,20 +56,6 @@ def prompt(text, node_id: int = 5, title: str = "Prompt") -> Node:
         color=PROMPT_COLOR,
         bgcolor=PROMPT_BGCOLOR,
     )
-
-
-LOCK_DEFAULTS = {
-    "size": "Kontext preferred (17 sizes)",
-    "fit": "crop",
-    "anchor": "center",
-    "size_by": "megapixels",
-    "megapixels": 1.0,
-    "long_side": 1024,
-    "custom_width": 3,
-    "custom_height": 2,
-    "pad_mode": "edge",
-    "pad_color": "#000000",
-}
 
 
 def lock(node_id: int = 6, source: list | None = None, title: str = "Aspect lock", **settings) -> Node:
@@ -138,21 +126,7 @@ def save(node_id: int, image_from: list, prefix: str) -> Node:
 
 
 def merge_inputs(**overrides) -> dict:
-    inputs = {
-        "original": link(4),
-        "edited": link(12),
-        "threshold": 6.0,
-        "formula": "ciede2000",
-        "auto_threshold": False,
-        "min_area": 64,
-        "grow": 1,
-        "feather": 4,
-        "blend": "poisson",
-        "align": True,
-        "match_color": True,
-        "mask_mode": "add",
-        "geometry": link(6, 4),
-    }
+    inputs = {"original": link(4), "edited": link(12), **merge_node_defaults(), "geometry": link(6, 4)}
     inputs.update(overrides)
     return inputs
 

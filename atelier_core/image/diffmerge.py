@@ -114,6 +114,24 @@ class MergeResult:
     report: dict = field(default_factory=dict)
 
 
+def merge_node_defaults() -> dict:
+    """The Kontext Diff-Merge node's settings at their defaults, keyed by its input names (the node's schema reads
+    the same MergeOptions defaults): what the shipped workflows and the tests set on the node."""
+    d = MergeOptions()
+    return {
+        "threshold": d.threshold,
+        "formula": d.formula,
+        "auto_threshold": d.auto_threshold,
+        "min_area": d.min_area,
+        "grow": d.grow,
+        "feather": d.feather,
+        "blend": d.blend,
+        "align": d.align,
+        "match_color": d.match_color,
+        "mask_mode": d.user_mask_mode,
+    }
+
+
 def _check_image(name: str, image) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim == 2:

@@ -55,6 +55,21 @@ ANCHORS: tuple[str, ...] = (
 )
 PAD_MODES: tuple[str, ...] = ("edge", "reflect", "color")
 SIZE_BY: tuple[str, ...] = ("megapixels", "long_side")
+# The Aspect-Ratio Lock's size choice for Kontext's 17 trained sizes, and every setting of the node at its default
+# (keyed by the node's input names): one table for the node's schema, the shipped workflows and the tests.
+SIZE_KONTEXT = "Kontext preferred (17 sizes)"
+LOCK_DEFAULTS: dict[str, Any] = {
+    "size": SIZE_KONTEXT,
+    "fit": "crop",
+    "anchor": "center",
+    "size_by": "megapixels",
+    "megapixels": 1.0,
+    "long_side": 1024,
+    "custom_width": 3,
+    "custom_height": 2,
+    "pad_mode": "edge",
+    "pad_color": "#000000",
+}
 
 MULTIPLE = 16
 MEGAPIXEL = 1024 * 1024
