@@ -50,11 +50,22 @@ def workflow_models(prompt: dict) -> list[tuple[str, str, str, str]]:
     """
     found = []
     for node_id, node in prompt.items():
-        for input_name, directory in LOADER_INPUTS.get(node.get("class_type"), {}).items():
+        for input_name in LOADER_INPUTS.get(node.get("class_type"), {}):
             value = (node.get("inputs") or {}).get(input_name)
-            if isinstance(value, str) and value.lower().endswith(MODEL_SUFFIXES):
+            directory = _model_folder(node.get("class_type"), input_name, value)
+            if directory:
                 found.append((str(node_id), input_name, value, directory))
     return found
+
+
+def _model_folder(class_type, input_name, value) -> str | None:
+    """The model folder when ``value`` is a model file name on a loader's file input, else None."""
+    if not (isinstance(class_type, str) and isinstance(input_name, str)):
+        return None
+    directory = LOADER_INPUTS.get(class_type, {}).get(input_name)
+    if directory and isinstance(value, str) and value.lower().endswith(MODEL_SUFFIXES):
+        return directory
+    return None
 
 
 def missing_models(prompt: dict, available) -> list[tuple[str, str, str, str]]:
@@ -75,12 +86,11 @@ def _missing_file_detail(class_type: str, error: dict) -> str | None:
     if not isinstance(error, dict) or error.get("type") != "value_not_in_list":
         return None
     extra = error.get("extra_info")
-    input_name = extra.get("input_name") if isinstance(extra, dict) else None
-    directory = LOADER_INPUTS.get(class_type, {}).get(input_name)
-    value = extra.get("received_value") if directory else None
-    if not isinstance(value, str) or not value.lower().endswith(MODEL_SUFFIXES):
+    if not isinstance(extra, dict):
         return None
-    return f"{input_name}: {missing_message(value, directory)}"
+    input_name, value = extra.get("input_name"), extra.get("received_value")
+    directory = _model_folder(class_type, input_name, value)
+    return f"{input_name}: {missing_message(value, directory)}" if directory else None
 
 
 def explain_missing_files(response: dict) -> bool:

@@ -11,13 +11,10 @@ any other answer (accepted prompts, other routes, anything it cannot read) throu
 from __future__ import annotations
 
 import json
-import logging
 
 from aiohttp import web
 
 from ..atelier_core import model_check
-
-logger = logging.getLogger(__name__)
 
 PROMPT_PATHS = ("/prompt", "/api/prompt")
 

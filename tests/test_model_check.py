@@ -53,6 +53,8 @@ def test_other_refusals_keep_core_words():
         _answer("VAELoader", dict(_not_in_list("vae_name", "ae.safetensors"), type="custom_validation_failed")),
         _answer("VAELoader", _not_in_list("vae_name", ["ae.safetensors"])),  # not a string
         _answer("VAELoader", {"type": "value_not_in_list"}),  # no extra_info at all
+        _answer("VAELoader", dict(_not_in_list("vae_name", "ae.safetensors"), extra_info={"input_name": ["x"]})),
+        _answer(["VAELoader"], _not_in_list("vae_name", "ae.safetensors")),  # a class type that is no name
         {"error": {"type": "no_prompt"}, "node_errors": {}},
         {"error": "odd", "node_errors": ["not", "a", "dict"]},
         {"node_errors": {"1": "not a dict"}},
