@@ -10,11 +10,12 @@ when Node.js, Chromium, playwright-core or ComfyUI is absent."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
-from atelier_host import PACK_DIR
 from browser_setup import WORKFLOWS, page_server, run_driver
+from test_host_server import pack_tracebacks
 
 from atelier_core import model_catalog
 
@@ -22,15 +23,12 @@ KONTEXT = sorted(p.stem for p in WORKFLOWS.glob("kontext_*.json"))
 DRIVER_TIMEOUT_S = 300  # a page load and eleven refusals; the driver's own waits are for events, not for a clock
 
 
+@functools.cache
 def _transformer(name: str) -> tuple[str, str]:
     """(node id, file name) of the workflow's Kontext loader."""
     graph = json.loads((WORKFLOWS / f"{name}.json").read_text())
     (loader,) = [n for n in graph["nodes"] if n["type"] == "AtelierKontextLoader"]
     return str(loader["id"]), loader["widgets_values"][0]
-
-
-def _in_pack(frame: str) -> bool:
-    return "custom_nodes/" in frame or str(PACK_DIR) in frame
 
 
 def _expected(name: str) -> str:
@@ -113,10 +111,10 @@ def test_server_queued_and_ran_nothing(queued):
     queue = queued["queue"]
     assert queue["queue_running"] == [] and queue["queue_pending"] == [], queue
     assert queued["history"] == {}, sorted(queued["history"])
-    # Frames in the pack (by its custom_nodes link or its own path); the release's own background work may log
-    # tracebacks of its own (0.10.0's asset scanner on an in-memory database), which are not this test's concern.
-    ours = [line for line in queued["log"].splitlines() if line.lstrip().startswith("File ") and _in_pack(line)]
-    assert not ours, "\n".join(ours)
+    # Tracebacks through the pack only: the release's own background work may log tracebacks of its own (0.10.0's
+    # asset scanner on an in-memory database), which are not this test's concern.
+    ours = pack_tracebacks(queued["log"])
+    assert not ours, ours[0]
 
 
 def test_no_page_errors(queued):

@@ -106,7 +106,7 @@ def comfy_server(comfy_host, tmp_path_factory):
         server.stop()
 
 
-def _pack_tracebacks(log: str) -> list[str]:
+def pack_tracebacks(log: str) -> list[str]:
     """Every traceback in the log that passes through the pack's files."""
     markers = (PACK_FOLDER, str(PACK_DIR), "atelier_core")
     blocks = log.split("Traceback (most recent call last)")[1:]
@@ -117,7 +117,7 @@ def test_server_loads_pack_without_import_failure(comfy_server):
     server, _ = comfy_server
     log = server.log()
     assert "IMPORT FAILED" not in log, log[-4000:]
-    assert not _pack_tracebacks(log), _pack_tracebacks(log)[0]
+    assert not pack_tracebacks(log), pack_tracebacks(log)[0]
     loaded = [line for line in log.splitlines() if line.rstrip().endswith(f"custom_nodes{os.sep}{PACK_FOLDER}")]
     assert loaded, f"ComfyUI did not list the pack under 'Import times for custom nodes':\n{log[-4000:]}"
 
