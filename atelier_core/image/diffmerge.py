@@ -10,7 +10,7 @@ Images are float numpy arrays (H, W, C) in 0..1 with C = 1 (grey), 2 (grey + alp
 Detection runs on a copy of about ``detect_megapixels`` (Kontext renders about 1 MP, so finer detail in an
 upscaled edit is not information); masks, alignment and blending are applied at the original's resolution.
 With a fixed threshold the ΔE map is computed in two passes (diffmerge_delta.two_pass_delta_e): a half-size
-pass finds where the edit can be, and only tiles there are computed at full detection size.
+pass finds where the edit can be, and only the pixels there are computed at full detection size.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from . import align as _align
-from .diffmerge_delta import _CANDIDATE_SHARE, _TILE, delta_e_map
+from .diffmerge_delta import CANDIDATE_SHARE, SPREAD_TILE, delta_e_map
 
 KINDS = ("local", "global", "reframed")
 # Share of the frame changed (on the quick map) from which an edit is global: local edits, even large ones
@@ -44,7 +44,7 @@ def quick_changes(
     o_s, e_s, predict, valid_s, formula: str, threshold: float, sigma: float, halves=None
 ) -> tuple[float, float]:
     """-> (share of the (valid) frame whose ΔE passes ``threshold``, share of the detection copy's
-    ``_TILE`` px tiles holding a pixel that passes half of it), both on a copy about ``_QUICK_SIDE`` px long.
+    ``SPREAD_TILE`` px tiles holding a pixel that passes half of it), both on a copy about ``_QUICK_SIDE`` px long.
     The second says beforehand whether two_pass_delta_e's half-size pass would find candidates nearly
     everywhere (a re-rendered frame), so that it can be skipped. ``halves``: half-size copies of ``o_s`` and
     ``e_s`` (diffmerge_delta.half_size), read instead of the full-size ones when given: a quarter of the pixels
@@ -66,12 +66,12 @@ def quick_changes(
     if min(size) >= 3:
         changed = cv2.medianBlur(changed.astype(np.uint8), 3) > 0
     # Grown by a quick pixel (5 px of a megapixel copy), as the half-size candidates are grown by 4 px.
-    ys, xs = np.nonzero(cv2.dilate((de > threshold * _CANDIDATE_SHARE).view(np.uint8), np.ones((3, 3), np.uint8)))
-    rows, cols = -(-h // _TILE), -(-w // _TILE)
+    ys, xs = np.nonzero(cv2.dilate((de > threshold * CANDIDATE_SHARE).view(np.uint8), np.ones((3, 3), np.uint8)))
+    rows, cols = -(-h // SPREAD_TILE), -(-w // SPREAD_TILE)
     tiles = np.zeros((rows, cols), bool)
     tiles[
-        np.minimum((ys / (q * _TILE)).astype(np.int64), rows - 1),
-        np.minimum((xs / (q * _TILE)).astype(np.int64), cols - 1),
+        np.minimum((ys / (q * SPREAD_TILE)).astype(np.int64), rows - 1),
+        np.minimum((xs / (q * SPREAD_TILE)).astype(np.int64), cols - 1),
     ] = True
     spread = float(tiles.mean())
     if valid_s is None:
