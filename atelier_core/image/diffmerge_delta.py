@@ -290,7 +290,6 @@ def _sparse_pass(original_rgb, edit_rgb, predict, wanted, formula: str, threshol
     if envelope > 0:
         k = 2 * envelope + 1
         lab_o.make(np.flatnonzero(cv2.dilate(box.view(np.uint8), np.ones((k, k), np.uint8))))
-        lab_o.bound(envelope)
     else:
         lab_o.make(idx)
     values = np.empty(idx.size, np.float32)
@@ -298,7 +297,7 @@ def _sparse_pass(original_rgb, edit_rgb, predict, wanted, formula: str, threshol
     for start in range(0, idx.size, _BAND_PIXELS):
         part = idx[start : start + _BAND_PIXELS]
         lab_e = _color.srgb_to_lab(np.clip(_rows(e_rgb, part), 0, 1))
-        near = lab_o.envelope(part, lab_e) if envelope > 0 else lab_o.at(part)
+        near = lab_o.envelope(part, lab_e, envelope) if envelope > 0 else lab_o.at(part)
         values[start : start + part.size] = _delta_e_lab(near, lab_e, formula, threshold)
     box_out = np.zeros(box.shape, np.float32)
     box_out.reshape(-1)[idx] = values
@@ -308,36 +307,36 @@ def _sparse_pass(original_rgb, edit_rgb, predict, wanted, formula: str, threshol
 
 class _PixelLab:
     """The Lab values of some pixels of an sRGB image (H, W, 3), kept in a frame-sized table (written only where
-    made): the envelope's bounds are then one erosion and one dilation of the table, read at the pixels whose
-    whole square was made (elsewhere the table's unwritten values make them meaningless, and they are not read)."""
+    made) so that neighbours are read by index."""
 
     def __init__(self, rgb: np.ndarray):
         self.rgb = rgb
         self.h, self.w = rgb.shape[:2]
-        self.table = np.empty((self.h, self.w, 3), np.float32)
-        self.lo = self.hi = None
+        self.table = np.empty((self.h * self.w, 3), np.float32)
 
     def make(self, idx: np.ndarray) -> None:
-        flat = self.table.reshape(-1, 3)
         for start in range(0, idx.size, _BAND_PIXELS):
             part = idx[start : start + _BAND_PIXELS]
-            flat[part] = _color.srgb_to_lab(np.clip(_rows(self.rgb, part), 0, 1))
+            self.table[part] = _color.srgb_to_lab(np.clip(_rows(self.rgb, part), 0, 1))
 
     def at(self, idx: np.ndarray) -> np.ndarray:
         return _rows(self.table, idx)
 
-    def bound(self, radius: int) -> None:
-        """The square's per-channel minimum and maximum everywhere, the image edge repeated (as
-        _envelope_nearest)."""
-        kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
-        self.lo = cv2.erode(self.table, kernel, borderType=cv2.BORDER_REPLICATE)
-        self.hi = cv2.dilate(self.table, kernel, borderType=cv2.BORDER_REPLICATE)
-
-    def envelope(self, idx: np.ndarray, lab_e: np.ndarray) -> np.ndarray:
-        """_envelope_nearest at the pixels ``idx`` (their squares made, ``bound`` called)."""
+    def envelope(self, idx: np.ndarray, lab_e: np.ndarray, radius: int) -> np.ndarray:
+        """_envelope_nearest at the pixels ``idx`` (their neighbours within ``radius`` made): one gather per
+        offset of the square, the image edge repeated as OpenCV's erosion and dilation repeat it."""
+        ys, xs = np.divmod(idx, self.w)
         centre = self.at(idx)
-        lo = np.maximum(_rows(self.lo, idx), centre - _ENVELOPE_CAP)
-        hi = np.minimum(_rows(self.hi, idx), centre + _ENVELOPE_CAP)
+        lo, hi = centre.copy(), centre.copy()
+        for dy in range(-radius, radius + 1):
+            row = np.clip(ys + dy, 0, self.h - 1) * self.w
+            for dx in range(-radius, radius + 1):
+                if dy or dx:
+                    values = self.at(row + np.clip(xs + dx, 0, self.w - 1))
+                    np.minimum(lo, values, out=lo)
+                    np.maximum(hi, values, out=hi)
+        np.maximum(lo, centre - _ENVELOPE_CAP, out=lo)
+        np.minimum(hi, centre + _ENVELOPE_CAP, out=hi)
         return np.clip(lab_e, lo, hi)
 
 
