@@ -370,19 +370,19 @@ def _colour_step(o_s: np.ndarray, e_s: np.ndarray, notes: list[str]):
 
 
 def _difference_map(
-    o_s, e_s, predict, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions, halves=None, wide=False
+    o_pred, e_s, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions, halves=None, wide=False
 ):
-    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold). ``halves``:
-    half_size(o_s, e_s), when made already; ``wide``: candidates are expected nearly everywhere (one pass)."""
+    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold). ``o_pred``:
+    the original as the re-render would show it (the colour prediction applied). ``halves``:
+    half_size(o_pred, e_s), when made already; ``wide``: candidates are expected nearly everywhere (one pass)."""
     formula = opts.formula.lower()
     if opts.auto_threshold:  # the threshold comes from the whole map's histogram: one full pass
-        o_pred = predict(o_s) if predict is not None else o_s
         de = delta_e_map(o_pred, e_s, formula, None, opts.denoise_sigma, opts.envelope)
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     else:
         threshold = float(opts.threshold)
         de = two_pass_delta_e(
-            o_s, e_s, predict, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide
+            o_pred, e_s, None, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide
         )
     if inputs.o_alpha is not None:
         e_alpha_s = scale.small(inputs.e_alpha[..., None]).reshape(scale.dh, scale.dw, 1)
@@ -522,10 +522,13 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     if opts.match_color and scale.dh * scale.dw >= 16:
         color_fix, predict = _colour_step(o_s, e_s, inputs.notes)
     valid_s = scale.small_plane(inputs.valid) > 0.999 if inputs.valid is not None else None
-    # Half-size copies for the two-pass ΔE map, made once: the kind decision's quick map is made from them too.
-    halves = half_size(o_s, e_s) if not opts.auto_threshold else None
+    # The original as the re-render would show it, made once at detection size: every ΔE map below (the kind's
+    # quick map, the half-size candidates, the full-size pass) differences the edit against it. (The half-size
+    # copies average the predicted pixels, as the re-render shows them, rather than predicting averages.)
+    o_pred = predict(o_s) if predict is not None else o_s
+    halves = half_size(o_pred, e_s) if not opts.auto_threshold else None
     share, spread = _kind.quick_changes(
-        o_s, e_s, predict, valid_s, opts.formula.lower(), opts.threshold, 1.0, halves=halves
+        o_pred, e_s, None, valid_s, opts.formula.lower(), opts.threshold, 1.0, halves=halves
     )
     kind = _kind.decide(alignment, share, scale.dw, scale.dh)
     if kind.whole:
@@ -534,9 +537,7 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
         if not (opts.force_merge or (user_mask is not None and opts.user_mask_mode == "replace")):
             return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
     # Candidates nearly everywhere (a re-rendered frame): the half-size pass would only lead to one full pass.
-    de, threshold = _difference_map(
-        o_s, e_s, predict, inputs, alignment, scale, opts, halves, wide=spread > _WIDE_SPREAD
-    )
+    de, threshold = _difference_map(o_pred, e_s, inputs, alignment, scale, opts, halves, wide=spread > _WIDE_SPREAD)
 
     hard = _with_user_mask(
         _detect(de, threshold, scale, opts, inputs.notes), user_mask, opts.user_mask_mode, inputs.notes
