@@ -13,8 +13,6 @@ shifts there). It never falls back to another blend: when it cannot converge it 
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -26,8 +24,8 @@ log = logging.getLogger(__name__)
 
 _CROSS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32)
 _LAPLACE = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
+_CROSS4 = 4.0 * _CROSS
 _COARSEST_UNKNOWNS = 1000
-_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass
@@ -101,87 +99,6 @@ def _direct_correction(diff: np.ndarray, region: np.ndarray, borders) -> np.ndar
     return out
 
 
-class _Grid:
-    """One level's geometry, shared by all channels: unknowns, stencil diagonal, red/black smoothing weights."""
-
-    def __init__(self, mask: np.ndarray, borders: tuple[bool, bool, bool, bool]):
-        h, w = mask.shape
-        self.mask2d = mask
-        self.unknowns = int(np.count_nonzero(mask))
-        self.n = n = _diagonal(mask.shape, borders)
-        self.borders = borders
-        # Everything below stays float32 (mixed bool/float arithmetic takes numpy's slow casting loops).
-        self.mask = mask.astype(np.float32)
-        red = np.zeros((h, w), np.float32)  # the red cells (y + x even) of the region
-        red[0::2, 0::2] = self.mask[0::2, 0::2]
-        red[1::2, 1::2] = self.mask[1::2, 1::2]
-        black = self.mask - red
-        inv_n = np.float32(0.25) if not any(borders) else np.float32(1.0) / np.maximum(n, np.float32(1.0))
-        self.w_red = red * inv_n
-        self.w_black = black * inv_n
-        self.keep_red = np.float32(1.0) - red
-        self.keep_black = np.float32(1.0) - black
-        self.lu = self._factorise() if self.unknowns <= _COARSEST_UNKNOWNS else None
-
-    def _factorise(self):
-        self.idx, lu = _factorise(self.mask2d, self.n)
-        return lu
-
-
-class _Work:
-    """One channel's buffers on one level. Every hot operation works in place: fresh multi-megabyte arrays
-    cost page faults that take longer than the arithmetic."""
-
-    def __init__(self, grid: _Grid):
-        self.grid = grid
-        h, w = grid.mask2d.shape
-        self.u = np.zeros((h, w), np.float32)
-        self.f = np.zeros((h, w), np.float32)
-        self.tmp = np.zeros((h, w), np.float32)
-        # The residual lives in a buffer padded to even sides whose padding stays 0, so restriction reads it
-        # as it is; the prolongation target likewise covers the even-sided grid.
-        self.r_pad = np.zeros((h + h % 2, w + w % 2), np.float32)
-        self.r = self.r_pad[:h, :w]
-        self.up = np.empty_like(self.r_pad)
-
-    def apply(self, u: np.ndarray, out: np.ndarray, masked: bool = True) -> np.ndarray:
-        """A u; off the region the values are only defined when ``masked`` (the V-cycle never reads them)."""
-        g = self.grid
-        # One filter pass (4 u - the neighbours) instead of a product, a neighbour sum and a difference; the
-        # image-border rows and columns have a neighbour fewer (n = 3, or 2 in a corner).
-        cv2.filter2D(u, -1, _LAPLACE, dst=out, borderType=cv2.BORDER_CONSTANT)
-        top, bottom, left, right = g.borders
-        for on, sl in ((top, np.s_[0]), (bottom, np.s_[-1]), (left, np.s_[:, 0]), (right, np.s_[:, -1])):
-            if on:
-                out[sl] -= u[sl]
-        if masked:
-            out *= g.mask
-        return out
-
-    def smooth(self, u: np.ndarray, f: np.ndarray, reverse: bool = False, from_zero: bool = False) -> None:
-        """Red-black Gauss-Seidel in place (black first when ``reverse``, so a pre/post pair is symmetric).
-        ``from_zero``: u is 0, so the first half-sweep is just ``w f`` (no neighbour sum needed)."""
-        g = self.grid
-        order = ((g.w_red, g.keep_red), (g.w_black, g.keep_black))
-        if reverse:
-            order = order[::-1]
-        if from_zero:
-            np.multiply(f, order[0][0], out=u)
-            order = order[1:]
-        for w, keep in order:
-            s = _nsum(u, self.tmp)
-            s += f
-            u *= keep
-            cv2.accumulateProduct(s, w, u)
-
-    def direct_solve(self, f: np.ndarray) -> np.ndarray:
-        g = self.grid
-        self.u.fill(0.0)
-        if g.lu is not None:
-            self.u.reshape(-1)[g.idx] = g.lu.solve(f.reshape(-1)[g.idx].astype(np.float64))
-        return self.u
-
-
 def _coarsen_mask(mask: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> np.ndarray:
     """A coarse cell is an unknown when all its fine cells are. Phantom cells past an image border copy their
     neighbour (a Neumann side constrains nothing), so the coarse domain still reaches that border."""
@@ -195,18 +112,82 @@ def _coarsen_mask(mask: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> n
     return padded[0::2, 0::2] & padded[1::2, 0::2] & padded[0::2, 1::2] & padded[1::2, 1::2]
 
 
-def _restrict(fine: _Work, out: np.ndarray) -> None:
-    """Sum over 2x2 blocks of the fine residual into ``out`` (the coarse grid's spacing factor of 4 folded in)."""
-    cv2.resize(fine.r_pad, (out.shape[1], out.shape[0]), dst=out, interpolation=cv2.INTER_AREA)
-    out *= 4.0
+class _Grid:
+    """One level's geometry, shared by all channels: unknowns, their red/black colouring, smoothing weights."""
+
+    def __init__(self, mask: np.ndarray, borders: tuple[bool, bool, bool, bool]):
+        h, w = mask.shape
+        self.mask2d = mask
+        self.borders = borders
+        self.unknowns = int(np.count_nonzero(mask))
+        # Everything below stays float32 (mixed bool/float arithmetic takes numpy's slow casting loops).
+        self.mask = mask.astype(np.float32)
+        even = np.empty((h, w), bool)  # the red cells: y + x even
+        even[0::2] = np.arange(w) % 2 == 0
+        even[1::2] = ~even[0]
+        self.red = np.multiply(self.mask, even, dtype=np.float32)
+        self.w_red = self._weights(self.red)
+        self.w_black = self._weights(self.mask - self.red)
+        self.lu = self._factorise() if self.unknowns <= _COARSEST_UNKNOWNS else None
+
+    def _weights(self, cells: np.ndarray) -> np.ndarray:
+        """``cells / n``: n is 4 inside and one less per image border the cell lies on (Neumann)."""
+        w = cells * np.float32(0.25)
+        top, bottom, left, right = self.borders
+        if any(self.borders):
+            n = _diagonal(cells.shape, self.borders)
+            for on, sl in ((top, np.s_[0]), (bottom, np.s_[-1]), (left, np.s_[:, 0]), (right, np.s_[:, -1])):
+                if on:
+                    np.divide(cells[sl], n[sl], out=w[sl])
+        return w
+
+    def _factorise(self):
+        self.idx, lu = _factorise(self.mask2d, _diagonal(self.mask2d.shape, self.borders))
+        return lu
+
+    def apply(self, u: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """A u on the region; off it the values are those of 4 u - the neighbours (read by nobody: see
+        :func:`_solve_channel`)."""
+        # One filter pass (4 u - the neighbours); the image-border rows and columns have a neighbour fewer.
+        cv2.filter2D(u, -1, _LAPLACE, dst=out, borderType=cv2.BORDER_CONSTANT)
+        top, bottom, left, right = self.borders
+        for on, sl in ((top, np.s_[0]), (bottom, np.s_[-1]), (left, np.s_[:, 0]), (right, np.s_[:, -1])):
+            if on:
+                out[sl] -= u[sl]
+        return out
 
 
-def _prolong_add(e: np.ndarray, fine: _Work, u: np.ndarray) -> None:
-    """``u += mask * P e`` with P cell-centred bilinear interpolation."""
-    h, w = u.shape
-    up = fine.up
-    cv2.resize(e, (up.shape[1], up.shape[0]), dst=up, interpolation=cv2.INTER_LINEAR)
-    cv2.accumulateProduct(up[:h, :w], fine.grid.mask, u)
+class _Work:
+    """One level's buffers, reused by every channel (they are solved one after the other). Every hot operation
+    works in place: fresh multi-megabyte arrays cost page faults that take longer than the arithmetic."""
+
+    def __init__(self, grid: _Grid):
+        self.grid = grid
+        h, w = grid.mask2d.shape
+        # The iterate is kept as its red and its black cells, each array 0 elsewhere: a red-black half-sweep
+        # then writes one colour from the other's neighbour sum, with no masking of the colour it keeps.
+        self.red = np.zeros((h, w), np.float32)
+        self.black = np.zeros((h, w), np.float32)
+        self.f = np.zeros((h, w), np.float32)
+        self.tmp = np.zeros((h, w), np.float32)
+        # The residual lives in a buffer padded to even sides whose padding stays 0, so restriction reads it
+        # as it is; the prolongation target likewise covers the even-sided grid.
+        self.r_pad = np.zeros((h + h % 2, w + w % 2), np.float32)
+        self.r = self.r_pad[:h, :w]
+        self.up = np.empty_like(self.r_pad)
+
+    def half_sweep(self, source: np.ndarray, f: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+        """One colour's Gauss-Seidel update from the other colour: ``out = weights * (neighbours + f)``."""
+        s = _nsum(source, self.tmp)
+        s += f
+        np.multiply(s, weights, out=out)
+
+    def direct_solve(self, f: np.ndarray) -> np.ndarray:
+        g = self.grid
+        self.black.fill(0.0)
+        if g.lu is not None:
+            self.black.reshape(-1)[g.idx] = g.lu.solve(f.reshape(-1)[g.idx].astype(np.float64))
+        return self.black
 
 
 class _Hierarchy:
@@ -217,22 +198,33 @@ class _Hierarchy:
         self.levels = [_Work(g) for g in grids]
 
     def vcycle(self, f: np.ndarray, depth: int = 0) -> np.ndarray:
-        """Approximate A^-1 f; the result lives in the level's buffer ``u`` until the next call."""
+        """Approximate A^-1 f (0 off the region) from 0: a red-black Gauss-Seidel sweep before the coarse
+        correction and one in reverse order after it, so the cycle is symmetric in its smoothing. The result
+        lives in the level's buffer ``black`` until the next call."""
         level = self.levels[depth]
         if depth == len(self.levels) - 1:
             return level.direct_solve(f)
-        u = level.u
-        level.smooth(u, f, from_zero=True)
-        # Values off the region are never read below (smoothing weights and the direct solve see only the
-        # region, and a coarse cell is in the region only when its four fine cells are), so nothing is masked.
-        r = level.apply(u, level.r, masked=False)
-        np.subtract(f, r, out=r)
+        g, red, black = level.grid, level.red, level.black
+        np.multiply(f, g.w_red, out=red)  # the red half-sweep from 0 has no neighbour sum
+        level.half_sweep(red, f, g.w_black, black)
+        # After the black half-sweep the residual is 0 on black cells, and on red ones f - n red + the black
+        # neighbours = the black neighbours (n red = f). The sum of black neighbours is 0 on black cells (their
+        # neighbours are red or known), so one filter pass gives the residual, times the 4 that restriction
+        # (the mean of 2x2 blocks) needs to be their sum. Off the region the values are never read: a coarse
+        # cell is an unknown only when its four fine cells are.
+        cv2.filter2D(black, -1, _CROSS4, dst=level.r, borderType=cv2.BORDER_CONSTANT)
         coarse = self.levels[depth + 1]
-        _restrict(level, coarse.f)
+        cv2.resize(level.r_pad, coarse.f.shape[::-1], dst=coarse.f, interpolation=cv2.INTER_LINEAR)
         ec = self.vcycle(coarse.f, depth + 1)
-        _prolong_add(ec, level, u)
-        level.smooth(u, f, reverse=True)
-        return u
+        h, w = f.shape
+        cv2.resize(ec, level.up.shape[::-1], dst=level.up, interpolation=cv2.INTER_LINEAR)
+        # Bilinear prolongation onto the red cells only: the black half-sweep next replaces every black value.
+        cv2.accumulateProduct(level.up[:h, :w], g.red, red)
+        level.half_sweep(red, f, g.w_black, black)
+        s = _nsum(black, level.tmp)
+        s += f
+        cv2.accumulateProduct(s, g.w_red, black)  # black + the new red values: the whole iterate, in one array
+        return black
 
 
 def _build_grids(region: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> list[_Grid]:
@@ -244,25 +236,25 @@ def _build_grids(region: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> 
     return grids
 
 
-def _solve_channel(grids: list[_Grid], boundary: np.ndarray, tol: float, max_iterations: int) -> tuple:
-    """Flexible preconditioned conjugate gradients for one channel -> (h, iterations, last step, converged)."""
-    hier = _Hierarchy(grids)
-    level = hier.levels[0]
-    mask = grids[0].mask
-    known = boundary * (1.0 - mask)
+def _solve_channel(hier: _Hierarchy, boundary: np.ndarray, tol: float, max_iterations: int) -> tuple:
+    """Flexible preconditioned conjugate gradients for one channel -> (h, iterations, last step, converged).
+
+    The iterates x, p and z are 0 off the region; r and q are not (A p is not masked), which nothing reads:
+    the dot products meet r only through p and z, and the V-cycle reads f only on the region."""
+    grid = hier.levels[0].grid
+    known = boundary * (1.0 - grid.mask)
     r = _nsum(known, np.empty_like(known))  # the known neighbours move to the right-hand side
-    r *= mask
+    r *= grid.mask
     x = np.zeros_like(r)
     q = np.empty_like(r)
     z = hier.vcycle(r)  # the V-cycle's own buffer: read before the next V-cycle overwrites it
     p = z.copy()
-    rz = float(np.dot(r.ravel(), z.ravel()))
-    r0 = float(np.linalg.norm(r))
+    rz = rz0 = float(np.dot(r.ravel(), z.ravel()))
     last = 0.0
-    if r0 == 0.0:
+    if rz0 == 0.0:
         return x, 0, 0.0, True
     for it in range(1, max_iterations + 1):
-        level.apply(p, q)
+        grid.apply(p, q)
         pq = float(np.dot(p.ravel(), q.ravel()))
         alpha = rz / pq if pq > 0 else 0.0
         cv2.scaleAdd(p, alpha, x, dst=x)
@@ -271,13 +263,15 @@ def _solve_channel(grids: list[_Grid], boundary: np.ndarray, tol: float, max_ite
         last = abs(alpha) * max(p_max, -p_min)
         if not (np.isfinite(last) and np.isfinite(pq)):  # minMaxLoc skips NaNs; a NaN dot does not
             raise FloatingPointError("Poisson solve produced non-finite values")
-        # Converged when a step moves no pixel by more than tol, or when the residual is down at float32
-        # rounding level (further steps would only amplify rounding noise).
-        if last < tol or float(np.linalg.norm(r)) <= 1e-6 * r0:
+        if last < tol:  # no pixel moved by more than tol
             return x, it, last, True
         r_z_old = float(np.dot(r.ravel(), z.ravel()))
         z = hier.vcycle(r)
         rz_new = float(np.dot(r.ravel(), z.ravel()))
+        if rz_new <= 1e-12 * rz0:
+            # The (preconditioned) residual is down at float32 rounding level: further steps would only
+            # amplify rounding noise.
+            return x, it, last, True
         beta = (rz_new - r_z_old) / rz if rz > 0 else 0.0
         rz = rz_new
         cv2.scaleAdd(p, beta, z, dst=p)
@@ -285,37 +279,19 @@ def _solve_channel(grids: list[_Grid], boundary: np.ndarray, tol: float, max_ite
 
 
 def _solve_crop(
-    boundary: list[np.ndarray],
-    region: np.ndarray,
-    borders,
-    tol: float,
-    max_iterations: int,
-    info: PoissonInfo,
-    side_job=None,
-    finish=None,
+    boundary: list, region: np.ndarray, borders, tol: float, max_iterations: int, info: PoissonInfo, finish=None
 ) -> list[np.ndarray]:
-    """Solve every channel (a list of (h, w) crops); channels are independent systems, solved on a small
-    thread pool (numpy and OpenCV release the GIL). ``side_job`` (a callable, or None) runs on the same pool
-    after the channels are queued: with 3 channels on 2 threads it fills the thread that would otherwise idle
-    while the third channel is solved. A ``boundary`` item may be a callable that makes the channel's array, and
-    ``finish(c, solution)``, when given, maps each solution on the worker thread: per-channel work that would
-    otherwise run serially before or after the pool. Returns the (finished) channel solutions."""
+    """Solve every channel (a list of (h, w) crops, or callables making them); channels are independent
+    systems on one geometry, solved one after the other with one multigrid setup and one set of buffers
+    (a thread pool would not save CPU time: each channel's work is memory-bound array passes).
+    ``finish(c, solution)``, when given, maps each solution. Returns the (finished) channel solutions."""
     grids = _build_grids(region, borders)
     info.unknowns = grids[0].unknowns
-    chans = len(boundary)
-    jobs = chans + (side_job is not None)
-
-    def channel(c: int) -> tuple:
-        b = boundary[c]() if callable(boundary[c]) else boundary[c]
-        x, its, last, ok = _solve_channel(grids, b, tol, max_iterations)
-        return (finish(c, x) if finish is not None else x), its, last, ok
-
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, _THREADS))) as pool:
-        futures = [pool.submit(channel, c) for c in range(chans)]
-        side = pool.submit(side_job) if side_job is not None else None
-        results = [f.result() for f in futures]
-        if side is not None:
-            side.result()
+    hier = _Hierarchy(grids)
+    results = []
+    for c, b in enumerate(boundary):
+        x, its, last, ok = _solve_channel(hier, b() if callable(b) else b, tol, max_iterations)
+        results.append(((finish(c, x) if finish is not None else x), its, last, ok))
     info.cycles = max(r[1] for r in results)
     info.last_update = max(r[2] for r in results)
     if not all(r[3] for r in results):
@@ -375,16 +351,12 @@ def poisson_blend(
     if not region.any():
         return original.copy(), PoissonInfo(note="empty region: the original is returned")
     info = PoissonInfo()
-    result = np.empty_like(original)
     box, borders = _box(region)
     o_box, e_box, reg = original[box], edit[box], region[box]
 
     def finish(c: int, h: np.ndarray) -> np.ndarray:
         return np.add(h, e_box[..., c], out=h)  # the blended channel inside the region
 
-    # Every per-channel step runs on the solver's pool, and so does copying the whole image (which costs
-    # about as much as solving one channel of a small region): with 3 channels on 2 threads it fills the
-    # thread that would otherwise idle while the third channel is solved.
     blended = _solve_crop(
         [lambda c=c: np.subtract(o_box[..., c], e_box[..., c]) for c in range(original.shape[2])],
         reg,
@@ -392,9 +364,9 @@ def poisson_blend(
         tol,
         max_iterations,
         info,
-        side_job=lambda: np.copyto(result, original),
         finish=finish,
     )
+    result = original.copy()
     crop = result[box]
     for c, values in enumerate(blended):
         np.copyto(crop[..., c], values, where=reg)
