@@ -236,15 +236,22 @@ def _build_grids(region: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> 
     return grids
 
 
-def _solve_channel(hier: _Hierarchy, boundary: np.ndarray, tol: float, max_iterations: int) -> tuple:
-    """Flexible preconditioned conjugate gradients for one channel -> (h, iterations, last step, converged).
+def _rhs(values: np.ndarray, grid: _Grid) -> np.ndarray:
+    """The right-hand side: at each unknown, the sum of its known neighbours' values."""
+    known = values * (1.0 - grid.mask)
+    b = _nsum(known, known.copy())
+    b *= grid.mask
+    return b
+
+
+def _solve_channel(hier: _Hierarchy, b: np.ndarray, tol: float, max_iterations: int) -> tuple:
+    """Flexible preconditioned conjugate gradients for one right-hand side (overwritten: it becomes the
+    residual) -> (h, iterations, last step, converged).
 
     The iterates x, p and z are 0 off the region; r and q are not (A p is not masked), which nothing reads:
     the dot products meet r only through p and z, and the V-cycle reads f only on the region."""
     grid = hier.levels[0].grid
-    known = boundary * (1.0 - grid.mask)
-    r = _nsum(known, np.empty_like(known))  # the known neighbours move to the right-hand side
-    r *= grid.mask
+    r = b
     x = np.zeros_like(r)
     q = np.empty_like(r)
     z = hier.vcycle(r)  # the V-cycle's own buffer: read before the next V-cycle overwrites it
@@ -279,26 +286,33 @@ def _solve_channel(hier: _Hierarchy, boundary: np.ndarray, tol: float, max_itera
 
 
 def _solve_crop(
-    boundary: list, region: np.ndarray, borders, tol: float, max_iterations: int, info: PoissonInfo, finish=None
-) -> list[np.ndarray]:
-    """Solve every channel (a list of (h, w) crops, or callables making them); channels are independent
-    systems on one geometry, solved one after the other with one multigrid setup and one set of buffers
-    (a thread pool would not save CPU time: each channel's work is memory-bound array passes).
-    ``finish(c, solution)``, when given, maps each solution. Returns the (finished) channel solutions."""
+    values: np.ndarray, region: np.ndarray, borders, tol: float, max_iterations: int, info: PoissonInfo
+) -> np.ndarray:
+    """-> (h, w, C) float32: 0 off ``region``, on it the harmonic function that meets the (h, w, C) ``values``
+    of the pixels outside it (no flux across the image borders in ``borders``).
+
+    The channels are independent systems on one geometry: they are solved one after the other with one
+    multigrid setup and one set of buffers (a thread pool would not save CPU time: the work is memory-bound
+    array passes)."""
     grids = _build_grids(region, borders)
     info.unknowns = grids[0].unknowns
     hier = _Hierarchy(grids)
-    results = []
-    for c, b in enumerate(boundary):
-        x, its, last, ok = _solve_channel(hier, b() if callable(b) else b, tol, max_iterations)
-        results.append(((finish(c, x) if finish is not None else x), its, last, ok))
-    info.cycles = max(r[1] for r in results)
-    info.last_update = max(r[2] for r in results)
-    if not all(r[3] for r in results):
+    chans = values.shape[2]
+    solved, steps, its, ok = [], [], [], True
+    for c in range(chans):
+        b = _rhs(np.ascontiguousarray(values[..., c]), grids[0])
+        x, n, last, done = _solve_channel(hier, b, tol, max_iterations)
+        solved.append(x)
+        steps.append(last)
+        its.append(n)
+        ok = ok and done
+    info.cycles = max(its)
+    info.last_update = max(steps)
+    if not ok:
         info.converged = False
         info.note = f"Poisson solve stopped after {max_iterations} iterations; last step {info.last_update:.2e}"
         log.warning(info.note)
-    return [r[0] for r in results]
+    return cv2.merge(solved).reshape(*region.shape, chans)
 
 
 def solve_dirichlet_laplace(
@@ -321,14 +335,14 @@ def solve_dirichlet_laplace(
     y0, y1 = max(int(ys.min()) - 1, 0), min(int(ys.max()) + 2, h_img)
     x0, x1 = max(int(xs.min()) - 1, 0), min(int(xs.max()) + 2, w_img)
     solved = _solve_crop(
-        [np.ascontiguousarray(boundary[y0:y1, x0:x1, c]) for c in range(chans)],
+        np.asarray(boundary[y0:y1, x0:x1], np.float32),
         region[y0:y1, x0:x1],
         (y0 == 0, y1 == h_img, x0 == 0, x1 == w_img),
         tol,
         max_iterations,
         info,
     )
-    out[y0:y1, x0:x1] = np.where(region[y0:y1, x0:x1, None], np.stack(solved, axis=-1), out[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = np.where(region[y0:y1, x0:x1, None], solved, out[y0:y1, x0:x1])
     return out, info
 
 
@@ -354,22 +368,10 @@ def poisson_blend(
     box, borders = _box(region)
     o_box, e_box, reg = original[box], edit[box], region[box]
 
-    def finish(c: int, h: np.ndarray) -> np.ndarray:
-        return np.add(h, e_box[..., c], out=h)  # the blended channel inside the region
-
-    blended = _solve_crop(
-        [lambda c=c: np.subtract(o_box[..., c], e_box[..., c]) for c in range(original.shape[2])],
-        reg,
-        borders,
-        tol,
-        max_iterations,
-        info,
-        finish=finish,
-    )
+    blended = _solve_crop(np.subtract(o_box, e_box), reg, borders, tol, max_iterations, info)
+    blended += e_box
     result = original.copy()
-    crop = result[box]
-    for c, values in enumerate(blended):
-        np.copyto(crop[..., c], values, where=reg)
+    np.copyto(result[box], blended, where=reg[..., None])
     return result, info
 
 
@@ -388,13 +390,11 @@ def poisson_correction(
     reg = region[box]
     parts = _separate_parts(reg)
     if parts is None:
-        channels = [np.ascontiguousarray(diff[..., c]) for c in range(diff.shape[2])]
-        correction = _solve_crop(channels, reg, borders, tol, max_iterations, info)
-        return np.stack(correction, axis=-1), box, info
+        return _solve_crop(diff, reg, borders, tol, max_iterations, info), box, info
     out = np.zeros(diff.shape, np.float32)
     # Parts away from the image border are packed side by side into one small array and solved as one system
     # (each keeps its ring of known pixels, so no unknown of one neighbours another's): one multigrid setup and
-    # one thread pool instead of one per part. A part on the image border keeps its own box (its Neumann side).
+    # one setup instead of one per part. A part on the image border keeps its own box (its Neumann side).
     inner = [p for p in parts if not any(p[1])]
     if len(inner) > 1:
         _solve_packed(diff, inner, out, tol, max_iterations, info)
@@ -402,14 +402,12 @@ def poisson_correction(
     for sub, sub_borders, part in parts:
         if np.count_nonzero(part) <= _DIRECT_UNKNOWNS:
             # A small part is solved exactly by one factorisation for all channels: cheaper than setting up
-            # the multigrid and a thread pool for it.
+            # the multigrid for it.
             out[sub] += _direct_correction(diff[sub], part, sub_borders)
             info.unknowns += int(np.count_nonzero(part))
             continue
         part_info = PoissonInfo()
-        channels = [np.ascontiguousarray(diff[sub][..., c]) for c in range(diff.shape[2])]
-        solved = _solve_crop(channels, part, sub_borders, tol, max_iterations, part_info)
-        out[sub] += np.stack(solved, axis=-1)  # 0 off the part: parts never share a pixel
+        out[sub] += _solve_crop(diff[sub], part, sub_borders, tol, max_iterations, part_info)  # 0 off the part
         _add_info(info, part_info)
     return out, box, info
 
@@ -437,9 +435,8 @@ def _solve_packed(diff: np.ndarray, parts: list[tuple], out: np.ndarray, tol, ma
         h, w = part.shape
         region[y : y + h, x : x + w] = part
         values[y : y + h, x : x + w] = diff[sub]
-    channels = [np.ascontiguousarray(values[..., c]) for c in range(diff.shape[2])]
     part_info = PoissonInfo()
-    solved = np.stack(_solve_crop(channels, region, (False,) * 4, tol, max_iterations, part_info), axis=-1)
+    solved = _solve_crop(values, region, (False,) * 4, tol, max_iterations, part_info)
     for (sub, _, part), (y, x) in zip(parts, origins, strict=True):
         h, w = part.shape
         out[sub] += solved[y : y + h, x : x + w]  # 0 off the part: parts never share a pixel
@@ -452,7 +449,7 @@ def _solve_packed(diff: np.ndarray, parts: list[tuple], out: np.ndarray, tol, ma
 _MAX_PARTS_SHARE = 0.6
 _MAX_PARTS = 32
 # Parts of at most this many unknowns are solved directly, all channels at once (a sparse LU of a few hundred
-# unknowns takes a fraction of a millisecond, less than the multigrid's setup and thread pool; from a few
+# unknowns takes a fraction of a millisecond, less than the multigrid's setup; from a few
 # thousand unknowns on, the factorisation costs more than the multigrid).
 _DIRECT_UNKNOWNS = 1000
 
