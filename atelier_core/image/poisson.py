@@ -12,7 +12,9 @@ shifts there). It never falls back to another blend: when it cannot converge it 
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -26,6 +28,45 @@ _CROSS = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], np.float32)
 _LAPLACE = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
 _CROSS4 = 4.0 * _CROSS
 _COARSEST_UNKNOWNS = 1000
+
+
+class _SerialOpenCV:
+    """Runs OpenCV single-threaded while at least one solve is under way, then restores its thread count.
+
+    The solver's OpenCV calls work on arrays of a few hundred thousand pixels: split over worker threads they
+    finish no sooner on the 2-4 cores a ComfyUI machine spares (measured: the same wall time), but the workers'
+    start-up and spin-waits cost 30-40 % more CPU time. The count is process-wide, so nested and concurrent
+    solves share one save/restore: the last one out restores it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved = 1
+
+    def __enter__(self):
+        with self._lock:
+            if self._depth == 0:
+                self._saved = cv2.getNumThreads()
+                cv2.setNumThreads(1)
+            self._depth += 1
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                cv2.setNumThreads(self._saved)
+
+
+_SERIAL_OPENCV = _SerialOpenCV()
+
+
+def _opencv_serial(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with _SERIAL_OPENCV:
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -315,6 +356,7 @@ def _solve_crop(
     return cv2.merge(solved).reshape(*region.shape, chans)
 
 
+@_opencv_serial
 def solve_dirichlet_laplace(
     boundary: np.ndarray, region: np.ndarray, *, tol: float = 1e-3, max_iterations: int = 100
 ) -> tuple[np.ndarray, PoissonInfo]:
@@ -346,6 +388,7 @@ def solve_dirichlet_laplace(
     return out, info
 
 
+@_opencv_serial
 def poisson_blend(
     original: np.ndarray, edit: np.ndarray, region: np.ndarray, *, tol: float = 1e-3, max_iterations: int = 100
 ) -> tuple[np.ndarray, PoissonInfo]:
@@ -375,6 +418,7 @@ def poisson_blend(
     return result, info
 
 
+@_opencv_serial
 def poisson_correction(
     original: np.ndarray, edit: np.ndarray, region: np.ndarray, *, tol: float = 1e-3, max_iterations: int = 100
 ) -> tuple[np.ndarray, tuple[slice, slice], PoissonInfo]:
