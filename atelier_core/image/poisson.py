@@ -140,26 +140,52 @@ def _direct_correction(diff: np.ndarray, region: np.ndarray, borders) -> np.ndar
     return out
 
 
-def _coarsen_mask(mask: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> np.ndarray:
-    """A coarse cell is an unknown when all its fine cells are. Phantom cells past an image border copy their
-    neighbour (a Neumann side constrains nothing), so the coarse domain still reaches that border."""
-    h, w = mask.shape
-    padded = np.zeros((h + h % 2, w + w % 2), bool)
-    padded[:h, :w] = mask
+def _pad_even(a: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """``a`` padded to even sides for 2x2 blocks. Phantom cells past an image border copy their neighbour (a
+    Neumann side constrains nothing); past a crop edge they are 0 (known)."""
+    h, w = a.shape
+    padded = np.zeros((h + h % 2, w + w % 2), a.dtype)
+    padded[:h, :w] = a
     if h % 2 and borders[1]:
         padded[h] = padded[h - 1]
     if w % 2 and borders[3]:
         padded[:, w] = padded[:, w - 1]
+    return padded
+
+
+def _coarsen_mask(mask: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """A coarse cell is an unknown when all its fine cells are; thanks to the phantom cells the coarse domain
+    still reaches an image border."""
+    padded = _pad_even(mask, borders)
     return padded[0::2, 0::2] & padded[1::2, 0::2] & padded[0::2, 1::2] & padded[1::2, 1::2]
+
+
+def _coarse_diagonal(mask: np.ndarray, share: np.ndarray, size: int) -> np.ndarray:
+    """The diagonal of a coarse level's operator (cells of ``size`` x ``size`` finest pixels) that puts the
+    boundary where the finest grid has it.
+
+    A coarse cell is an unknown only when all its fine cells are, so a coarse grid's known cells reach into
+    the region, by more cells the coarser the grid: with the plain stencil (a known neighbour one coarse
+    spacing away) its corrections vanish too close to, or too far from, the true edge. Here a known
+    neighbour counts with 1 / theta, theta its distance in coarse spacings from the cell's centre to its
+    known finest pixels, estimated from ``share`` (the share of the neighbour's finest pixels that are
+    unknowns): (size + 1) / (2 size) + share. An unknown neighbour counts 1; past an image border there is
+    none. On four real pairs' regions (bench/bench_realpairs.py) the iterations summed over the channels fell
+    by a fifth on two (5 -> 4 each), rose by one on one channel of another, and the mean error left at the
+    same tolerance fell by a quarter to two thirds."""
+    unknown = mask.astype(np.float32)
+    weight = unknown + (1.0 - unknown) / (np.float32((size + 1) / (2 * size)) + share)
+    return _nsum(weight, np.empty_like(weight))
 
 
 class _Grid:
     """One level's geometry, shared by all channels: unknowns, their red/black colouring, smoothing weights."""
 
-    def __init__(self, mask: np.ndarray, borders: tuple[bool, bool, bool, bool]):
+    def __init__(self, mask: np.ndarray, borders: tuple[bool, bool, bool, bool], diagonal=None):
         h, w = mask.shape
         self.mask2d = mask
         self.borders = borders
+        self.diagonal = diagonal  # None: the plain stencil's (see _diagonal)
         self.unknowns = int(np.count_nonzero(mask))
         # Everything below stays float32 (mixed bool/float arithmetic takes numpy's slow casting loops).
         self.mask = mask.astype(np.float32)
@@ -172,7 +198,10 @@ class _Grid:
         self.lu = self._factorise() if self.unknowns <= _COARSEST_UNKNOWNS else None
 
     def _weights(self, cells: np.ndarray) -> np.ndarray:
-        """``cells / n``: n is 4 inside and one less per image border the cell lies on (Neumann)."""
+        """``cells / n``: n the diagonal; the plain stencil's is 4 inside and one less per image border the
+        cell lies on (Neumann)."""
+        if self.diagonal is not None:
+            return cells / np.maximum(self.diagonal, np.float32(1e-3))  # 0 off the region, whatever n is there
         w = cells * np.float32(0.25)
         top, bottom, left, right = self.borders
         if any(self.borders):
@@ -183,7 +212,8 @@ class _Grid:
         return w
 
     def _factorise(self):
-        self.idx, lu = _factorise(self.mask2d, _diagonal(self.mask2d.shape, self.borders))
+        n = self.diagonal if self.diagonal is not None else _diagonal(self.mask2d.shape, self.borders)
+        self.idx, lu = _factorise(self.mask2d, n)
         return lu
 
     def apply(self, u: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -270,8 +300,12 @@ class _Hierarchy:
 
 def _build_grids(region: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> list[_Grid]:
     grids = [_Grid(region, borders)]
+    share = grids[0].mask  # per cell of each level, the share of its finest pixels that are unknowns
     while grids[-1].lu is None and min(grids[-1].mask2d.shape) > 2:
-        grids.append(_Grid(_coarsen_mask(grids[-1].mask2d, borders), borders))
+        mask = _coarsen_mask(grids[-1].mask2d, borders)
+        # The mean of 2x2 blocks (a resize to exactly half the even-padded size).
+        share = cv2.resize(_pad_even(share, borders), mask.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        grids.append(_Grid(mask, borders, _coarse_diagonal(mask, share, 2 ** len(grids))))
     if grids[-1].lu is None:  # a long thin strip that cannot coarsen further: factorise it whatever its size
         grids[-1].lu = grids[-1]._factorise()
     return grids
