@@ -269,6 +269,10 @@ class _Hierarchy:
 
     def __init__(self, grids: list[_Grid]):
         self.levels = [_Work(g) for g in grids]
+        # The conjugate gradients' vectors and the finest grid's known cells, shared by the channels.
+        shape = grids[0].mask2d.shape
+        self.x, self.r, self.q, self.p = (np.empty(shape, np.float32) for _ in range(4))
+        self.known = 1.0 - grids[0].mask
 
     def vcycle(self, f: np.ndarray, depth: int = 0) -> np.ndarray:
         """Approximate A^-1 f (0 off the region) from 0: a red-black Gauss-Seidel sweep before the coarse
@@ -313,30 +317,25 @@ def _build_grids(region: np.ndarray, borders: tuple[bool, bool, bool, bool]) -> 
     return grids
 
 
-def _rhs(values: np.ndarray, grid: _Grid) -> np.ndarray:
-    """The right-hand side: at each unknown, the sum of its known neighbours' values."""
-    known = values * (1.0 - grid.mask)
-    b = _nsum(known, known.copy())
-    b *= grid.mask
-    return b
-
-
-def _solve_channel(hier: _Hierarchy, b: np.ndarray, tol: float, max_iterations: int) -> tuple:
-    """Flexible preconditioned conjugate gradients for one right-hand side (overwritten: it becomes the
-    residual) -> (h, iterations, last step, converged).
+def _solve_channel(hier: _Hierarchy, values: np.ndarray, tol: float, max_iterations: int) -> tuple:
+    """Flexible preconditioned conjugate gradients for one (h, w) channel, the solution left in ``hier.x``
+    -> (iterations, last step, converged).
 
     The iterates x, p and z are 0 off the region; r and q are not (A p is not masked), which nothing reads:
     the dot products meet r only through p and z, and the V-cycle reads f only on the region."""
     grid = hier.levels[0].grid
-    r = b
-    x = np.zeros_like(r)
-    q = np.empty_like(r)
+    x, r, q, p = hier.x, hier.r, hier.q, hier.p
+    # The right-hand side: at each unknown, the sum of its known neighbours' values.
+    np.multiply(values, hier.known, out=q)
+    _nsum(q, r)
+    r *= grid.mask
+    x.fill(0.0)
     z = hier.vcycle(r)  # the V-cycle's own buffer: read before the next V-cycle overwrites it
-    p = z.copy()
+    np.copyto(p, z)
     rz = rz0 = float(np.dot(r.ravel(), z.ravel()))
     last = 0.0
     if rz0 == 0.0:
-        return x, 0, 0.0, True
+        return 0, 0.0, True
     for it in range(1, max_iterations + 1):
         grid.apply(p, q)
         pq = float(np.dot(p.ravel(), q.ravel()))
@@ -348,18 +347,18 @@ def _solve_channel(hier: _Hierarchy, b: np.ndarray, tol: float, max_iterations: 
         if not (np.isfinite(last) and np.isfinite(pq)):  # minMaxLoc skips NaNs; a NaN dot does not
             raise FloatingPointError("Poisson solve produced non-finite values")
         if last < tol:  # no pixel moved by more than tol
-            return x, it, last, True
+            return it, last, True
         r_z_old = float(np.dot(r.ravel(), z.ravel()))
         z = hier.vcycle(r)
         rz_new = float(np.dot(r.ravel(), z.ravel()))
         if rz_new <= 1e-12 * rz0:
             # The (preconditioned) residual is down at float32 rounding level: further steps would only
             # amplify rounding noise.
-            return x, it, last, True
+            return it, last, True
         beta = (rz_new - r_z_old) / rz if rz > 0 else 0.0
         rz = rz_new
         cv2.scaleAdd(p, beta, z, dst=p)
-    return x, max_iterations, last, False
+    return max_iterations, last, False
 
 
 def _solve_crop(
@@ -370,16 +369,15 @@ def _solve_crop(
 
     The channels are independent systems on one geometry: they are solved one after the other with one
     multigrid setup and one set of buffers (a thread pool would not save CPU time: the work is memory-bound
-    array passes)."""
+    array passes, and fresh multi-megabyte arrays cost page faults)."""
     grids = _build_grids(region, borders)
     info.unknowns = grids[0].unknowns
     hier = _Hierarchy(grids)
-    chans = values.shape[2]
-    solved, steps, its, ok = [], [], [], True
-    for c in range(chans):
-        b = _rhs(np.ascontiguousarray(values[..., c]), grids[0])
-        x, n, last, done = _solve_channel(hier, b, tol, max_iterations)
-        solved.append(x)
+    out = np.empty(values.shape, np.float32)
+    steps, its, ok = [], [], True
+    for c in range(values.shape[2]):
+        n, last, done = _solve_channel(hier, values[..., c], tol, max_iterations)
+        out[..., c] = hier.x
         steps.append(last)
         its.append(n)
         ok = ok and done
@@ -389,7 +387,7 @@ def _solve_crop(
         info.converged = False
         info.note = f"Poisson solve stopped after {max_iterations} iterations; last step {info.last_update:.2e}"
         log.warning(info.note)
-    return cv2.merge(solved).reshape(*region.shape, chans)
+    return out
 
 
 @_opencv_serial
@@ -528,6 +526,7 @@ def _solve_packed(diff: np.ndarray, parts: list[tuple], out: np.ndarray, tol, ma
 # a few scattered parts otherwise make the solver work on a box that is mostly known pixels.
 _MAX_PARTS_SHARE = 0.6
 _MAX_PARTS = 32
+_FEW_PARTS = 4
 # Parts of at most this many unknowns are solved directly, all channels at once (a sparse LU of a few hundred
 # unknowns takes a fraction of a millisecond, less than the multigrid's setup; from a few
 # thousand unknowns on, the factorisation costs more than the multigrid).
@@ -538,19 +537,25 @@ def _separate_parts(region: np.ndarray) -> list[tuple] | None:
     """The region's 4-connected parts as (box, which box sides are image borders, the part's mask on the box),
     boxes taken with a one-pixel ring inside ``region``'s shape; or None when one solve is cheaper."""
     # Most regions are one part: the plain labelling (a quarter of the cost) says so before any statistics.
-    if not 2 < cv2.connectedComponents(region.view(np.uint8), connectivity=4)[0] <= _MAX_PARTS + 1:
+    n, labels = cv2.connectedComponents(region.view(np.uint8), connectivity=4)
+    if not 2 < n <= _MAX_PARTS + 1:
         return None
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(region.view(np.uint8), connectivity=4)
-    boxes = stats[1:, cv2.CC_STAT_WIDTH].astype(np.int64) * stats[1:, cv2.CC_STAT_HEIGHT]
-    if boxes.sum() > _MAX_PARTS_SHARE * region.size:
+    if n <= _FEW_PARTS + 1:  # a few parts: their boxes from the labels cost less than the statistics pass
+        masks = [(labels == i).view(np.uint8) for i in range(1, n)]
+        rects = np.array([cv2.boundingRect(m) for m in masks], np.int64).reshape(-1, 4)
+    else:
+        del labels  # freed first, its memory serves the next labelling (fresh pages cost more than the pass)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(region.view(np.uint8), connectivity=4)
+        masks, rects = None, stats[1:, :4].astype(np.int64)
+    if (rects[:, 2] * rects[:, 3]).sum() > _MAX_PARTS_SHARE * region.size:
         return None
     h, w = region.shape
     parts = []
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
+    for i, (x, y, bw, bh) in enumerate(rects.tolist(), start=1):
         y0, y1, x0, x1 = max(y - 1, 0), min(y + bh + 1, h), max(x - 1, 0), min(x + bw + 1, w)
         sub = (slice(y0, y1), slice(x0, x1))
-        parts.append((sub, (y0 == 0, y1 == h, x0 == 0, x1 == w), labels[sub] == i))
+        part = masks[i - 1][sub].view(bool) if masks is not None else labels[sub] == i
+        parts.append((sub, (y0 == 0, y1 == h, x0 == 0, x1 == w), part))
     return parts
 
 
