@@ -342,13 +342,13 @@ def _solve_channel(hier: _Hierarchy, values: np.ndarray, tol: float, max_iterati
         pq = float(np.dot(p.ravel(), q.ravel()))
         alpha = rz / pq if pq > 0 else 0.0
         cv2.scaleAdd(p, alpha, x, dst=x)
-        cv2.scaleAdd(q, -alpha, r, dst=r)
         p_min, p_max, _, _ = cv2.minMaxLoc(p)
         last = abs(alpha) * max(p_max, -p_min)
         if not (np.isfinite(last) and np.isfinite(pq)):  # minMaxLoc skips NaNs; a NaN dot does not
             raise FloatingPointError("Poisson solve produced non-finite values")
         if last < tol:  # no pixel moved by more than tol
             return it, last, True
+        cv2.scaleAdd(q, -alpha, r, dst=r)
         r_z_old = float(np.dot(r.ravel(), z.ravel()))
         z = hier.vcycle(r)
         rz_new = float(np.dot(r.ravel(), z.ravel()))
