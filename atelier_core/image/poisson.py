@@ -5,10 +5,11 @@ they are not asked to: :func:`poisson_blend` returns the original bit for bit ou
 
 The Poisson solver is conjugate gradients preconditioned by our own geometric multigrid V-cycle (cell-centred,
 red-black Gauss-Seidel smoothing, bilinear prolongation, coarse operators that keep the finest grid's boundary
-distance, a direct sparse solve on the coarsest grid), one channel after the other on one setup. It solves the discrete equation exactly to a
-tolerance rather than approximately, works on the bounding box of the region only, and treats the image border
-as a Neumann boundary, so regions touching the border are handled correctly (``cv2.seamlessClone`` asserts or
-shifts there). It never falls back to another blend: when it cannot converge it says so in its result.
+distance, a direct sparse solve on the coarsest grid), one channel after the other on one setup. It solves the
+discrete equation exactly to a tolerance rather than approximately, works on the bounding box of the region
+only, and treats the image border as a Neumann boundary, so regions touching the border are handled correctly
+(``cv2.seamlessClone`` asserts or shifts there). It never falls back to another blend: when it cannot converge it
+says so in its result.
 """
 
 from __future__ import annotations
