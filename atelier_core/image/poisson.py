@@ -467,11 +467,12 @@ def poisson_correction(
     """
     info = PoissonInfo()
     box, borders = _box(region)
-    diff = np.subtract(original[box], edit[box], dtype=np.float32)
     reg = region[box]
     parts = _separate_parts(reg)
     if parts is None:
+        diff = np.subtract(original[box], edit[box], dtype=np.float32)
         return _solve_crop(diff, reg, borders, tol, max_iterations, info), box, info
+    diff = _PartsDiff(original[box], edit[box])
     out = np.zeros(diff.shape, np.float32)
     # Parts away from the image border are packed side by side into one small array and solved as one system
     # (each keeps its ring of known pixels, so no unknown of one neighbours another's): one multigrid setup
@@ -493,6 +494,17 @@ def poisson_correction(
     return out, box, info
 
 
+class _PartsDiff:
+    """original - edit on a part's box, made when the part is solved: the parts' boxes cover at most
+    ``_MAX_PARTS_SHARE`` of the region's box."""
+
+    def __init__(self, original: np.ndarray, edit: np.ndarray):
+        self.original, self.edit, self.shape = original, edit, original.shape
+
+    def __getitem__(self, sub: tuple[slice, slice]) -> np.ndarray:
+        return np.subtract(self.original[sub], self.edit[sub], dtype=np.float32)
+
+
 def _pack(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]]:
     """Shelf packing of (h, w) boxes, tallest first: -> (each box's (y, x) origin, the atlas's (h, w))."""
     width = max(max(w for _, w in sizes), int(np.ceil(np.sqrt(1.2 * sum(h * w for h, w in sizes)))))
@@ -507,7 +519,7 @@ def _pack(sizes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[in
     return origins, (y + shelf, width)
 
 
-def _solve_packed(diff: np.ndarray, parts: list[tuple], out: np.ndarray, tol, max_iterations, info) -> None:
+def _solve_packed(diff: _PartsDiff, parts: list[tuple], out: np.ndarray, tol, max_iterations, info) -> None:
     """Solve ``parts`` (none on the image border) as one system on a packed atlas; add each into ``out``."""
     origins, (ah, aw) = _pack([part.shape for _, _, part in parts])
     region = np.zeros((ah, aw), bool)
