@@ -73,12 +73,15 @@ def test_default_tolerance_error_is_a_small_fraction_of_an_8bit_level():
     assert info.unknowns == int(region.sum()) and info.cycles >= 1
 
 
+@pytest.mark.parametrize("few_parts", [0, 32])
 @pytest.mark.parametrize("direct_up_to", [0, 4000])
-def test_correction_solves_scattered_parts_one_by_one_as_one_system(monkeypatch, direct_up_to):
+def test_correction_solves_scattered_parts_one_by_one_as_one_system(monkeypatch, direct_up_to, few_parts):
     """A large part and small ones scattered over the frame (one at the image border, two touching only at a
     corner, which are separate 4-connected parts) are solved part by part: the same answer as the textbook,
-    whether each part goes through the multigrid or (small parts) through one direct factorisation."""
+    whether each part goes through the multigrid or (small parts) through one direct factorisation, and
+    whether the parts' boxes come from the labelling's statistics or (a few parts) from each part's mask."""
     monkeypatch.setattr(poisson, "_DIRECT_UNKNOWNS", direct_up_to)
+    monkeypatch.setattr(poisson, "_FEW_PARTS", few_parts)
     rng = np.random.default_rng(5)
     h, w = 90, 120
     original = rng.random((h, w, 3)).astype(np.float32)
@@ -122,6 +125,74 @@ def test_full_and_empty_regions_and_channel_counts():
         region[5:30, 5:45] = True
         out, _ = poisson.poisson_blend(original, edit, region)
         assert out.shape == original.shape and np.array_equal(out[~region], original[~region])
+
+
+@pytest.mark.parametrize("chans", [1, 2, 5])
+def test_any_channel_count_matches_a_direct_solve_on_several_levels(chans):
+    """Channels are solved one after the other on one multigrid setup (five channels: more than OpenCV's
+    per-pixel transforms take); odd sides and a region on two image borders give coarse grids with phantom
+    cells and Neumann sides on every level."""
+    rng = np.random.default_rng(7)
+    h, w = 71, 93
+    original = rng.random((h, w, chans)).astype(np.float32)
+    edit = rng.random((h, w, chans)).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    region = ((yy - 50) ** 2 + (xx - 70) ** 2 < 30**2) | ((yy > 60) & (xx > 20))
+    assert region[-1].any() and region[:, -1].any() and not region[0].any()
+    out, info = poisson.poisson_blend(original, edit, region, tol=1e-7)
+    assert len(poisson._build_grids(region, (False, True, False, True))) >= 3
+    assert np.abs(out - _reference(original, edit, region)).max() < 2e-5
+    assert np.array_equal(out[~region], original[~region]) and info.converged
+
+
+def test_coarse_levels_couple_to_known_cells_by_their_distance_to_the_true_edge():
+    """Level 1 (2x2 cells): a known neighbour whose finest pixels are all known sits 3/4 of a coarse spacing
+    from the cell's centre (coupling 4/3); one whose near half is unknown sits 5/4 away (4/5)."""
+    mask = np.zeros((3, 4), bool)
+    mask[1, 1:3] = True
+    share = np.zeros((3, 4), np.float32)
+    share[1, 3] = 0.5  # right of (1, 2): half its finest pixels are unknowns
+    n = poisson._coarse_diagonal(mask, share, 2)
+    assert n[1, 1] == pytest.approx(1 + 3 * 4 / 3)  # unknown right neighbour, three fully known ones
+    assert n[1, 2] == pytest.approx(1 + 2 * 4 / 3 + 1 / (0.75 + 0.5))
+    # The finest level's plain stencil is the same rule with size 1: a known neighbour at one spacing.
+    fine = poisson._coarse_diagonal(mask, mask.astype(np.float32), 1)
+    assert fine[1, 1] == pytest.approx(4.0)
+
+
+def test_opencv_runs_single_threaded_during_a_solve_and_is_restored(monkeypatch):
+    """The solve's OpenCV calls run on the calling thread (worker threads cost CPU time, not wall time, at
+    these sizes); the thread count is restored afterwards, also when solves overlap on two threads."""
+    import threading
+
+    import cv2
+
+    seen = []
+    real = poisson._solve_crop
+
+    def spy(*args, **kwargs):
+        seen.append(cv2.getNumThreads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(poisson, "_solve_crop", spy)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        rng = np.random.default_rng(8)
+        original = rng.random((60, 70, 3)).astype(np.float32)
+        edit = rng.random((60, 70, 3)).astype(np.float32)
+        region = np.zeros((60, 70), bool)
+        region[10:50, 10:60] = True
+        workers = [threading.Thread(target=poisson.poisson_correction, args=(original, edit, region)) for _ in range(2)]
+        for t in workers:
+            t.start()
+        poisson.poisson_blend(original, edit, region)
+        for t in workers:
+            t.join()
+        assert seen == [1, 1, 1]
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_mismatched_shapes_are_refused():

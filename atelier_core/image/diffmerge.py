@@ -56,10 +56,10 @@ BLEND_MODES = ("poisson", "multiband", "alpha")
 USER_MASK_MODES = ("add", "subtract", "replace")
 # Clean-up closes gaps and notches up to twice this wide (original pixels) inside a changed region.
 _CLOSE_GAPS_PX = 4.0
-# The Poisson solve stops when a step moves no pixel by more than this: on the real pairs' 150-240 k-unknown
-# regions the result is then within 0.9 of an 8-bit level of the exact solution at its worst pixel, one or two
-# iterations (12-15 ms of CPU each) fewer than at 4e-3 (0.4 of a level) and 1e-3 (bench/bench_realpairs.py; the
-# solver's own default stays 1e-3).
+# The Poisson solve stops when a step moves no pixel by more than this: on the real pairs' 60-240 k-unknown
+# regions the result is then within 0.8 of an 8-bit level of the exact solution at its worst pixel, one or two
+# iterations (about 10 ms of CPU each for three channels) fewer than at 4e-3 (0.35 of a level) and 1e-3
+# (bench/bench_realpairs.py; the solver's own default stays 1e-3).
 _POISSON_TOL = 8e-3
 # Small faint regions farther than this (original pixels) from the main change may be re-rendered texture.
 _SCATTER_FAR_PX = 48.0
