@@ -160,41 +160,6 @@ def test_coarse_levels_couple_to_known_cells_by_their_distance_to_the_true_edge(
     assert fine[1, 1] == pytest.approx(4.0)
 
 
-def test_opencv_runs_single_threaded_during_a_solve_and_is_restored(monkeypatch):
-    """The solve's OpenCV calls run on the calling thread (worker threads cost CPU time, not wall time, at
-    these sizes); the thread count is restored afterwards, also when solves overlap on two threads."""
-    import threading
-
-    import cv2
-
-    seen = []
-    real = poisson._solve_crop
-
-    def spy(*args, **kwargs):
-        seen.append(cv2.getNumThreads())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(poisson, "_solve_crop", spy)
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(3)
-    try:
-        rng = np.random.default_rng(8)
-        original = rng.random((60, 70, 3)).astype(np.float32)
-        edit = rng.random((60, 70, 3)).astype(np.float32)
-        region = np.zeros((60, 70), bool)
-        region[10:50, 10:60] = True
-        workers = [threading.Thread(target=poisson.poisson_correction, args=(original, edit, region)) for _ in range(2)]
-        for t in workers:
-            t.start()
-        poisson.poisson_blend(original, edit, region)
-        for t in workers:
-            t.join()
-        assert seen == [1, 1, 1]
-        assert cv2.getNumThreads() == 3
-    finally:
-        cv2.setNumThreads(before)
-
-
 def test_mismatched_shapes_are_refused():
     with pytest.raises(ValueError, match="shapes differ"):
         poisson.poisson_blend(np.zeros((4, 4, 3)), np.zeros((4, 5, 3)), np.ones((4, 4), bool))

@@ -14,9 +14,7 @@ says so in its result.
 
 from __future__ import annotations
 
-import functools
 import logging
-import threading
 from dataclasses import dataclass
 
 import cv2
@@ -32,45 +30,6 @@ _CROSS4 = 4.0 * _CROSS
 # The coarsest grid is solved by a sparse LU made for each solve: at 500 unknowns it costs a fraction of a
 # millisecond, and on the real pairs' regions the cycle needs no more iterations than with 1000.
 _COARSEST_UNKNOWNS = 500
-
-
-class _SerialOpenCV:
-    """Runs OpenCV single-threaded while at least one solve is under way, then restores its thread count.
-
-    The solver's OpenCV calls work on arrays of a few hundred thousand pixels: split over worker threads they
-    finish no sooner on the 2-4 cores a ComfyUI machine spares (measured: the same wall time), but the workers'
-    start-up and spin-waits cost 30-40 % more CPU time. The count is process-wide, so nested and concurrent
-    solves share one save/restore: the last one out restores it."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._saved = 1
-
-    def __enter__(self):
-        with self._lock:
-            if self._depth == 0:
-                self._saved = cv2.getNumThreads()
-                cv2.setNumThreads(1)
-            self._depth += 1
-
-    def __exit__(self, *exc):
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                cv2.setNumThreads(self._saved)
-
-
-_SERIAL_OPENCV = _SerialOpenCV()
-
-
-def _opencv_serial(func):
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        with _SERIAL_OPENCV:
-            return func(*args, **kwargs)
-
-    return wrapper
 
 
 @dataclass
@@ -370,8 +329,8 @@ def _solve_crop(
     of the pixels outside it (no flux across the image borders in ``borders``).
 
     The channels are independent systems on one geometry: they are solved one after the other with one
-    multigrid setup and one set of buffers (a thread pool would not save CPU time: the work is memory-bound
-    array passes, and fresh multi-megabyte arrays cost page faults)."""
+    multigrid setup and one set of buffers (fresh multi-megabyte arrays cost page faults). A thread pool over
+    the channels saves no CPU time, and on 2 cores little wall time, as OpenCV already splits the larger passes."""
     grids = _build_grids(region, borders)
     info.unknowns = grids[0].unknowns
     hier = _Hierarchy(grids)
@@ -392,7 +351,6 @@ def _solve_crop(
     return out
 
 
-@_opencv_serial
 def solve_dirichlet_laplace(
     boundary: np.ndarray, region: np.ndarray, *, tol: float = 1e-3, max_iterations: int = 100
 ) -> tuple[np.ndarray, PoissonInfo]:
@@ -425,7 +383,6 @@ def solve_dirichlet_laplace(
     return out, info
 
 
-@_opencv_serial
 def poisson_blend(
     original: np.ndarray, edit: np.ndarray, region: np.ndarray, *, tol: float = 1e-3, max_iterations: int = 100
 ) -> tuple[np.ndarray, PoissonInfo]:
@@ -455,7 +412,6 @@ def poisson_blend(
     return result, info
 
 
-@_opencv_serial
 def poisson_correction(
     original: np.ndarray, edit: np.ndarray, region: np.ndarray, *, tol: float = 1e-3, max_iterations: int = 100
 ) -> tuple[np.ndarray, tuple[slice, slice], PoissonInfo]:
