@@ -145,6 +145,34 @@ def test_any_channel_count_matches_a_direct_solve_on_several_levels(chans):
     assert np.array_equal(out[~region], original[~region]) and info.converged
 
 
+@pytest.mark.parametrize("chans", [1, 3, 4])
+def test_a_large_regions_channels_on_the_thread_pool_give_what_one_after_the_other_gives(monkeypatch, chans):
+    """From _PARALLEL_UNKNOWNS on, the channels are solved side by side, each with its own buffers: the same
+    numbers as one after the other on one set of buffers (any channel count, the pool smaller or larger)."""
+    rng = np.random.default_rng(9)
+    h, w = 180, 240
+    original = rng.random((h, w, chans)).astype(np.float32)
+    edit = rng.random((h, w, chans)).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    region = ((yy - 90) ** 2 / 80**2 + (xx - 130) ** 2 / 110**2 < 1) | (xx > w - 6)
+    assert region.sum() >= poisson._PARALLEL_UNKNOWNS
+    pooled = []
+    real = poisson.ThreadPoolExecutor
+
+    def counting(*args, **kwargs):
+        pooled.append(kwargs.get("max_workers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(poisson, "ThreadPoolExecutor", counting)
+    monkeypatch.setattr(poisson, "_THREADS", 2)
+    parallel, box, info = poisson.poisson_correction(original, edit, region)
+    monkeypatch.setattr(poisson, "_PARALLEL_UNKNOWNS", 10**9)
+    serial, serial_box, serial_info = poisson.poisson_correction(original, edit, region)
+    assert pooled == ([2] if chans > 1 else [])
+    assert np.array_equal(parallel, serial) and box == serial_box
+    assert info.converged and info.cycles == serial_info.cycles
+
+
 def test_coarse_levels_couple_to_known_cells_by_their_distance_to_the_true_edge():
     """Level 1 (2x2 cells): a known neighbour whose finest pixels are all known sits 3/4 of a coarse spacing
     from the cell's centre (coupling 4/3); one whose near half is unknown sits 5/4 away (4/5)."""
