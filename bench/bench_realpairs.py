@@ -1,7 +1,7 @@
 """Our diff-merge and flux-kontext-diff-merge on real Kontext outputs: what each merge keeps, and how long it takes.
 
     python bench/bench_realpairs.py --peer /tmp/peers/flux-kontext-diff-merge [PAIR_FOLDER ...] [--repeat 2]
-        [--json-out FILE] [--profile]
+        [--clock wall|cpu] [--opencv-threads N] [--json-out FILE] [--profile]
 
 Each pair folder holds ``original.png`` and ``edited.png`` (a real Kontext output made from it); with no folder
 given, every folder under ``../shared/realpairs`` is run. The pairs are evaluation data: never commit them.
@@ -220,6 +220,12 @@ def main() -> int:
         default="wall",
         help="wall: seconds waited; cpu: CPU seconds of this process, all threads (steadier on a shared machine)",
     )
+    ap.add_argument(
+        "--opencv-threads",
+        type=int,
+        help="OpenCV's thread count for both merges (default: its own, one per core); 1 measures the work without "
+        "its worker threads' start-ups and spin-waits, which add CPU time to both merges' OpenCV calls",
+    )
     ap.add_argument("--json-out", type=Path, help="also write the figures as JSON")
     ap.add_argument("--profile", action="store_true", help="also print where our time goes on each pair")
     ap.add_argument("--reports", action="store_true", help="also print our merge report for each pair")
@@ -227,7 +233,9 @@ def main() -> int:
     folders = args.pairs or sorted(p for p in DEFAULT_PAIRS.iterdir() if (p / "original.png").is_file())
     peer = load_peer(args.peer)[0] if args.peer else None
     out = sys.stdout
-    out.write(f"cv2 threads {cv2.getNumThreads()}\n")
+    if args.opencv_threads is not None:
+        cv2.setNumThreads(args.opencv_threads)
+    out.write(f"cv2 threads {cv2.getNumThreads()}, clock {args.clock}\n")
     rows = []
     for folder in folders:
         rows.append(run_pair(folder, peer, args.repeat, args.far, ROOT / "bench" / "out", CLOCK[args.clock]))
