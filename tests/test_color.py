@@ -83,3 +83,27 @@ def test_ciede2000_never_exceeds_2_1_times_cie76(a, b):
     d76 = float(color.delta_e_cie76(a, b))
     assert d00 <= 2.1 * d76 + 1e-9
     assert float(color.delta_e_ciede2000(a, a)) < 1e-9
+
+
+def test_hue_free_ciede2000_bounds_hold_on_every_kind_of_colour_pair():
+    """The bounds that settle most pixels without the hue terms must hold on every pair: grey and near-grey
+    colours (G near 0.5, zero chroma), saturated blues (where the rotation term R_T is largest), small and large
+    differences, in float32 as the map computes them."""
+    rng = np.random.default_rng(4)
+    n = 200000
+    lab1 = np.stack([rng.uniform(0, 100, n), rng.uniform(-110, 110, n), rng.uniform(-110, 110, n)], axis=1)
+    lab1[: n // 4, 1:] *= rng.uniform(0, 0.05, (n // 4, 1))  # near grey
+    blue = slice(n // 4, n // 2)  # hue near 275 degrees, high chroma: the rotation term's home
+    hue, chroma = np.radians(rng.uniform(250, 300, n // 4)), rng.uniform(20, 110, n // 4)
+    lab1[blue, 1], lab1[blue, 2] = chroma * np.cos(hue), chroma * np.sin(hue)
+    step = rng.normal(0, 1, (n, 3)) * rng.choice([0.5, 3.0, 10.0, 40.0], (n, 1))
+    lab2 = lab1 + step
+    lab2[:1000] = lab1[:1000]  # identical pairs
+    lab1, lab2 = lab1.astype(np.float32), lab2.astype(np.float32)
+    exact = color.delta_e_ciede2000(lab1.astype(np.float64), lab2.astype(np.float64))
+    low, high = color.ciede2000_bounds(lab1, lab2)
+    assert (low <= exact * (1 + 1e-5) + 1e-4).all()
+    assert (high >= exact * (1 - 1e-5) - 1e-4).all()
+    # And they are tight enough to be worth it: around a threshold of 6, most pairs are settled by them.
+    near = (exact > 3) & (exact < 12)
+    assert ((low[near] > 6) | (high[near] <= 6)).mean() > 0.5
