@@ -5,7 +5,7 @@ they are not asked to: :func:`poisson_blend` returns the original bit for bit ou
 
 The Poisson solver is conjugate gradients preconditioned by our own geometric multigrid V-cycle (cell-centred,
 red-black Gauss-Seidel smoothing, bilinear prolongation, coarse operators that keep the finest grid's boundary
-distance, a direct sparse solve on the coarsest grid), one channel after the other on one setup. It solves the
+distance, a direct sparse solve on the coarsest grid), the channels on one setup. It solves the
 discrete equation exactly to a tolerance rather than approximately, works on the bounding box of the region
 only, and treats the image border as a Neumann boundary, so regions touching the border are handled correctly
 (``cv2.seamlessClone`` asserts or shifts there). It never falls back to another blend: when it cannot converge it
@@ -198,7 +198,7 @@ class _Grid:
 
 
 class _Work:
-    """One level's buffers, reused by every channel (they are solved one after the other). Every hot operation
+    """One level's buffers, reused by the channels a hierarchy solves one after the other. Every hot operation
     works in place: fresh multi-megabyte arrays cost page faults that take longer than the arithmetic."""
 
     def __init__(self, grid: _Grid):
@@ -236,7 +236,7 @@ class _Hierarchy:
 
     def __init__(self, grids: list[_Grid]):
         self.levels = [_Work(g) for g in grids]
-        # The conjugate gradients' vectors and the finest grid's known cells, shared by the channels.
+        # The conjugate gradients' vectors and the finest grid's known cells, reused by its channels.
         shape = grids[0].mask2d.shape
         self.x, self.r, self.q, self.p = (np.empty(shape, np.float32) for _ in range(4))
         self.known = 1.0 - grids[0].mask
