@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core.image import diffmerge, diffmerge_chain, diffmerge_delta, diffmerge_kind
+from atelier_core.image import color, diffmerge, diffmerge_chain, diffmerge_delta, diffmerge_kind
 
 DATA = Path(__file__).parent / "data"
 
@@ -210,3 +210,18 @@ def test_a_small_local_change_takes_the_pixel_list_pass(monkeypatch):
     assert len(calls) == 1 and calls[0] <= diffmerge_delta._SPARSE_SHARE
     assert one.hard_mask[500:560, 400:520].mean() > 0.9
     assert (one.hard_mask == two.hard_mask).all()
+
+
+def test_the_map_keeps_float64_precision_through_its_gathers():
+    """delta_e_map on float64 images computes in float64 (its pixel gathers keep the type): the pixels that need
+    the whole formula get the float64 value of a float64 CIEDE2000."""
+    rng = np.random.default_rng(12)
+    original = rng.random((40, 50, 3))
+    edited = np.clip(original + rng.normal(0, 0.04, original.shape), 0, 1)
+    got = diffmerge_delta.delta_e_map(original, edited, "ciede2000", 6.0, 0.0, 0)
+    assert got.dtype == np.float64
+    exact = color.delta_e_ciede2000(color.srgb_to_lab(original), color.srgb_to_lab(edited))
+    decided = (got > 6.0) == (exact > 6.0)
+    assert decided.all()
+    open_ = (got == exact) & (exact > 3)
+    assert open_.any() and np.array_equal(got[open_], exact[open_])

@@ -294,7 +294,8 @@ class _PixelLab:
 
 
 def _rows(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """``values.reshape(-1, 3)[idx]`` for float32 (..., 3) values, each pixel read as one 12-byte record (a fifth
-    less time than numpy's row gather on (N, 3) floats, a fifth of fancy indexing's)."""
-    records = np.ascontiguousarray(values, np.float32).reshape(-1, 3).view(np.dtype((np.void, 12))).reshape(-1)
-    return np.take(records, idx).view(np.float32).reshape(-1, 3)
+    """``values.reshape(-1, 3)[idx]`` for (..., 3) values of any float type, each pixel read as one record of its
+    three values (a fifth less time than numpy's row gather on (N, 3) floats, a fifth of fancy indexing's)."""
+    flat = np.ascontiguousarray(values).reshape(-1, 3)
+    records = flat.view(np.dtype((np.void, 3 * flat.itemsize))).reshape(-1)
+    return np.take(records, idx).view(flat.dtype).reshape(-1, 3)
