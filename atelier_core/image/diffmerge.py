@@ -381,9 +381,7 @@ def _difference_map(
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     else:
         threshold = float(opts.threshold)
-        de = two_pass_delta_e(
-            o_pred, e_s, None, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide
-        )
+        de = two_pass_delta_e(o_pred, e_s, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide)
     if inputs.o_alpha is not None:
         e_alpha_s = scale.small(inputs.e_alpha[..., None]).reshape(scale.dh, scale.dw, 1)
         if alignment.ok and not alignment.is_identity:
@@ -527,9 +525,7 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     # copies average the predicted pixels, as the re-render shows them, rather than predicting averages.)
     o_pred = predict(o_s) if predict is not None else o_s
     halves = half_size(o_pred, e_s) if not opts.auto_threshold else None
-    share, spread = _kind.quick_changes(
-        o_pred, e_s, None, valid_s, opts.formula.lower(), opts.threshold, 1.0, halves=halves
-    )
+    share, spread = _kind.quick_changes(o_pred, e_s, valid_s, opts.formula.lower(), opts.threshold, 1.0, halves=halves)
     kind = _kind.decide(alignment, share, scale.dw, scale.dh)
     if kind.whole:
         log.info("Kontext Diff-Merge: %s", kind.reason)

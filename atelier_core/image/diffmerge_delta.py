@@ -142,7 +142,6 @@ def half_size(original_rgb: np.ndarray, edit_rgb: np.ndarray) -> tuple[np.ndarra
 def two_pass_delta_e(
     original_rgb: np.ndarray,
     edit_rgb: np.ndarray,
-    predict,
     formula: str,
     threshold: float,
     sigma: float,
@@ -150,37 +149,36 @@ def two_pass_delta_e(
     halves: tuple[np.ndarray, np.ndarray] | None = None,
     wide: bool = False,
 ) -> np.ndarray:
-    """``delta_e_map(predict(original_rgb), edit_rgb, ...)`` wherever it can pass ``threshold``, 0 elsewhere.
+    """``delta_e_map(original_rgb, edit_rgb, ...)`` wherever it can pass ``threshold``, 0 elsewhere.
 
-    ``predict`` (a per-pixel colour function, or None) turns the original's colours into the re-render's. The
+    ``original_rgb`` is the original as the re-render would show it (the caller's colour prediction applied). The
     full-size map is computed only at the pixels a half-size pass finds candidates at (grown by 2 half-size px),
     with their context, so that each comes out as in one pass.
     ``halves``: half_size(original_rgb, edit_rgb) when the caller has it already. ``wide``: the caller
     knows the candidates would cover most of the frame (the half-size pass would be spent for nothing)."""
-    predict = predict if predict is not None else (lambda rgb: rgb)
     h, w = original_rgb.shape[:2]
 
     def one_pass() -> np.ndarray:
-        return delta_e_map(predict(original_rgb), edit_rgb, formula, threshold, sigma, envelope)
+        return delta_e_map(original_rgb, edit_rgb, formula, threshold, sigma, envelope)
 
     halves = halves if halves is not None or wide else half_size(original_rgb, edit_rgb)
     if halves is None:
         return one_pass()
     low = threshold * CANDIDATE_SHARE
-    candidates = (delta_e_map(predict(halves[0]), halves[1], formula, low, sigma / 2, envelope) > low).view(np.uint8)
+    candidates = (delta_e_map(halves[0], halves[1], formula, low, sigma / 2, envelope) > low).view(np.uint8)
     candidates = cv2.dilate(candidates, np.ones((5, 5), np.uint8))
     # Each half-size pixel stands for its 2x2 full-size pixels; an odd last row or column repeats its neighbour.
     wanted = np.repeat(np.repeat(candidates, 2, axis=0), 2, axis=1)
     wanted = np.pad(wanted, ((0, h - wanted.shape[0]), (0, w - wanted.shape[1])), mode="edge").view(bool)
     if wanted.mean() <= _SPARSE_SHARE:
-        return _sparse_pass(original_rgb, edit_rgb, predict, wanted, formula, threshold, sigma, envelope)
+        return _sparse_pass(original_rgb, edit_rgb, wanted, formula, threshold, sigma, envelope)
     rows, cols, half = -(-h // SPREAD_TILE), -(-w // SPREAD_TILE), SPREAD_TILE // 2
     grid = np.zeros((rows * half, cols * half), np.uint8)
     grid[: h // 2, : w // 2] = candidates
     tiles = grid.reshape(rows, half, cols, half).max(axis=(1, 3)) > 0
     if tiles.mean() > _MAX_TILE_SHARE:
         return one_pass()
-    return _tile_pass(original_rgb, edit_rgb, predict, tiles, formula, threshold, sigma, envelope)
+    return _tile_pass(original_rgb, edit_rgb, tiles, formula, threshold, sigma, envelope)
 
 
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
@@ -189,9 +187,9 @@ def _runs(row: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def _tile_pass(original_rgb, edit_rgb, predict, tiles, formula: str, threshold: float, sigma: float, envelope: int):
+def _tile_pass(original_rgb, edit_rgb, tiles, formula: str, threshold: float, sigma: float, envelope: int):
     """The full-size map on the runs of ``tiles`` (a (rows, cols) bool grid of SPREAD_TILE px tiles), 0
-    elsewhere. Each run is predicted and blurred with the blur's context around it (OpenCV's kernel reaches 4
+    elsewhere. Each run is blurred with the blur's context around it (OpenCV's kernel reaches 4
     sigma, plus 1 px to spare), and only the run itself plus the envelope's context goes through the costly Lab
     steps."""
     h, w = original_rgb.shape[:2]
@@ -206,7 +204,7 @@ def _tile_pass(original_rgb, edit_rgb, predict, tiles, formula: str, threshold: 
             x0, x1 = tx0 * tile, min(w, tx1 * tile)
             px0, px1 = max(0, x0 - pad), min(w, x1 + pad)
             ex0, ex1 = max(0, x0 - envelope), min(w, x1 + envelope)
-            o_box = predict(original_rgb[py0:py1, px0:px1])
+            o_box = original_rgb[py0:py1, px0:px1]
             e_box = edit_rgb[py0:py1, px0:px1]
             if sigma > 0:
                 o_box = cv2.GaussianBlur(o_box, (0, 0), sigma)
@@ -217,9 +215,8 @@ def _tile_pass(original_rgb, edit_rgb, predict, tiles, formula: str, threshold: 
     return out
 
 
-def _sparse_pass(original_rgb, edit_rgb, predict, wanted, formula: str, threshold: float, sigma: float, envelope: int):
-    """The full-size map at the ``wanted`` pixels, 0 elsewhere. The prediction and the blur run on the wanted
-    pixels' box (a few passes of cheap filters); only the wanted pixels, and for the original their envelope's
+def _sparse_pass(original_rgb, edit_rgb, wanted, formula: str, threshold: float, sigma: float, envelope: int):
+    """The full-size map at the ``wanted`` pixels, 0 elsewhere. The blur runs on the wanted pixels' box (a few passes of cheap filters); only the wanted pixels, and for the original their envelope's
     neighbours, go through the costly Lab steps, gathered as lists of pixels."""
     h, w = wanted.shape
     out = np.zeros((h, w), np.float32)
@@ -230,7 +227,7 @@ def _sparse_pass(original_rgb, edit_rgb, predict, wanted, formula: str, threshol
     pad = (int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0) + envelope
     y0, y1 = max(0, int(rows[0]) - pad), min(h, int(rows[-1]) + 1 + pad)
     x0, x1 = max(0, int(cols[0]) - pad), min(w, int(cols[-1]) + 1 + pad)
-    o_rgb, e_rgb = predict(original_rgb[y0:y1, x0:x1]), edit_rgb[y0:y1, x0:x1]
+    o_rgb, e_rgb = original_rgb[y0:y1, x0:x1], edit_rgb[y0:y1, x0:x1]
     if sigma > 0:
         o_rgb = cv2.GaussianBlur(o_rgb, (0, 0), sigma)
         e_rgb = cv2.GaussianBlur(e_rgb, (0, 0), sigma)

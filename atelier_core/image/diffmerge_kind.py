@@ -40,10 +40,9 @@ class EditKind:
         return self.kind != "local"
 
 
-def quick_changes(
-    o_s, e_s, predict, valid_s, formula: str, threshold: float, sigma: float, halves=None
-) -> tuple[float, float]:
-    """-> (share of the (valid) frame whose ΔE passes ``threshold``, share of the detection copy's
+def quick_changes(o_s, e_s, valid_s, formula: str, threshold: float, sigma: float, halves=None) -> tuple[float, float]:
+    """``o_s``: the original as the re-render would show it (the colour prediction applied), ``e_s`` the edit.
+    -> (share of the (valid) frame whose ΔE passes ``threshold``, share of the detection copy's
     ``SPREAD_TILE`` px tiles holding a pixel that passes half of it), both on a copy about ``_QUICK_SIDE`` px long.
     The second says beforehand whether two_pass_delta_e's half-size pass would find candidates nearly
     everywhere (a re-rendered frame), so that it can be skipped. ``halves``: half-size copies of ``o_s`` and
@@ -57,7 +56,6 @@ def quick_changes(
         return cv2.resize(img, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1) if q < 1 else img
 
     o_q, e_q = (small(o_s), small(e_s)) if halves is None or q >= 0.5 else (small(halves[0]), small(halves[1]))
-    o_q = predict(o_q) if predict is not None else o_q
     # With ``threshold`` given, values that cannot decide it are bounds (a pixel below it may show less than its
     # ΔE): exact for the share, an estimate for the candidate tiles that can only miss some (erring towards the
     # two passes), at a fraction of the cost of exact values everywhere.
