@@ -104,6 +104,12 @@ def _envelope_nearest(lab_o: np.ndarray, lab_e: np.ndarray, radius: int) -> np.n
     kernel = np.ones((2 * radius + 1,) * 2, np.uint8)
     lo = cv2.erode(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
     hi = cv2.dilate(lab_o, kernel, borderType=cv2.BORDER_REPLICATE)
+    return _nearest_in_box(lab_o, lo, hi, lab_e)
+
+
+def _nearest_in_box(lab_o: np.ndarray, lo: np.ndarray, hi: np.ndarray, lab_e: np.ndarray) -> np.ndarray:
+    """The edit's colour clipped to the box [lo, hi] of the original's neighbourhood, the box held within
+    _ENVELOPE_CAP of the original's own colour (``lo`` and ``hi`` are overwritten)."""
     np.maximum(lo, lab_o - _ENVELOPE_CAP, out=lo)
     np.minimum(hi, lab_o + _ENVELOPE_CAP, out=hi)
     return np.clip(lab_e, lo, hi)
@@ -285,9 +291,7 @@ class _PixelLab:
                     values = self.at(row + np.clip(xs + dx, 0, self.w - 1))
                     np.minimum(lo, values, out=lo)
                     np.maximum(hi, values, out=hi)
-        np.maximum(lo, centre - _ENVELOPE_CAP, out=lo)
-        np.minimum(hi, centre + _ENVELOPE_CAP, out=hi)
-        return np.clip(lab_e, lo, hi)
+        return _nearest_in_box(centre, lo, hi, lab_e)
 
 
 def _rows(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
