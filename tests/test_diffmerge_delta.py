@@ -225,3 +225,31 @@ def test_the_map_keeps_float64_precision_through_its_gathers():
     assert decided.all()
     open_ = (got == exact) & (exact > 3)
     assert open_.any() and np.array_equal(got[open_], exact[open_])
+
+
+def test_bands_and_strips_shared_by_threads_give_the_serial_values(monkeypatch):
+    """A megapixel map's bands (and the tile pass's strips) are computed on a few threads: each writes only its
+    own rows, so the map is bit for bit the one computed one band after the other."""
+    photo = _photo("astronaut_512.jpg", 1024)
+    edited = _drifted(photo, seed=4, size="medium")
+    edited[100:400, 200:700] = [0.8, 0.3, 0.2]
+    tiles = np.zeros((16, 16), bool)
+    tiles[1:8, 2:12] = True  # with the two below, more tiles than _PARALLEL_PIXELS holds
+    tiles[12, 0] = tiles[15, 15] = True
+    calls = []
+    real_pool = diffmerge_delta.ThreadPoolExecutor
+
+    def counting_pool(*args, **kwargs):
+        calls.append(kwargs.get("max_workers"))
+        return real_pool(*args, **kwargs)
+
+    monkeypatch.setattr(diffmerge_delta, "_THREADS", 2)
+    monkeypatch.setattr(diffmerge_delta, "ThreadPoolExecutor", counting_pool)
+    shared = diffmerge_delta.delta_e_map(photo, edited, "ciede2000", 6.0, 1.0, 1)
+    shared_tiles = diffmerge_delta._tile_pass(photo, edited, tiles, "ciede2000", 6.0, 1.0, 1)
+    assert calls == [2, 2]  # both went through the pool
+    monkeypatch.setattr(diffmerge_delta, "_THREADS", 1)
+    assert np.array_equal(shared, diffmerge_delta.delta_e_map(photo, edited, "ciede2000", 6.0, 1.0, 1))
+    assert np.array_equal(shared_tiles, diffmerge_delta._tile_pass(photo, edited, tiles, "ciede2000", 6.0, 1.0, 1))
+    assert calls == [2, 2]  # one thread: no pool
+    assert (shared[100:400, 200:700] > 6.0).mean() > 0.9

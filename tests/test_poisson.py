@@ -102,6 +102,28 @@ def test_correction_solves_scattered_parts_one_by_one_as_one_system(monkeypatch,
     assert info.converged and info.unknowns == int(region.sum())
 
 
+def test_parts_whose_boxes_cover_most_of_the_regions_box_are_still_solved_one_by_one(monkeypatch):
+    """An inserted object with a few specks around it (the insertion pair's shape): the parts' boxes cover two
+    thirds of the region's box, and solving each on its own box (a third less area) gives the one-box answer."""
+    rng = np.random.default_rng(8)
+    h, w = 110, 110
+    original = rng.random((h, w, 3)).astype(np.float32)
+    edit = rng.random((h, w, 3)).astype(np.float32)
+    yy, xx = np.mgrid[:h, :w]
+    region = (yy - 45) ** 2 + (xx - 45) ** 2 < 40**2  # a disc: its box is 79 x 79 px
+    region[96:99, 96:99] = True  # a speck far down to the right: the region's box grows to 94 x 94
+    box = poisson._box(region)[0]
+    parts = poisson._separate_parts(region[box])
+    assert parts is not None and len(parts) == 2
+    share = sum(part.size for _, _, part in parts) / region[box].size
+    assert 0.6 < share < poisson._MAX_PARTS_SHARE
+    by_parts, _, _ = poisson.poisson_correction(original, edit, region, tol=1e-6)
+    monkeypatch.setattr(poisson, "_MAX_PARTS_SHARE", 0.0)  # one system on the whole box
+    assert poisson._separate_parts(region[box]) is None
+    whole, _, _ = poisson.poisson_correction(original, edit, region, tol=1e-6)
+    assert np.abs(by_parts - whole).max() < 1e-4
+
+
 def test_constant_offset_is_removed_exactly():
     """An edit that only brightens a region has the original's gradients: Poisson gives back the original."""
     rng = np.random.default_rng(5)
