@@ -253,3 +253,16 @@ def test_bands_and_strips_shared_by_threads_give_the_serial_values(monkeypatch):
     assert np.array_equal(shared_tiles, diffmerge_delta._tile_pass(photo, edited, tiles, "ciede2000", 6.0, 1.0, 1))
     assert calls == [2, 2]  # one thread: no pool
     assert (shared[100:400, 200:700] > 6.0).mean() > 0.9
+
+
+@pytest.mark.parametrize("sigma, envelope", [(1.0, 1), (2.5, 0), (0.6, 2)])
+def test_the_blur_on_bands_of_rows_gives_the_whole_frames_blur(sigma, envelope):
+    """Each band blurs its own rows plus the blur's reach: the map is bit for bit the one from the whole frame
+    blurred first, at the bands' cuts, the image's edges and with the envelope's extra rows."""
+    photo = _photo("astronaut_512.jpg", 700)  # 700 px rows: bands of 187 rows, the last one shorter
+    edited = _drifted(photo, seed=6, size="medium")
+    edited[300:420, 100:600] = [0.1, 0.6, 0.3]  # across a band's cut
+    got = diffmerge_delta.delta_e_map(photo, edited, "ciede2000", 6.0, sigma, envelope)
+    blurred = [cv2.GaussianBlur(img, (0, 0), sigma) for img in (photo, edited)]
+    assert np.array_equal(got, diffmerge_delta.delta_e_map(*blurred, "ciede2000", 6.0, 0.0, envelope))
+    assert (got[300:420, 100:600] > 6.0).mean() > 0.9

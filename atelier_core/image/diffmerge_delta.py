@@ -43,24 +43,35 @@ def delta_e_map(
     ΔE76 / 2.1, and pixels that provably pass it their (smaller, still passing) bound |ΔL| / 1.75, instead of
     the exact value: the thresholded mask is unchanged and the map costs a fraction.
     """
-    if sigma > 0:
-        original_rgb = cv2.GaussianBlur(original_rgb, (0, 0), sigma)
-        edit_rgb = cv2.GaussianBlur(edit_rgb, (0, 0), sigma)
     h, w = original_rgb.shape[:2]
     out = np.empty((h, w), np.float32 if original_rgb.dtype != np.float64 else np.float64)
-    # Everything after the blur is per pixel (the envelope reads ``envelope`` rows around it), so it runs on
-    # bands of rows with that much context: a band's dozen temporaries stay in the cache and reuse the same
-    # memory, where whole-frame temporaries each cost fresh pages (same values, about half the time).
+    # Everything is per pixel but the blur (which reads ``_blur_reach(sigma)`` rows around a pixel) and the
+    # envelope (``envelope`` rows), so it runs on bands of rows with that much context: a band's dozen
+    # temporaries stay in the cache and reuse the same memory, where whole-frame temporaries each cost fresh
+    # pages, and the bands can go to threads. A band's blur sees the same rows as the whole frame's wherever
+    # it is read (the context rows it gets wrong at a band's cut edge are never read), so the values are the same.
     rows = max(1, _BAND_PIXELS // max(w, 1))
+    blur = _blur_reach(sigma)
 
     def band(y0: int) -> None:
         y1 = min(h, y0 + rows)
-        py0, py1 = max(0, y0 - envelope), min(h, y1 + envelope)
-        de = _delta_e_band(original_rgb[py0:py1], edit_rgb[py0:py1], formula, threshold, envelope)
-        out[y0:y1] = de[y0 - py0 : y1 - py0]
+        ey0, ey1 = max(0, y0 - envelope), min(h, y1 + envelope)  # what the Lab steps read
+        by0, by1 = max(0, ey0 - blur), min(h, ey1 + blur)  # what the blur reads for them
+        o_band, e_band = original_rgb[by0:by1], edit_rgb[by0:by1]
+        if sigma > 0:
+            o_band = cv2.GaussianBlur(o_band, (0, 0), sigma)
+            e_band = cv2.GaussianBlur(e_band, (0, 0), sigma)
+        de = _delta_e_band(o_band[ey0 - by0 : ey1 - by0], e_band[ey0 - by0 : ey1 - by0], formula, threshold, envelope)
+        out[y0:y1] = de[y0 - ey0 : y1 - ey0]
 
     _each(band, range(0, h, rows), h * w)
     return out
+
+
+def _blur_reach(sigma: float) -> int:
+    """How many pixels away OpenCV's Gaussian blur of ``sigma`` reads (its float kernel reaches 4 sigma), plus 1
+    to spare; 0 without a blur."""
+    return int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0
 
 
 # Pixels per band of delta_e_map: the band's Lab copies, bounds and masks stay in the cache (on the insertion
@@ -225,8 +236,7 @@ def _tile_pass(original_rgb, edit_rgb, tiles, formula: str, threshold: float, si
     steps."""
     h, w = original_rgb.shape[:2]
     out = np.zeros((h, w), np.float32)
-    blur = int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0
-    pad, tile = blur + envelope, SPREAD_TILE
+    pad, tile = _blur_reach(sigma) + envelope, SPREAD_TILE
 
     def strip(ty: int) -> None:
         y0, y1 = ty * tile, min(h, (ty + 1) * tile)
@@ -259,7 +269,7 @@ def _sparse_pass(original_rgb, edit_rgb, wanted, formula: str, threshold: float,
     if rows.size == 0:
         return out
     # The box of the wanted pixels with the envelope's and the blur's context (OpenCV's kernel reaches 4 sigma).
-    pad = (int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0) + envelope
+    pad = _blur_reach(sigma) + envelope
     y0, y1 = max(0, int(rows[0]) - pad), min(h, int(rows[-1]) + 1 + pad)
     x0, x1 = max(0, int(cols[0]) - pad), min(w, int(cols[-1]) + 1 + pad)
     o_rgb, e_rgb = original_rgb[y0:y1, x0:x1], edit_rgb[y0:y1, x0:x1]
