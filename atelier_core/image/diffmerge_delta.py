@@ -77,6 +77,9 @@ def _blur_reach(sigma: float) -> int:
 # Pixels per band of delta_e_map: the band's Lab copies, bounds and masks stay in the cache (on the insertion
 # pair's full pass, 131072 takes a seventh less CPU than 65536 and a tenth less than 262144).
 _BAND_PIXELS = 131072
+# Pixels per chunk of the pixel-list pass, whose gathers favour smaller chunks (the sign and watermark pairs'
+# lists: 6 % less CPU than with 131072).
+_CHUNK_PIXELS = 65536
 # From this many pixels the bands (and the tile pass's strips) are shared by a few threads: numpy and OpenCV
 # release the GIL in their loops, and the bands write disjoint rows. On 2 cores a megapixel full pass takes
 # about 0.7 of its serial wall time for the same CPU time; below this the threads' start-up is not repaid.
@@ -289,8 +292,8 @@ def _sparse_pass(original_rgb, edit_rgb, wanted, formula: str, threshold: float,
         lab_o.make(idx)
     values = np.empty(idx.size, np.float32)
     # Chunks of pixels: every temporary of the Lab and ΔE steps stays in the cache.
-    for start in range(0, idx.size, _BAND_PIXELS):
-        part = idx[start : start + _BAND_PIXELS]
+    for start in range(0, idx.size, _CHUNK_PIXELS):
+        part = idx[start : start + _CHUNK_PIXELS]
         lab_e = _color.srgb_to_lab(np.clip(_rows(e_rgb, part), 0, 1))
         near = lab_o.envelope(part, lab_e, envelope) if envelope > 0 else lab_o.at(part)
         values[start : start + part.size] = _delta_e_lab(near, lab_e, formula, threshold)
@@ -310,8 +313,8 @@ class _PixelLab:
         self.table = np.empty((self.h * self.w, 3), np.float32)
 
     def make(self, idx: np.ndarray) -> None:
-        for start in range(0, idx.size, _BAND_PIXELS):
-            part = idx[start : start + _BAND_PIXELS]
+        for start in range(0, idx.size, _CHUNK_PIXELS):
+            part = idx[start : start + _CHUNK_PIXELS]
             self.table[part] = _color.srgb_to_lab(np.clip(_rows(self.rgb, part), 0, 1))
 
     def at(self, idx: np.ndarray) -> np.ndarray:
