@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core.image import color, diffmerge, diffmerge_chain, diffmerge_delta, diffmerge_kind
+from atelier_core.image import color, diffmerge, diffmerge_chain, diffmerge_delta, diffmerge_kind, threads
 
 DATA = Path(__file__).parent / "data"
 
@@ -237,18 +237,18 @@ def test_bands_and_strips_shared_by_threads_give_the_serial_values(monkeypatch):
     tiles[1:8, 2:12] = True  # with the two below, more tiles than _PARALLEL_PIXELS holds
     tiles[12, 0] = tiles[15, 15] = True
     calls = []
-    real_pool = diffmerge_delta.ThreadPoolExecutor
+    real_pool = threads.ThreadPoolExecutor
 
     def counting_pool(*args, **kwargs):
         calls.append(kwargs.get("max_workers"))
         return real_pool(*args, **kwargs)
 
-    monkeypatch.setattr(diffmerge_delta, "_THREADS", 2)
-    monkeypatch.setattr(diffmerge_delta, "ThreadPoolExecutor", counting_pool)
+    monkeypatch.setattr(threads, "WORKERS", 2)
+    monkeypatch.setattr(threads, "ThreadPoolExecutor", counting_pool)
     shared = diffmerge_delta.delta_e_map(photo, edited, "ciede2000", 6.0, 1.0, 1)
     shared_tiles = diffmerge_delta._tile_pass(photo, edited, tiles, "ciede2000", 6.0, 1.0, 1)
     assert calls == [2, 2]  # both went through the pool
-    monkeypatch.setattr(diffmerge_delta, "_THREADS", 1)
+    monkeypatch.setattr(threads, "WORKERS", 1)
     assert np.array_equal(shared, diffmerge_delta.delta_e_map(photo, edited, "ciede2000", 6.0, 1.0, 1))
     assert np.array_equal(shared_tiles, diffmerge_delta._tile_pass(photo, edited, tiles, "ciede2000", 6.0, 1.0, 1))
     assert calls == [2, 2]  # one thread: no pool

@@ -7,7 +7,7 @@ import pytest
 from scipy.sparse import lil_matrix
 from scipy.sparse.linalg import spsolve
 
-from atelier_core.image import poisson
+from atelier_core.image import poisson, threads
 
 
 def _reference(original: np.ndarray, edit: np.ndarray, region: np.ndarray) -> np.ndarray:
@@ -179,14 +179,14 @@ def test_a_large_regions_channels_on_the_thread_pool_give_what_one_after_the_oth
     region = ((yy - 90) ** 2 / 80**2 + (xx - 130) ** 2 / 110**2 < 1) | (xx > w - 6)
     assert region.sum() >= poisson._PARALLEL_UNKNOWNS
     pooled = []
-    real = poisson.ThreadPoolExecutor
+    real = threads.ThreadPoolExecutor
 
     def counting(*args, **kwargs):
         pooled.append(kwargs.get("max_workers"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(poisson, "ThreadPoolExecutor", counting)
-    monkeypatch.setattr(poisson, "_THREADS", 2)
+    monkeypatch.setattr(threads, "ThreadPoolExecutor", counting)
+    monkeypatch.setattr(threads, "WORKERS", 2)
     parallel, box, info = poisson.poisson_correction(original, edit, region)
     monkeypatch.setattr(poisson, "_PARALLEL_UNKNOWNS", 10**9)
     serial, serial_box, serial_info = poisson.poisson_correction(original, edit, region)

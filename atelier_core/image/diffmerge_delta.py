@@ -9,13 +9,11 @@ Between bounds that need no hue angle, only the pixels they cannot settle get th
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
 import cv2
 import numpy as np
 
 from . import color as _color
+from . import threads as _threads
 
 # ΔE2000 never exceeds about 2.05x ΔE76 (its lightness, chroma and hue terms are each divided by weights >= 1,
 # the a' stretch is at most 1.5x and the rotation term adds at most 87%), so pixels whose ΔE76 is below
@@ -45,27 +43,34 @@ def delta_e_map(
     """
     h, w = original_rgb.shape[:2]
     out = np.empty((h, w), np.float32 if original_rgb.dtype != np.float64 else np.float64)
-    # Everything is per pixel but the blur (which reads ``_blur_reach(sigma)`` rows around a pixel) and the
-    # envelope (``envelope`` rows), so it runs on bands of rows with that much context: a band's dozen
-    # temporaries stay in the cache and reuse the same memory, where whole-frame temporaries each cost fresh
-    # pages, and the bands can go to threads. A band's blur sees the same rows as the whole frame's wherever
-    # it is read (the context rows it gets wrong at a band's cut edge are never read), so the values are the same.
+    # Everything is per pixel but the blur and the envelope (which read a few rows around a pixel), so it runs on
+    # bands of rows with that context (_map_box): a band's dozen temporaries stay in the cache and reuse the same
+    # memory, where whole-frame temporaries each cost fresh pages, and the bands can go to threads.
     rows = max(1, _BAND_PIXELS // max(w, 1))
-    blur = _blur_reach(sigma)
 
     def band(y0: int) -> None:
-        y1 = min(h, y0 + rows)
-        ey0, ey1 = max(0, y0 - envelope), min(h, y1 + envelope)  # what the Lab steps read
-        by0, by1 = max(0, ey0 - blur), min(h, ey1 + blur)  # what the blur reads for them
-        o_band, e_band = original_rgb[by0:by1], edit_rgb[by0:by1]
-        if sigma > 0:
-            o_band = cv2.GaussianBlur(o_band, (0, 0), sigma)
-            e_band = cv2.GaussianBlur(e_band, (0, 0), sigma)
-        de = _delta_e_band(o_band[ey0 - by0 : ey1 - by0], e_band[ey0 - by0 : ey1 - by0], formula, threshold, envelope)
-        out[y0:y1] = de[y0 - ey0 : y1 - ey0]
+        _map_box(original_rgb, edit_rgb, (y0, min(h, y0 + rows), 0, w), out, formula, threshold, sigma, envelope)
 
-    _each(band, range(0, h, rows), h * w)
+    _threads.each(band, range(0, h, rows), parallel=h * w >= _PARALLEL_PIXELS)
     return out
+
+
+def _map_box(original_rgb, edit_rgb, box, out, formula: str, threshold: float | None, sigma: float, envelope: int):
+    """The map on ``box`` = (y0, y1, x0, x1) of the frame, written into ``out`` there: the box plus the envelope's
+    context goes through the Lab steps, that plus the blur's reach through the blur (the context pixels the blur
+    gets wrong at a cut edge are never read, so the values are those of the whole frame blurred first)."""
+    h, w = original_rgb.shape[:2]
+    y0, y1, x0, x1 = box
+    ey0, ey1, ex0, ex1 = max(0, y0 - envelope), min(h, y1 + envelope), max(0, x0 - envelope), min(w, x1 + envelope)
+    reach = _blur_reach(sigma)
+    by0, by1, bx0, bx1 = max(0, ey0 - reach), min(h, ey1 + reach), max(0, ex0 - reach), min(w, ex1 + reach)
+    o_box, e_box = original_rgb[by0:by1, bx0:bx1], edit_rgb[by0:by1, bx0:bx1]
+    if sigma > 0:
+        o_box = cv2.GaussianBlur(o_box, (0, 0), sigma)
+        e_box = cv2.GaussianBlur(e_box, (0, 0), sigma)
+    inner = (slice(ey0 - by0, ey1 - by0), slice(ex0 - bx0, ex1 - bx0))
+    de = _delta_e_band(o_box[inner], e_box[inner], formula, threshold, envelope)
+    out[y0:y1, x0:x1] = de[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
 
 
 def _blur_reach(sigma: float) -> int:
@@ -84,20 +89,6 @@ _CHUNK_PIXELS = 65536
 # release the GIL in their loops, and the bands write disjoint rows. On 2 cores a megapixel full pass takes
 # about 0.7 of its serial wall time for the same CPU time; below this the threads' start-up is not repaid.
 _PARALLEL_PIXELS = 262144
-_THREADS = max(1, min(3, os.cpu_count() or 1))
-
-
-def _each(work, items, pixels: int) -> None:
-    """``work(item)`` for every item (each writes its own part of an output): on a small thread pool when the
-    job covers ``pixels`` >= _PARALLEL_PIXELS and there is more than one item, one after the other otherwise."""
-    items = list(items)
-    if _THREADS > 1 and len(items) > 1 and pixels >= _PARALLEL_PIXELS:
-        with ThreadPoolExecutor(max_workers=min(_THREADS, len(items))) as pool:
-            for done in [pool.submit(work, item) for item in items]:
-                done.result()  # raises a worker's exception here
-        return
-    for item in items:
-        work(item)
 
 
 def _delta_e_band(original_rgb, edit_rgb, formula: str, threshold: float | None, envelope: int) -> np.ndarray:
@@ -234,38 +225,27 @@ def _runs(row: np.ndarray) -> list[tuple[int, int]]:
 
 def _tile_pass(original_rgb, edit_rgb, tiles, formula: str, threshold: float, sigma: float, envelope: int):
     """The full-size map on the runs of ``tiles`` (a (rows, cols) bool grid of SPREAD_TILE px tiles), 0
-    elsewhere. Each run is blurred with the blur's context around it (OpenCV's kernel reaches 4
-    sigma, plus 1 px to spare), and only the run itself plus the envelope's context goes through the costly Lab
-    steps."""
+    elsewhere: each run through _map_box (blurred with its context, only the run plus the envelope's context
+    through the costly Lab steps), the strips of tiles on the thread pool when they cover enough pixels."""
     h, w = original_rgb.shape[:2]
     out = np.zeros((h, w), np.float32)
-    pad, tile = _blur_reach(sigma) + envelope, SPREAD_TILE
+    tile = SPREAD_TILE
 
     def strip(ty: int) -> None:
         y0, y1 = ty * tile, min(h, (ty + 1) * tile)
-        py0, py1 = max(0, y0 - pad), min(h, y1 + pad)
-        ey0, ey1 = max(0, y0 - envelope), min(h, y1 + envelope)
         for tx0, tx1 in _runs(tiles[ty]):
-            x0, x1 = tx0 * tile, min(w, tx1 * tile)
-            px0, px1 = max(0, x0 - pad), min(w, x1 + pad)
-            ex0, ex1 = max(0, x0 - envelope), min(w, x1 + envelope)
-            o_box = original_rgb[py0:py1, px0:px1]
-            e_box = edit_rgb[py0:py1, px0:px1]
-            if sigma > 0:
-                o_box = cv2.GaussianBlur(o_box, (0, 0), sigma)
-                e_box = cv2.GaussianBlur(e_box, (0, 0), sigma)
-            inner = (slice(ey0 - py0, ey1 - py0), slice(ex0 - px0, ex1 - px0))
-            de = _delta_e_band(o_box[inner], e_box[inner], formula, threshold, envelope)
-            out[y0:y1, x0:x1] = de[y0 - ey0 : y1 - ey0, x0 - ex0 : x1 - ex0]
+            box = (y0, y1, tx0 * tile, min(w, tx1 * tile))
+            _map_box(original_rgb, edit_rgb, box, out, formula, threshold, sigma, envelope)
 
     strips = [ty for ty in range(tiles.shape[0]) if tiles[ty].any()]
-    _each(strip, strips, int(tiles.sum()) * tile * tile)
+    _threads.each(strip, strips, parallel=int(tiles.sum()) * tile * tile >= _PARALLEL_PIXELS)
     return out
 
 
 def _sparse_pass(original_rgb, edit_rgb, wanted, formula: str, threshold: float, sigma: float, envelope: int):
-    """The full-size map at the ``wanted`` pixels, 0 elsewhere. The blur runs on the wanted pixels' box (a few passes of cheap filters); only the wanted pixels, and for the original their envelope's
-    neighbours, go through the costly Lab steps, gathered as lists of pixels."""
+    """The full-size map at the ``wanted`` pixels, 0 elsewhere. The blur runs on the wanted pixels' box (a few
+    passes of cheap filters); only the wanted pixels, and for the original their envelope's neighbours, go through
+    the costly Lab steps, gathered as lists of pixels."""
     h, w = wanted.shape
     out = np.zeros((h, w), np.float32)
     rows, cols = np.flatnonzero(wanted.any(axis=1)), np.flatnonzero(wanted.any(axis=0))

@@ -15,14 +15,14 @@ says so in its result.
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import splu
+
+from . import threads as _threads
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ _CROSS4 = 4.0 * _CROSS
 # The coarsest grid is solved by a sparse LU made for each solve: at 500 unknowns it costs a fraction of a
 # millisecond, and on the real pairs' regions the cycle needs no more iterations than with 1000.
 _COARSEST_UNKNOWNS = 500
-_THREADS = max(1, min(3, os.cpu_count() or 1))
 # From this many unknowns the channels are solved on a thread pool (a wall-time saving well above the threads'
 # start-up; the real pairs' regions are 60-240 k).
 _PARALLEL_UNKNOWNS = 20000
@@ -352,10 +351,8 @@ def _solve_crop(
             out[..., c] = hier.x
         return results
 
-    workers = min(chans, _THREADS) if grids[0].unknowns >= _PARALLEL_UNKNOWNS else 1
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = [r for f in [pool.submit(solve, range(c, c + 1)) for c in range(chans)] for r in f.result()]
+    if grids[0].unknowns >= _PARALLEL_UNKNOWNS and _threads.WORKERS > 1 and chans > 1:
+        results = [r for rs in _threads.each(lambda c: solve(range(c, c + 1)), range(chans)) for r in rs]
     else:
         results = solve(range(chans))
     its, steps, done = zip(*results, strict=True)
