@@ -52,6 +52,7 @@ def merge_region(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | No
 
 
 def rows_for(name: str, crops: tuple, repeat: int) -> list[str]:
+    """The table's rows for one pair: one per tolerance, then the fitted fixed part and cost per iteration."""
     original, edit, region = crops
     exact, _, _ = poisson.poisson_correction(original, edit, region, tol=1e-6, max_iterations=500)
     points, rows = [], []
