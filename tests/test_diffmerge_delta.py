@@ -167,6 +167,113 @@ def test_texture_clean_up_on_the_masks_box_matches_the_whole_frame(seed):
     assert np.array_equal(got, whole)
 
 
+def test_a_frame_known_to_be_re_rendered_drops_its_few_remaining_faint_far_regions():
+    """Once the half-size clean-up has shown the frame re-rendered, the full-size one leaves out what is still
+    faint and far from the main change, however few such regions are left (as it does when it counts enough of
+    them itself); a clear change far away and a faint piece near the main change stay."""
+    from atelier_core.image import diffmerge_mask
+
+    h, w = 400, 520
+    mask = np.zeros((h, w), bool)
+    delta_e = np.full((h, w), 2.5, np.float32)
+    mask[150:230, 200:300] = True  # the main change
+    delta_e[150:230, 200:300] = 20.0
+    faint = np.zeros((h, w), bool)
+    for y, x in [(30, 30), (40, 450), (350, 60)]:  # three faint specks far from it: fewer than SCATTER_MIN_COUNT
+        faint[y : y + 4, x : x + 4] = True
+    for y in range(290, 350, 5):  # and a faint dense group (a soft shadow broken up by the threshold)
+        for x in range(100, 180, 5):
+            faint[y : y + 3, x : x + 3] = True
+    mask |= faint
+    mask[360:364, 450:454] = True  # a clear change far away (a new stroke)
+    delta_e[360:364, 450:454] = 20.0
+    mask[240:244, 250:254] = True  # a faint piece near the main change
+    counted, dropped = diffmerge_mask.clean_regions(mask, delta_e, 2.0, 4.0, 48.0)
+    assert dropped == 0 and np.array_equal(counted, mask)  # too few to tell re-rendering from faint edits
+    known, dropped = diffmerge_mask.clean_regions(mask, delta_e, 2.0, 4.0, 48.0, rerendered=True)
+    assert dropped == 3  # the scattered specks (the dense group goes as a faint piece far from the main change)
+    assert np.array_equal(known, mask & ~faint)
+
+
+def _rerendered_frame(colour) -> tuple:
+    """A 1 MP frame the model re-rendered all over (260 faint 12 px patches, in most of its 64 px tiles), an
+    object inserted, and four strokes 1-4 px wide of ``colour`` far from it."""
+    photo = _photo("astronaut_512.jpg", 1024)
+    edit = photo.copy()
+    h, w = photo.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    obj = (yy - 300) ** 2 + (xx - 300) ** 2 < 120**2
+    edit[obj] = np.random.default_rng(9).random((int(obj.sum()), 3)) * 0.3 + 0.4
+    strokes = []
+    for i, width in enumerate((1, 2, 3, 4)):
+        stroke = np.zeros((h, w), bool)
+        stroke[820 + 40 * i : 820 + 40 * i + width, 520:900] = True
+        edit[stroke] = colour
+        strokes.append(stroke)
+    patches = np.zeros((h, w), bool)
+    keep_off = diffmerge.grow_mask(obj | np.any(strokes, axis=0), 60)
+    rng = np.random.default_rng(4)
+    while patches.sum() < 260 * 144:
+        y, x = rng.integers(10, h - 22), rng.integers(10, w - 22)
+        if not keep_off[y : y + 12, x : x + 12].any() and not patches[y - 8 : y + 20, x - 8 : x + 20].any():
+            patches[y : y + 12, x : x + 12] = True
+    edit[patches] = np.clip(photo[patches] * 1.1 + 0.09, 0, 1)
+    return photo, edit, obj, strokes, patches
+
+
+@pytest.mark.parametrize("colour, kept", [((1.0, 0.95, 0.1), [1, 1, 1, 1]), ((0.55, 0.35, 0.3), [0, 0, 1, 1])])
+def test_a_frame_re_rendered_all_over_is_decided_at_half_size_with_the_one_pass_mask(monkeypatch, colour, kept):
+    """The quick map finds candidates in most tiles: the regions are decided on the half-size map, and only the
+    pixels near the ones it keeps are computed at full size. The mask is the one the full pass gives: the
+    object whole, the re-rendered patches left out, and thin strokes far away kept at the widths the full pass
+    keeps them (a bright one at every width; one close to the photo's colours, which the blur and the envelope
+    weaken, from 3 px)."""
+    photo, edit, obj, strokes, patches = _rerendered_frame(colour)
+    calls = []
+    real = diffmerge.rerendered_delta_e
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append((out[1], int(np.count_nonzero(out[0]))))
+        return out
+
+    monkeypatch.setattr(diffmerge, "rerendered_delta_e", spy)
+    r = diffmerge.diff_merge(photo, edit)
+    assert len(calls) == 1 and calls[0][0] > 150  # the patches were left out at half size
+    assert calls[0][1] < 0.35 * photo.shape[0] * photo.shape[1]  # full-size values only near what is kept
+    with monkeypatch.context() as m:
+        m.setattr(diffmerge, "_WIDE_SPREAD", 2.0)  # never decided at half size: one full pass
+        one = diffmerge.diff_merge(photo, edit)
+    assert len(calls) == 1
+    hard = r.hard_mask > 0
+    assert np.array_equal(hard, one.hard_mask > 0)
+    assert np.array_equal(r.merged, one.merged)
+    assert hard[diffmerge.grow_mask(obj, -3)].all() and not hard[patches].any()
+    assert [int(hard[s].mean() > 0.8) for s in strokes] == kept
+    assert any("re-rendered texture" in n for n in r.report["notes"])
+
+
+def test_a_change_all_over_the_frame_with_no_texture_to_leave_out_is_one_full_pass(monkeypatch):
+    """Strong noise over the whole frame passes the quick map's test for a re-rendered frame, but its half-size
+    map leaves no small faint regions to leave out: the map is then the one full pass."""
+    photo = _photo("chelsea_451x300.jpg", 1024)
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 0.1, photo.shape).astype(np.float32), 0, 1)
+    calls = []
+    real = diffmerge.rerendered_delta_e
+
+    def spy(*args, **kwargs):
+        calls.append(real(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(diffmerge, "rerendered_delta_e", spy)
+    r = diffmerge.diff_merge(photo, noisy)
+    assert len(calls) == 1 and calls[0][0] is None and calls[0][1] == 0
+    with monkeypatch.context() as m:
+        m.setattr(diffmerge_delta, "_MIN_TWO_PASS_PIXELS", 10**12)
+        one = diffmerge.diff_merge(photo, noisy)
+    assert np.array_equal(r.hard_mask, one.hard_mask) and r.hard_mask.mean() > 0.05
+
+
 @pytest.mark.parametrize("sigma, envelope", [(1.0, 1), (0.0, 2), (1.0, 0)])
 def test_sparse_pass_gives_the_one_pass_values_at_the_wanted_pixels(sigma, envelope):
     """The pixel-list pass (blur on the wanted pixels' box, Lab only at them and their envelope's neighbours)

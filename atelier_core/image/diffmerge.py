@@ -27,7 +27,7 @@ from . import align as _align
 from . import color as _color
 from . import diffmerge_kind as _kind
 from . import poisson as _poisson
-from .diffmerge_delta import delta_e_map, half_size, two_pass_delta_e
+from .diffmerge_delta import delta_e_map, half_size, rerendered_delta_e, two_pass_delta_e
 from .diffmerge_mask import (
     _bbox,
     _fill_holes,
@@ -372,16 +372,34 @@ def _colour_step(o_s: np.ndarray, e_s: np.ndarray, notes: list[str]):
 def _difference_map(
     o_pred, e_s, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions, halves=None, wide=False
 ):
-    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold). ``o_pred``:
-    the original as the re-render would show it (the colour prediction applied). ``halves``:
-    half_size(o_pred, e_s), when made already; ``wide``: candidates are expected nearly everywhere (one pass)."""
+    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold; regions left
+    out as re-rendered texture at half size). ``o_pred``: the original as the re-render would show it (the colour
+    prediction applied). ``halves``: half_size(o_pred, e_s), when made already; ``wide``: candidates are expected
+    nearly everywhere (a re-rendered frame: its regions are decided at half size, or one full pass)."""
     formula = opts.formula.lower()
+    rerendered = 0
     if opts.auto_threshold:  # the threshold comes from the whole map's histogram: one full pass
         de = delta_e_map(o_pred, e_s, formula, None, opts.denoise_sigma, opts.envelope)
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     else:
         threshold = float(opts.threshold)
-        de = two_pass_delta_e(o_pred, e_s, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide)
+        de = None
+        if wide and halves is not None:
+            valid_s = scale.small_plane(inputs.valid) > 0.999 if inputs.valid is not None else None
+            de, rerendered = rerendered_delta_e(
+                o_pred,
+                e_s,
+                formula,
+                threshold,
+                opts.denoise_sigma,
+                opts.envelope,
+                halves,
+                opts.min_area * scale.factor**2,
+                _SCATTER_FAR_PX * scale.factor,
+                valid_s,
+            )
+        if de is None:
+            de = two_pass_delta_e(o_pred, e_s, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide)
     if inputs.o_alpha is not None:
         e_alpha_s = scale.small(inputs.e_alpha[..., None]).reshape(scale.dh, scale.dw, 1)
         if alignment.ok and not alignment.is_identity:
@@ -389,11 +407,15 @@ def _difference_map(
         de = np.maximum(de, 100.0 * np.abs(scale.small_plane(inputs.o_alpha) - e_alpha_s[..., 0]))
     if inputs.valid is not None:
         de = np.where(scale.small_plane(inputs.valid) > 0.999, de, 0.0)
-    return de, threshold
+    return de, threshold, rerendered
 
 
-def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions, notes: list[str]) -> np.ndarray:
-    """Threshold and clean the ΔE map, then bring it to full resolution and grow it: the hard mask."""
+def _detect(
+    de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions, notes: list[str], rerendered: int = 0
+) -> np.ndarray:
+    """Threshold and clean the ΔE map, then bring it to full resolution and grow it: the hard mask.
+    ``rerendered``: regions the half-size clean-up left out as re-rendered texture (the frame is known to be
+    re-rendered: the clean-up here leaves out what is still small, faint and far, whatever its count)."""
     # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges. The median
     # commutes with the threshold (a pixel passes when most of its 25 neighbours do), and on 8-bit masks
     # OpenCV's median is many times faster than on the float map.
@@ -401,7 +423,10 @@ def _detect(de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions,
     if min(scale.dh, scale.dw) >= 5:
         detected = cv2.medianBlur(detected.view(np.uint8), 5).view(bool)
     min_area = opts.min_area * scale.factor**2
-    detected, dropped = clean_regions(detected, de, threshold, min_area, _SCATTER_FAR_PX * scale.factor)
+    detected, dropped = clean_regions(
+        detected, de, threshold, min_area, _SCATTER_FAR_PX * scale.factor, rerendered=rerendered > 0
+    )
+    dropped += rerendered
     if dropped:
         notes.append(
             f"{dropped} small faint regions scattered far from the main change left out (re-rendered texture, "
@@ -533,10 +558,12 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
         if not (opts.force_merge or (user_mask is not None and opts.user_mask_mode == "replace")):
             return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
     # Candidates nearly everywhere (a re-rendered frame): the half-size pass would only lead to one full pass.
-    de, threshold = _difference_map(o_pred, e_s, inputs, alignment, scale, opts, halves, wide=spread > _WIDE_SPREAD)
+    de, threshold, rerendered = _difference_map(
+        o_pred, e_s, inputs, alignment, scale, opts, halves, wide=spread > _WIDE_SPREAD
+    )
 
     hard = _with_user_mask(
-        _detect(de, threshold, scale, opts, inputs.notes), user_mask, opts.user_mask_mode, inputs.notes
+        _detect(de, threshold, scale, opts, inputs.notes, rerendered), user_mask, opts.user_mask_mode, inputs.notes
     )
     if inputs.valid is not None:
         hard = hard & inputs.valid

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import color as _color
 from . import threads as _threads
+from .diffmerge_mask import clean_regions
 
 # ΔE2000 never exceeds about 2.05x ΔE76 (its lightness, chroma and hue terms are each divided by weights >= 1,
 # the a' stretch is at most 1.5x and the rotation term adds at most 87%), so pixels whose ΔE76 is below
@@ -215,6 +216,58 @@ def two_pass_delta_e(
     if tiles.mean() > _MAX_TILE_SHARE:
         return one_pass()
     return _tile_pass(original_rgb, edit_rgb, tiles, formula, threshold, sigma, envelope)
+
+
+# Detection pixels around the regions the half-size clean-up keeps in which rerendered_delta_e computes the
+# full-size map: a region's outline at full size reaches past its half-size one (a 2x2 average and the
+# envelope, twice as wide there, weaken its edge). On the insertion pair of bench/bench_realpairs.py the mask
+# from 8 px is a subset of the one-pass mask (its 14.67 % of the frame -> 14.33 %); 4 px loses a further 0.5 %.
+RERENDER_MARGIN = 8
+
+
+def rerendered_delta_e(
+    original_rgb: np.ndarray,
+    edit_rgb: np.ndarray,
+    formula: str,
+    threshold: float,
+    sigma: float,
+    envelope: int,
+    halves: tuple[np.ndarray, np.ndarray],
+    min_area: float,
+    far: float,
+    valid: np.ndarray | None = None,
+) -> tuple[np.ndarray | None, int]:
+    """The map of a frame the model re-rendered all over (candidates in most tiles), its regions decided at half
+    size: the half-size map (``threshold`` as it is, ``sigma`` halved) is thresholded and cleaned up
+    (clean_regions with ``min_area`` and ``far`` given in detection pixels, halved here), and the full-size map
+    (as delta_e_map gives it) is computed only within RERENDER_MARGIN px of the regions it keeps, 0 elsewhere.
+    -> (map, regions left out as re-rendered texture at half size); (None, 0) when the half-size clean-up finds
+    no re-rendered texture (the caller then makes its one full pass). ``valid``: detection pixels that can
+    change (None: all).
+
+    A re-rendered frame's texture passes the threshold in thousands of small places: computing all of them at
+    full size and labelling them on the whole frame is most of such a merge's work, for pixels the clean-up
+    then leaves out. There is no median filter at half size (a stroke 1-2 px wide at full size is one pixel
+    wide there and would not survive it): the clean-up's minimum area takes the specks."""
+    h, w = original_rgb.shape[:2]
+    de_half = delta_e_map(halves[0], halves[1], formula, threshold, sigma / 2, envelope)
+    if valid is not None:
+        half_valid = cv2.resize(valid.astype(np.float32), de_half.shape[::-1], interpolation=cv2.INTER_AREA)
+        de_half[half_valid < 0.999] = 0.0
+    kept, dropped = clean_regions(de_half > threshold, de_half, threshold, min_area / 4, far / 2)
+    if not dropped:
+        return None, 0
+    # Each half-size pixel stands for its 2x2 full-size pixels; an odd last row or column repeats its neighbour.
+    near = np.repeat(np.repeat(kept.view(np.uint8), 2, axis=0), 2, axis=1)
+    near = np.pad(near, ((0, h - near.shape[0]), (0, w - near.shape[1])), mode="edge")
+    near = cv2.dilate(near, np.ones((2 * RERENDER_MARGIN + 1,) * 2, np.uint8)).view(bool)
+    rows, cols = -(-h // SPREAD_TILE), -(-w // SPREAD_TILE)
+    grid = np.zeros((rows * SPREAD_TILE, cols * SPREAD_TILE), bool)
+    grid[:h, :w] = near
+    tiles = grid.reshape(rows, SPREAD_TILE, cols, SPREAD_TILE).any(axis=(1, 3))
+    de = _tile_pass(original_rgb, edit_rgb, tiles, formula, threshold, sigma, envelope)
+    de[~near] = 0.0
+    return de, dropped
 
 
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
