@@ -414,8 +414,8 @@ def _detect(
     de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions, notes: list[str], rerendered: int = 0
 ) -> np.ndarray:
     """Threshold and clean the ΔE map, then bring it to full resolution and grow it: the hard mask.
-    ``rerendered``: regions the half-size clean-up left out as re-rendered texture (the frame is known to be
-    re-rendered: the clean-up here leaves out what is still small, faint and far, whatever its count)."""
+    ``rerendered``: regions the half-size clean-up already left out as re-rendered texture (rerendered_delta_e),
+    counted in the note with the ones left out here."""
     # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges. The median
     # commutes with the threshold (a pixel passes when most of its 25 neighbours do), and on 8-bit masks
     # OpenCV's median is many times faster than on the float map.
@@ -423,9 +423,7 @@ def _detect(
     if min(scale.dh, scale.dw) >= 5:
         detected = cv2.medianBlur(detected.view(np.uint8), 5).view(bool)
     min_area = opts.min_area * scale.factor**2
-    detected, dropped = clean_regions(
-        detected, de, threshold, min_area, _SCATTER_FAR_PX * scale.factor, rerendered=rerendered > 0
-    )
+    detected, dropped = clean_regions(detected, de, threshold, min_area, _SCATTER_FAR_PX * scale.factor)
     dropped += rerendered
     if dropped:
         notes.append(

@@ -134,21 +134,19 @@ SCATTER_CONTRAST = 2.0  # mean ΔE over the region, in thresholds: above it a re
 
 
 def clean_regions(
-    mask: np.ndarray, delta_e: np.ndarray, threshold: float, min_area: float, far: float, rerendered: bool = False
+    mask: np.ndarray, delta_e: np.ndarray, threshold: float, min_area: float, far: float
 ) -> tuple[np.ndarray, int]:
     """``mask`` without its specks (regions under ``min_area`` px) and without re-rendered texture: regions that
     are small, low-contrast and farther than ``far`` px from the main change (the largest region and every
     region at least a tenth its size), when there are at least SCATTER_MIN_COUNT of them and they make at least
-    SCATTER_MIN_SHARE of the regions. One labelling serves both. -> (mask, regions dropped as texture).
-    ``rerendered``: the frame is known to be re-rendered (an earlier clean-up at half size left its texture
-    out): what is still small, faint and far is left out however few such regions are left."""
+    SCATTER_MIN_SHARE of the regions. One labelling serves both. -> (mask, regions dropped as texture)."""
     if not mask.any():
         return mask, 0
     # Everything below reads the mask's pixels and what lies within far / 12 of them (the dense groups'
     # growth; the growth by ``far`` is only read on mask pixels): the mask's box plus that margin gives the
     # same answer as the whole frame, at the cost of the box.
     box = _bbox(mask, int(np.ceil(max(1.0, far / 12.0))) + 2)
-    kept, dropped = _clean_box(mask[box], delta_e[box], threshold, min_area, far, mask.size, rerendered)
+    kept, dropped = _clean_box(mask[box], delta_e[box], threshold, min_area, far, mask.size)
     if kept is None:
         return mask, 0
     out = np.zeros_like(mask)
@@ -156,13 +154,13 @@ def clean_regions(
     return out, dropped
 
 
-def _clean_box(mask, delta_e, threshold: float, min_area: float, far: float, frame: int, rerendered: bool = False):
+def _clean_box(mask, delta_e, threshold: float, min_area: float, far: float, frame: int):
     """clean_regions on a crop of a frame of ``frame`` pixels -> (mask or None when unchanged, dropped)."""
     labels, areas = _labels_and_areas(mask)
     keep = areas >= max(min_area, 1.0)
     keep[0] = False
-    scattered = _scattered(labels, areas * keep, delta_e, threshold, far, frame, rerendered) & keep
-    if rerendered or scattered.sum() >= max(SCATTER_MIN_COUNT, SCATTER_MIN_SHARE * keep.sum()):
+    scattered = _scattered(labels, areas * keep, delta_e, threshold, far, frame) & keep
+    if scattered.sum() >= max(SCATTER_MIN_COUNT, SCATTER_MIN_SHARE * keep.sum()):
         keep &= ~scattered
         # The frame was re-rendered: faint branches of the main change that reach far from it (a table's edge
         # redrawn along the whole frame, joined to the inserted object) are re-rendering too.
@@ -216,18 +214,10 @@ def _drop_faint_branches(mask: np.ndarray, delta_e: np.ndarray, threshold: float
     return mask & ~(_per_pixel(faint, labels) & ~grow_mask(main, far, exact=False))
 
 
-def _scattered(
-    labels: np.ndarray,
-    areas: np.ndarray,
-    delta_e: np.ndarray,
-    threshold: float,
-    far: float,
-    frame: int,
-    rerendered: bool = False,
-):
+def _scattered(labels: np.ndarray, areas: np.ndarray, delta_e: np.ndarray, threshold: float, far: float, frame: int):
     """Per label: small, faint and far from the main change (labels of area 0 count as absent)."""
     n = areas.size
-    if (areas > 0).sum() < (2 if rerendered else SCATTER_MIN_COUNT + 1):
+    if (areas > 0).sum() < SCATTER_MIN_COUNT + 1:
         return np.zeros(n, bool)
     main = areas >= 0.1 * areas.max()
     # The box of the main change plus ``far``, not the whole frame; a chamfer distance, as for faint branches.
@@ -236,7 +226,7 @@ def _scattered(
     mean_de = _label_sums(labels, delta_e, n) / np.maximum(areas, 1)
     small = areas < SCATTER_MAX_AREA * frame
     candidates = (areas > 0) & ~main & ~is_near & small & (mean_de < SCATTER_CONTRAST * threshold)
-    if candidates.sum() < SCATTER_MIN_COUNT and not rerendered:
+    if candidates.sum() < SCATTER_MIN_COUNT:
         return candidates
     return candidates & ~_in_dense_groups(labels, areas, main, far / 6.0, frame)
 
