@@ -225,13 +225,16 @@ def match_confidence(reference: np.ndarray, moving: np.ndarray, a: Alignment) ->
 def _pyramid(image: np.ndarray, max_side: int) -> list[np.ndarray]:
     """Copies from coarse to fine, each half the next: the finest at most ``max_side`` px long (the image itself
     when it is at most a third longer: a fractional resize costs more than the extra pixels), the coarsest 64+
-    px short. Halving is OpenCV's fast path; a fractional resize per level is several times slower."""
+    px short. Halving is OpenCV's fast path; the one fractional step is bilinear (a ninth of an area average's
+    cost on a 1392 px frame: 0.11 against 1.0 ms; the motion found on the insertion pair of
+    bench/bench_realpairs.py moves by 0.02 px and its mask by 89 of 151 k pixels; the alignment takes 13 ms of CPU
+    instead of 16)."""
     h, w = image.shape[:2]
     factor = min(1.0, max_side / max(h, w))
     level = (
         image
         if factor >= 0.75
-        else cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+        else cv2.resize(image, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_LINEAR)
     )
     levels = [level]
     while min(level.shape[:2]) // 2 >= 64 and len(levels) < 4:
