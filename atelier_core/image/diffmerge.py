@@ -10,7 +10,8 @@ Images are float numpy arrays (H, W, C) in 0..1 with C = 1 (grey), 2 (grey + alp
 Detection runs on a copy of about ``detect_megapixels`` (Kontext renders about 1 MP, so finer detail in an
 upscaled edit is not information); masks, alignment and blending are applied at the original's resolution.
 With a fixed threshold the ΔE map is computed in two passes (diffmerge_delta.two_pass_delta_e): a half-size
-pass finds where the edit can be, and only the pixels there are computed at full detection size.
+pass finds where the edit can be, and only the pixels there are computed at full detection size. A frame the
+model re-rendered all over is detected on the half-size copies alone (see _WIDE_SPREAD).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from . import align as _align
 from . import color as _color
 from . import diffmerge_kind as _kind
 from . import poisson as _poisson
-from .diffmerge_delta import delta_e_map, half_size, rerendered_delta_e, two_pass_delta_e
+from .diffmerge_delta import delta_e_map, half_size, two_pass_delta_e
 from .diffmerge_mask import (
     _bbox,
     _fill_holes,
@@ -63,10 +64,15 @@ _CLOSE_GAPS_PX = 4.0
 _POISSON_TOL = 8e-3
 # Small faint regions farther than this (original pixels) from the main change may be re-rendered texture.
 _SCATTER_FAR_PX = 48.0
-# Share of the tiles the quick map finds candidates in above which the ΔE map is one full pass, without the
-# half-size pass (which would find candidates in more than diffmerge_delta's 0.75 of the tiles, and so lead to
-# one full pass anyway). On the nine real pairs the quick share is 0.80 on the re-rendered insertion pair (its
-# half-size candidates: 0.87) and 0.03-0.33 on the other local ones (0.07-0.55): a wrong guess costs only time.
+# Share of the tiles the quick map finds candidates in above which the frame changed all over (a re-render: the
+# model redrew unchanged texture everywhere, as on the insertion pair of bench/bench_realpairs.py): detection then
+# runs on the half-size copies (half the detection scale). At full size the ΔE map and its clean-up would work on
+# nearly every pixel for detail that is the re-render's (the clean-up leaves it out: 63-95 small faint regions on
+# the insertion pair), and half of that pair's merge went there; the half-size mask, brought to full size, differs
+# from the full-size one only along its outline (a pixel or two, under the blend's feather and the Poisson
+# correction). No median filter at half size: the 2x2 average has evened out the noise it removes at full size,
+# and a stroke 1-2 px wide at full size is one pixel wide there (the clean-up's minimum area takes the specks).
+# On the nine real pairs the quick share is 0.80 on the insertion pair and 0.03-0.33 on the other local ones.
 _WIDE_SPREAD = 0.7
 
 
@@ -315,6 +321,10 @@ class _Scale:
     def factor(self) -> float:
         return self.dw / self.w
 
+    def halved(self, dh: int, dw: int) -> _Scale:
+        """The grid of this copy's half-size copies (``dh`` x ``dw``: half_size's, a side rounded down)."""
+        return _Scale(self.h, self.w, dh, dw)
+
     def small(self, img: np.ndarray) -> np.ndarray:
         if (self.dh, self.dw) == img.shape[:2]:
             return img
@@ -372,34 +382,31 @@ def _colour_step(o_s: np.ndarray, e_s: np.ndarray, notes: list[str]):
 def _difference_map(
     o_pred, e_s, inputs: _Inputs, alignment, scale: _Scale, opts: MergeOptions, halves=None, wide=False
 ):
-    """-> (ΔE map at detection scale, with alpha changes and uncovered pixels folded in; threshold; regions left
-    out as re-rendered texture at half size). ``o_pred``: the original as the re-render would show it (the colour
-    prediction applied). ``halves``: half_size(o_pred, e_s), when made already; ``wide``: candidates are expected
-    nearly everywhere (a re-rendered frame: its regions are decided at half size, or one full pass)."""
+    """-> (ΔE map with alpha changes and uncovered pixels folded in, threshold, the map's scale). ``o_pred``: the
+    original as the re-render would show it (the colour prediction applied). ``halves``: half_size(o_pred, e_s),
+    when made already. ``wide``: the quick map found candidates nearly everywhere (a frame the model re-rendered
+    all over): the map is then made on the half-size copies, at half the detection scale (see _WIDE_SPREAD)."""
     formula = opts.formula.lower()
-    rerendered = 0
     if opts.auto_threshold:  # the threshold comes from the whole map's histogram: one full pass
         de = delta_e_map(o_pred, e_s, formula, None, opts.denoise_sigma, opts.envelope)
         threshold = _auto_threshold(de.ravel(), floor=2.0)
+    elif wide and halves is not None:
+        threshold = float(opts.threshold)
+        de = delta_e_map(halves[0], halves[1], formula, threshold, opts.denoise_sigma / 2, opts.envelope)
+        half = scale.halved(*de.shape)
+        inputs.notes.append(
+            f"changes all over the frame (a re-render): detected on a half-size copy ({half.dw}x{half.dh})"
+        )
+        return _fold_alpha_and_cover(de, inputs, alignment.scaled(half.dw / scale.dw), half), threshold, half
     else:
         threshold = float(opts.threshold)
-        de = None
-        if wide and halves is not None:
-            valid_s = scale.small_plane(inputs.valid) > 0.999 if inputs.valid is not None else None
-            de, rerendered = rerendered_delta_e(
-                o_pred,
-                e_s,
-                formula,
-                threshold,
-                opts.denoise_sigma,
-                opts.envelope,
-                halves,
-                opts.min_area * scale.factor**2,
-                _SCATTER_FAR_PX * scale.factor,
-                valid_s,
-            )
-        if de is None:
-            de = two_pass_delta_e(o_pred, e_s, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide)
+        de = two_pass_delta_e(o_pred, e_s, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide)
+    return _fold_alpha_and_cover(de, inputs, alignment, scale), threshold, scale
+
+
+def _fold_alpha_and_cover(de: np.ndarray, inputs: _Inputs, alignment, scale: _Scale) -> np.ndarray:
+    """``de`` (at ``scale``, ``alignment`` in its pixels) with alpha changes folded in (100 per unit of alpha)
+    and 0 where the edit does not cover the original."""
     if inputs.o_alpha is not None:
         e_alpha_s = scale.small(inputs.e_alpha[..., None]).reshape(scale.dh, scale.dw, 1)
         if alignment.ok and not alignment.is_identity:
@@ -407,24 +414,22 @@ def _difference_map(
         de = np.maximum(de, 100.0 * np.abs(scale.small_plane(inputs.o_alpha) - e_alpha_s[..., 0]))
     if inputs.valid is not None:
         de = np.where(scale.small_plane(inputs.valid) > 0.999, de, 0.0)
-    return de, threshold, rerendered
+    return de
 
 
 def _detect(
-    de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions, notes: list[str], rerendered: int = 0
+    de: np.ndarray, threshold: float, scale: _Scale, opts: MergeOptions, notes: list[str], median: bool = True
 ) -> np.ndarray:
-    """Threshold and clean the ΔE map, then bring it to full resolution and grow it: the hard mask.
-    ``rerendered``: regions the half-size clean-up already left out as re-rendered texture (rerendered_delta_e),
-    counted in the note with the ones left out here."""
+    """Threshold and clean the ΔE map (at ``scale``), then bring it to full resolution and grow it: the hard mask.
+    ``median``: filter the thresholded map (not on a half-size map: see _WIDE_SPREAD)."""
     # A 5x5 median removes isolated noisy pixels before thresholding without moving region edges. The median
     # commutes with the threshold (a pixel passes when most of its 25 neighbours do), and on 8-bit masks
     # OpenCV's median is many times faster than on the float map.
     detected = de > threshold
-    if min(scale.dh, scale.dw) >= 5:
+    if median and min(scale.dh, scale.dw) >= 5:
         detected = cv2.medianBlur(detected.view(np.uint8), 5).view(bool)
     min_area = opts.min_area * scale.factor**2
     detected, dropped = clean_regions(detected, de, threshold, min_area, _SCATTER_FAR_PX * scale.factor)
-    dropped += rerendered
     if dropped:
         notes.append(
             f"{dropped} small faint regions scattered far from the main change left out (re-rendered texture, "
@@ -556,13 +561,11 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
         if not (opts.force_merge or (user_mask is not None and opts.user_mask_mode == "replace")):
             return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
     # Candidates nearly everywhere (a re-rendered frame): the half-size pass would only lead to one full pass.
-    de, threshold, rerendered = _difference_map(
+    de, threshold, map_scale = _difference_map(
         o_pred, e_s, inputs, alignment, scale, opts, halves, wide=spread > _WIDE_SPREAD
     )
-
-    hard = _with_user_mask(
-        _detect(de, threshold, scale, opts, inputs.notes, rerendered), user_mask, opts.user_mask_mode, inputs.notes
-    )
+    detected = _detect(de, threshold, map_scale, opts, inputs.notes, median=map_scale is scale)
+    hard = _with_user_mask(detected, user_mask, opts.user_mask_mode, inputs.notes)
     if inputs.valid is not None:
         hard = hard & inputs.valid
     soft = feather_mask(hard, int(opts.feather))
@@ -572,7 +575,9 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
     merged, poisson_info = _blend(*inputs.stacks(), shift, hard, soft, opts)
     merged_out = np.concatenate([merged[..., :1], merged[..., 3:]], axis=2) if inputs.grey else merged
     preview = _outline_preview(merged[..., :3], hard)
-    report = _report(alignment, shift, color_fix, threshold, hard, poisson_info, scale, opts, inputs.notes, t0, kind)
+    report = _report(
+        alignment, shift, color_fix, threshold, hard, poisson_info, map_scale, opts, inputs.notes, t0, kind
+    )
     return MergeResult(merged_out, hard.astype(np.float32), soft, preview, report)
 
 

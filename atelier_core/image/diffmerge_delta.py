@@ -5,8 +5,6 @@ answer for a fraction of the cost when the edit is local: a pass at half size wi
 candidate areas, and only the pixels near candidates (a list of pixels when they are few, strips of tiles
 holding them otherwise) are computed at full detection size; everywhere else the map is 0 (below any threshold).
 Between bounds that need no hue angle, only the pixels they cannot settle get the whole CIEDE2000 formula.
-A frame the model re-rendered all over (candidates nearly everywhere) has its regions decided at half size
-instead (``rerendered_delta_e``): full-size values only near the regions kept there.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ import numpy as np
 
 from . import color as _color
 from . import threads as _threads
-from .diffmerge_mask import clean_regions
 
 # ΔE2000 never exceeds about 2.05x ΔE76 (its lightness, chroma and hue terms are each divided by weights >= 1,
 # the a' stretch is at most 1.5x and the rotation term adds at most 87%), so pixels whose ΔE76 is below
@@ -220,81 +217,19 @@ def two_pass_delta_e(
     return _tile_pass(original_rgb, edit_rgb, tiles, formula, threshold, sigma, envelope)
 
 
-# Detection pixels around the regions the half-size clean-up keeps in which rerendered_delta_e computes the
-# full-size map: a region's outline at full size reaches past its half-size one (a 2x2 average and the
-# envelope, twice as wide there, weaken its edge), and a wider band takes in the re-rendered texture around it.
-# On the insertion pair of bench/bench_realpairs.py, against the one full pass (mask 14.67 % of the frame, 0.57 %
-# changed farther than 48 px from the boy): 8 px gives 14.45 % (97.7 % of the one pass's pixels; the 0.11 % of
-# the frame it adds are texture the one pass left out) and 0.69 % far; 4 px 97.0 %; 12 and 24 px 0.81 and 0.90 %
-# far.
-RERENDER_MARGIN = 8
-# Side of the tiles the full-size map is computed on there (half SPREAD_TILE): the kept regions' ragged outlines
-# leave fewer pixels in 32 px tiles than in 64 px ones, for more blur context per pixel (the insertion pair: 4-6 %
-# less CPU for the whole merge than with 64 px, the same map).
-_RERENDER_TILE = 32
-
-
-def rerendered_delta_e(
-    original_rgb: np.ndarray,
-    edit_rgb: np.ndarray,
-    formula: str,
-    threshold: float,
-    sigma: float,
-    envelope: int,
-    halves: tuple[np.ndarray, np.ndarray],
-    min_area: float,
-    far: float,
-    valid: np.ndarray | None = None,
-) -> tuple[np.ndarray | None, int]:
-    """The map of a frame the model re-rendered all over (candidates in most tiles), its regions decided at half
-    size: the half-size map (``threshold`` as it is, ``sigma`` halved) is thresholded and cleaned up
-    (clean_regions with ``min_area`` and ``far`` given in detection pixels, halved here), and the full-size map
-    (as delta_e_map gives it) is computed only within RERENDER_MARGIN px of the regions it keeps, 0 elsewhere, for
-    the caller's own clean-up to draw their outlines.
-    -> (map, regions left out as re-rendered texture at half size); (None, 0) when the half-size clean-up finds
-    no re-rendered texture (the caller then makes its one full pass). ``valid``: detection pixels that can
-    change (None: all).
-
-    A re-rendered frame's texture passes the threshold in thousands of small places: computing all of them at
-    full size and labelling them on the whole frame is most of such a merge's work, for pixels the clean-up
-    then leaves out. There is no median filter at half size (a stroke 1-2 px wide at full size is one pixel
-    wide there and would not survive it): the clean-up's minimum area takes the specks."""
-    h, w = original_rgb.shape[:2]
-    de_half = delta_e_map(halves[0], halves[1], formula, threshold, sigma / 2, envelope)
-    if valid is not None:
-        half_valid = cv2.resize(valid.astype(np.float32), de_half.shape[::-1], interpolation=cv2.INTER_AREA)
-        de_half[half_valid < 0.999] = 0.0
-    kept, dropped = clean_regions(de_half > threshold, de_half, threshold, min_area / 4, far / 2)
-    if not dropped:
-        return None, 0
-    # Each half-size pixel stands for its 2x2 full-size pixels; an odd last row or column repeats its neighbour.
-    near = np.repeat(np.repeat(kept.view(np.uint8), 2, axis=0), 2, axis=1)
-    near = np.pad(near, ((0, h - near.shape[0]), (0, w - near.shape[1])), mode="edge")
-    near = cv2.dilate(near, np.ones((2 * RERENDER_MARGIN + 1,) * 2, np.uint8)).view(bool)
-    tile = _RERENDER_TILE
-    rows, cols = -(-h // tile), -(-w // tile)
-    grid = np.zeros((rows * tile, cols * tile), bool)
-    grid[:h, :w] = near
-    tiles = grid.reshape(rows, tile, cols, tile).any(axis=(1, 3))
-    de = _tile_pass(original_rgb, edit_rgb, tiles, formula, threshold, sigma, envelope, tile)
-    de[~near] = 0.0
-    return de, dropped
-
-
 def _runs(row: np.ndarray) -> list[tuple[int, int]]:
     """(start, stop) of each run of True in a 1-D bool array."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
     return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
 
 
-def _tile_pass(
-    original_rgb, edit_rgb, tiles, formula: str, threshold: float, sigma: float, envelope: int, tile: int = SPREAD_TILE
-):
-    """The full-size map on the runs of ``tiles`` (a (rows, cols) bool grid of ``tile`` px tiles), 0
+def _tile_pass(original_rgb, edit_rgb, tiles, formula: str, threshold: float, sigma: float, envelope: int):
+    """The full-size map on the runs of ``tiles`` (a (rows, cols) bool grid of SPREAD_TILE px tiles), 0
     elsewhere: each run through _map_box (blurred with its context, only the run plus the envelope's context
     through the costly Lab steps), the strips of tiles on the thread pool when they cover enough pixels."""
     h, w = original_rgb.shape[:2]
     out = np.zeros((h, w), np.float32)
+    tile = SPREAD_TILE
 
     def strip(ty: int) -> None:
         y0, y1 = ty * tile, min(h, (ty + 1) * tile)
