@@ -154,7 +154,6 @@ def _refine(
     r = ref[ys, xs].astype(np.float32)
     gxm = cv2.Sobel(mov, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
     gym = cv2.Sobel(mov, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    half = r.size // 2
     ones = np.ones(r.size, np.float32)
     gain, offset = 1.0, 0.0
     for _ in range(iterations):
@@ -169,10 +168,7 @@ def _refine(
         gx *= np.float32(a.scale)
         gy *= np.float32(a.scale)
         resid = np.float32(gain) * warped + np.float32(offset) - r
-        # The median absolute residual from one partition (np.median, or a partition at both middle values, costs
-        # several times more): the upper middle value, and the largest below it.
-        spread = np.partition(np.abs(resid), half)
-        mad = 0.5 * float(spread[half] + spread[:half].max()) * 1.4826 + 1e-4
+        mad = _median(np.abs(resid)) * 1.4826 + 1e-4
         u = resid / np.float32(4.685 * mad)
         wts = np.where(np.abs(u) < 1, (1 - u * u) ** 2, np.float32(0.0))
         # ref ~ gain' * warped + offset' + gain * (gradient . motion change)
@@ -378,6 +374,16 @@ def _tukey_loss(resid: np.ndarray, scale: float) -> float:
     return float((1.0 - (1.0 - u2) ** 3).sum())
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median of a 1-D array, the same value, from one partition (np.median's costs several times more)."""
+    n = values.size
+    half = n // 2
+    part = np.partition(values, half)
+    if n % 2:
+        return float(part[half])
+    return float(np.mean([part[:half].max(), part[half]]))
+
+
 # The drift fit works on channel-major (3, N) samples: numpy runs an (N, 3) array's per-channel arithmetic as
 # N loops of 3, several times slower than 3 loops of N.
 def _column(v) -> np.ndarray | float:
@@ -399,9 +405,10 @@ def _robust_start(ref: np.ndarray, mov: np.ndarray) -> tuple[np.ndarray, np.ndar
     for c in range(3):
         lit = mov[c] > 0.02
         if lit.sum() >= 16:
-            gain[c] = float(np.median(ref[c, lit] / mov[c, lit]))
+            gain[c] = _median(ref[c, lit] / mov[c, lit])
     gain = np.clip(gain, *GAIN_RANGE)
-    return gain, np.median(ref - _column(gain) * mov, axis=1)
+    offsets = ref - _column(gain) * mov
+    return gain, np.array([_median(row) for row in offsets])
 
 
 def _reweighted_fit(ref: np.ndarray, mov: np.ndarray, gain: np.ndarray, offset: np.ndarray):
@@ -409,7 +416,7 @@ def _reweighted_fit(ref: np.ndarray, mov: np.ndarray, gain: np.ndarray, offset: 
     resid = _residual(ref, mov, gain, offset)
     # The noise scale is fixed from the start (median residual of the better of start and identity), so a
     # shrinking scale cannot talk the fit into ever fewer inliers; 1e-4 floors it for noiseless inputs.
-    scale = max(float(min(np.median(resid), np.median(_residual(ref, mov, 1.0, 0.0)))) * 1.4826, 1e-4)
+    scale = max(min(_median(resid), _median(_residual(ref, mov, 1.0, 0.0))) * 1.4826, 1e-4)
     wts = _tukey(resid, scale)
     for _ in range(10):
         sw = wts.sum()

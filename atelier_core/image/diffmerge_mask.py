@@ -98,10 +98,17 @@ def feather_mask(hard: np.ndarray, feather: int) -> np.ndarray:
     if feather <= 0 or not hard.any() or hard.all():
         return hard.astype(np.float32)
     box = _bbox(hard, feather + 1)
-    d = _distance_outside(hard[box])
-    t = np.clip(1.0 - d / float(feather + 1), 0.0, 1.0)
+    # In place on the distances (the same operations in the same order as t * t * (3 - 2 t) with
+    # t = clip(1 - d / (feather + 1), 0, 1)): each fresh box-sized temporary costs more than its arithmetic.
+    t = _distance_outside(hard[box])
+    np.divide(t, np.float32(feather + 1), out=t)
+    np.subtract(np.float32(1.0), t, out=t)
+    np.clip(t, 0.0, 1.0, out=t)
+    rise = np.multiply(t, np.float32(2.0))
+    np.subtract(np.float32(3.0), rise, out=rise)
+    np.multiply(t, t, out=t)
     soft = np.zeros(hard.shape, np.float32)
-    soft[box] = t * t * (3.0 - 2.0 * t)
+    np.multiply(t, rise, out=soft[box])
     return soft
 
 
@@ -118,7 +125,9 @@ def _outline_preview(image_rgb: np.ndarray, hard: np.ndarray) -> np.ndarray:
     # 60% image + 40% red, written in place under the mask (masked OpenCV ops leave the other pixels alone).
     cv2.add(crop * np.float32(0.6), (0.4, 0.06, 0.04, 0.0), dst=crop, mask=m)
     edge = cv2.morphologyEx(m, cv2.MORPH_GRADIENT, np.ones((2 * width + 1,) * 2, np.uint8))
-    np.copyto(crop, np.array([1.0, 0.9, 0.0], np.float32), where=edge.view(bool)[..., None])
+    # The outline's few pixels by index (a broadcast masked copy reads the whole crop at a tenth of the speed).
+    ys, xs = np.nonzero(edge)
+    crop[ys, xs] = np.array([1.0, 0.9, 0.0], np.float32)
     return preview
 
 
