@@ -73,15 +73,12 @@ def test_default_tolerance_error_is_a_small_fraction_of_an_8bit_level():
     assert info.unknowns == int(region.sum()) and info.cycles >= 1
 
 
-@pytest.mark.parametrize("few_parts", [0, 32])
 @pytest.mark.parametrize("direct_up_to", [0, 4000])
-def test_correction_solves_scattered_parts_one_by_one_as_one_system(monkeypatch, direct_up_to, few_parts):
+def test_correction_solves_scattered_parts_one_by_one_as_one_system(monkeypatch, direct_up_to):
     """A large part and small ones scattered over the frame (one at the image border, two touching only at a
     corner, which are separate 4-connected parts) are solved part by part: the same answer as the textbook,
-    whether each part goes through the multigrid or (small parts) through one direct factorisation, and
-    whether the parts' boxes come from the labelling's statistics or (a few parts) from each part's mask."""
+    whether each part goes through the multigrid or (small parts) through one direct factorisation."""
     monkeypatch.setattr(poisson, "_DIRECT_UNKNOWNS", direct_up_to)
-    monkeypatch.setattr(poisson, "_FEW_PARTS", few_parts)
     rng = np.random.default_rng(5)
     h, w = 90, 120
     original = rng.random((h, w, 3)).astype(np.float32)
