@@ -138,6 +138,22 @@ def merge_node_defaults() -> dict:
     }
 
 
+# Values per block of _all_finite: the block and its mask stay in the cache.
+_FINITE_BLOCK = 1 << 18
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """np.isfinite(arr).all(), block by block into one small mask (a frame-sized mask is fresh memory, which costs
+    more than the test: a third of the time at 4096 px)."""
+    flat = arr.reshape(-1)
+    mask = np.empty(min(_FINITE_BLOCK, flat.size), bool)
+    for start in range(0, flat.size, _FINITE_BLOCK):
+        block = flat[start : start + _FINITE_BLOCK]
+        if not np.isfinite(block, out=mask[: block.size]).all():
+            return False
+    return True
+
+
 def _check_image(name: str, image) -> np.ndarray:
     arr = np.asarray(image)
     if arr.ndim == 2:
@@ -150,9 +166,7 @@ def _check_image(name: str, image) -> np.ndarray:
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise AtelierError(f"Kontext Diff-Merge: the {name} image is empty")
     arr = arr.astype(np.float32, copy=False)
-    # NaN spreads to the minimum and the maximum, an infinity is one of them: two reductions with no temporary
-    # (np.isfinite's mask is a fresh frame-sized array, which costs more than the test).
-    if not (np.isfinite(arr.min()) and np.isfinite(arr.max())):
+    if not _all_finite(arr):
         raise AtelierError(
             f"Kontext Diff-Merge: the {name} image contains NaN or infinite pixels; "
             "check the node that produced it (a VAE decode in fp16 can overflow)"
