@@ -487,7 +487,8 @@ def _blend_crop(o_crop, e_crop, region, hard, opts: MergeOptions):
     if opts.blend == "poisson":
         # The correction lives on the region's box plus its ring, which is exactly the crop.
         correction, _, info = _poisson.poisson_correction(o_crop, e_crop, region, tol=_POISSON_TOL)
-        return np.add(e_crop, correction, dtype=np.float32), info
+        correction += e_crop  # the blended crop, in the correction's own memory (a fresh crop costs more)
+        return correction, info
     if opts.blend == "multiband":
         # Band count follows the feather: the coarsest band blends over about the feather width, so the
         # original's low frequencies do not leak into the middle of a small edited region.
