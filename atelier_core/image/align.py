@@ -375,7 +375,7 @@ def _tukey_loss(resid: np.ndarray, scale: float) -> float:
 
 
 def _median(values: np.ndarray) -> float:
-    """np.median of a 1-D array, the same value, from one partition (np.median's costs several times more)."""
+    """np.median of a 1-D array, the same value, from one partition (np.median costs several times more)."""
     n = values.size
     half = n // 2
     part = np.partition(values, half)

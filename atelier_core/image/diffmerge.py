@@ -66,11 +66,10 @@ _POISSON_TOL = 8e-3
 _SCATTER_FAR_PX = 48.0
 # Share of the tiles the quick map finds candidates in above which the frame changed all over (a re-render: the
 # model redrew unchanged texture everywhere, as on the insertion pair of bench/bench_realpairs.py): detection then
-# runs on the half-size copies (half the detection scale). At full size the ΔE map and its clean-up would work on
-# nearly every pixel for detail that is the re-render's (the clean-up leaves it out: 63-95 small faint regions on
-# the insertion pair), and half of that pair's merge went there; the half-size mask, brought to full size, differs
-# from the full-size one only along its outline (a pixel or two, under the blend's feather and the Poisson
-# correction). No median filter at half size: the 2x2 average has evened out the noise it removes at full size,
+# runs on the half-size copies (half the detection scale). At full size the ΔE map and its clean-up work on nearly
+# every pixel for detail that is the re-render's (the clean-up leaves it out: 91 small faint regions on the
+# insertion pair), 62 of that pair's 152 ms; the half-size mask, brought to full size, differs from the full-size
+# one only along its outline (a pixel or two, under the blend's feather and the Poisson correction). No median filter at half size: the 2x2 average has evened out the noise it removes at full size,
 # and a stroke 1-2 px wide at full size is one pixel wide there (the clean-up's minimum area takes the specks).
 # On the nine real pairs the quick share is 0.80 on the insertion pair and 0.03-0.33 on the other local ones.
 _WIDE_SPREAD = 0.7
@@ -577,7 +576,7 @@ def diff_merge(original, edited, options: MergeOptions | None = None, user_mask=
         # A mask that replaces the detection says where the edit goes: that is a merge the user asked for.
         if not (opts.force_merge or (user_mask is not None and opts.user_mask_mode == "replace")):
             return _whole_edit(inputs, kind, alignment, color_fix, scale, opts, t0)
-    # Candidates nearly everywhere (a re-rendered frame): the half-size pass would only lead to one full pass.
+    # Candidates nearly everywhere (a re-rendered frame): detected on the half-size copies (see _WIDE_SPREAD).
     de, threshold, map_scale = _difference_map(
         o_pred, e_s, inputs, alignment, scale, opts, halves, wide=spread > _WIDE_SPREAD
     )
