@@ -28,6 +28,20 @@ def _both(monkeypatch, original, edited, options=None):
     return one, two
 
 
+def _map_shapes(monkeypatch, module) -> list:
+    """The shapes of the images delta_e_map is called on through ``module``, recorded in order (the maps are still
+    computed)."""
+    shapes = []
+    real = diffmerge_delta.delta_e_map
+
+    def recording(*args, **kwargs):
+        shapes.append(args[0].shape[:2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "delta_e_map", recording)
+    return shapes
+
+
 def _drifted(image, seed=3, size="large"):
     rng = np.random.default_rng(seed)
     return diffmerge_chain.drift_for(size, rng).apply(image, rng)
@@ -65,14 +79,7 @@ def test_thin_strokes_and_faint_wide_changes_are_not_lost_by_the_half_size_pass(
 def test_a_change_all_over_the_frame_falls_back_to_one_pass(monkeypatch):
     photo = _photo("chelsea_451x300.jpg", 1024)
     noisy = np.clip(photo + np.random.default_rng(0).normal(0, 0.06, photo.shape).astype(np.float32), 0, 1)
-    calls = []
-    real = diffmerge_delta.delta_e_map
-
-    def counting(*args, **kwargs):
-        calls.append(args[0].shape[:2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(diffmerge_delta, "delta_e_map", counting)
+    calls = _map_shapes(monkeypatch, diffmerge_delta)
     first = diffmerge_delta.two_pass_delta_e(photo, noisy, "ciede2000", 6.0, 1.0, 1)
     # The half-size pass, then one pass over the whole frame (no tiles).
     assert calls == [(512, 512), (1024, 1024)]
@@ -201,14 +208,7 @@ def test_a_frame_re_rendered_all_over_is_detected_at_half_size(monkeypatch, colo
     re-rendered patches are left out, and elsewhere the mask differs from the full-size one only along its
     outline."""
     photo, edit, obj, strokes, patches = _rerendered_frame(colour)
-    maps = []
-    real = diffmerge_delta.delta_e_map
-
-    def spy(*args, **kwargs):
-        maps.append(args[0].shape[:2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(diffmerge, "delta_e_map", spy)
+    maps = _map_shapes(monkeypatch, diffmerge)
     r = diffmerge.diff_merge(photo, edit)
     assert maps == [(512, 512)]  # one map, on the half-size copies (the quick map is diffmerge_kind's own)
     assert r.report["detect_size"] == [512, 512]
