@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from atelier_core.image import color, diffmerge, diffmerge_chain, diffmerge_delta, diffmerge_kind, threads
+from atelier_core.image import align, color, diffmerge, diffmerge_chain, diffmerge_delta, diffmerge_kind, threads
 
 DATA = Path(__file__).parent / "data"
 
@@ -242,6 +242,11 @@ def test_alpha_changes_and_uncovered_pixels_count_at_half_size_too():
     assert (r.hard_mask[704:756, 154:226] > 0).all()
     assert np.array_equal(r.merged[700:760, 150:230, 3], alpha_e[700:760, 150:230, 0])
     assert not (r.hard_mask[900:, :100] > 0).any()  # and nothing new where nothing changed
+    # The edit moved 6 px down: aligned back, its bottom 6 rows have nothing behind them and stay the original's.
+    moved = align.warp_image(edit, align.Alignment(0.0, 6.0))
+    r = diffmerge.diff_merge(photo, moved)
+    assert r.report["detect_size"] == [512, 512] and r.report["shift_y"] == pytest.approx(-6.0, abs=0.1)
+    assert np.array_equal(r.merged[-6:], photo[-6:]) and not (r.hard_mask[-6:] > 0).any()
 
 
 @pytest.mark.parametrize("sigma, envelope", [(1.0, 1), (0.0, 2), (1.0, 0)])
