@@ -69,8 +69,9 @@ _SCATTER_FAR_PX = 48.0
 # runs on the half-size copies (half the detection scale). At full size the ΔE map and its clean-up work on nearly
 # every pixel for detail that is the re-render's (the clean-up leaves it out: 91 small faint regions on the
 # insertion pair), 62 of that pair's 152 ms; the half-size mask, brought to full size, differs from the full-size
-# one only along its outline (a pixel or two, under the blend's feather and the Poisson correction). No median filter at half size: the 2x2 average has evened out the noise it removes at full size,
-# and a stroke 1-2 px wide at full size is one pixel wide there (the clean-up's minimum area takes the specks).
+# one only along its outline (a pixel or two, under the blend's feather and the Poisson correction). No median
+# filter at half size: the 2x2 average has evened out the noise it removes at full size, and a stroke 1-2 px wide
+# at full size is one pixel wide there (the clean-up's minimum area takes the specks).
 # On the nine real pairs the quick share is 0.80 on the insertion pair and 0.03-0.33 on the other local ones.
 _WIDE_SPREAD = 0.7
 
@@ -402,11 +403,11 @@ def _difference_map(
     when made already. ``wide``: the quick map found candidates nearly everywhere (a frame the model re-rendered
     all over): the map is then made on the half-size copies, at half the detection scale (see _WIDE_SPREAD)."""
     formula = opts.formula.lower()
+    threshold = float(opts.threshold)
     if opts.auto_threshold:  # the threshold comes from the whole map's histogram: one full pass
         de = delta_e_map(o_pred, e_s, formula, None, opts.denoise_sigma, opts.envelope)
         threshold = _auto_threshold(de.ravel(), floor=2.0)
     elif wide and halves is not None:
-        threshold = float(opts.threshold)
         de = delta_e_map(halves[0], halves[1], formula, threshold, opts.denoise_sigma / 2, opts.envelope)
         half = scale.halved(*de.shape)
         inputs.notes.append(
@@ -414,7 +415,6 @@ def _difference_map(
         )
         return _fold_alpha_and_cover(de, inputs, alignment.scaled(half.dw / scale.dw), half), threshold, half
     else:
-        threshold = float(opts.threshold)
         de = two_pass_delta_e(o_pred, e_s, formula, threshold, opts.denoise_sigma, opts.envelope, halves, wide=wide)
     return _fold_alpha_and_cover(de, inputs, alignment, scale), threshold, scale
 

@@ -521,14 +521,13 @@ def _separate_parts(region: np.ndarray) -> list[tuple] | None:
     n, labels = cv2.connectedComponents(region.view(np.uint8), connectivity=4)
     if not 2 < n <= _MAX_PARTS + 1:
         return None
-    boxes = ndimage.find_objects(labels)
-    rects = np.array([(b[1].start, b[0].start, b[1].stop - b[1].start, b[0].stop - b[0].start) for b in boxes])
-    if (rects[:, 2] * rects[:, 3]).sum() > _MAX_PARTS_SHARE * region.size:
+    boxes = ndimage.find_objects(labels)  # (rows, columns) slices, label 1 first
+    if sum((r.stop - r.start) * (c.stop - c.start) for r, c in boxes) > _MAX_PARTS_SHARE * region.size:
         return None
     h, w = region.shape
     parts = []
-    for i, (x, y, bw, bh) in enumerate(rects.tolist(), start=1):
-        sub, borders = _ringed(y, y + bh, x, x + bw, h, w)
+    for i, (rows, cols) in enumerate(boxes, start=1):
+        sub, borders = _ringed(rows.start, rows.stop, cols.start, cols.stop, h, w)
         parts.append((sub, borders, labels[sub] == i))
     return parts
 
